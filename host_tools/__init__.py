@@ -1,0 +1,1 @@
+"""dhtlink host tools: the `dhtlink` CLI and the virtual board."""

@@ -1,0 +1,51 @@
+"""`dhtlink`: one thin subcommand per verb.
+
+Each verb lives in its own module under host_tools/ and exposes
+`register(subparsers)`, which adds its parser and sets `func=run` on it; `run(args)`
+returns the exit status. The work itself is in library functions that tests call directly.
+"""
+
+import argparse
+import importlib
+import sys
+
+from cloud import __version__
+
+VERB_MODULES = ()
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class CommandError(Exception):
+    """A command that could not do its job: printed as one line, exit status 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dhtlink", description="Flash, provision, serve and bench-test dhtlink sensor nodes."
+    )
+    parser.add_argument("--version", action="version", version=f"dhtlink {__version__}")
+    subparsers = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
+    for name in VERB_MODULES:
+        importlib.import_module(f"host_tools.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UsageError as error:
+        print(f"dhtlink {args.verb}: {error}", file=sys.stderr)
+        return 2
+    except CommandError as error:
+        print(f"dhtlink {args.verb}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
