@@ -27,3 +27,29 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The local endpoint: 127.0.0.1:$(PORT) (default 8080), data in $(DATA_DIR) (default .dhtlink).
+serve: $(STAMP)
+	$(DHTLINK) serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+
+# The main job: local endpoint + a fleet of virtual boards running the real firmware.
+bench: $(STAMP)
+	$(DHTLINK) bench $(BENCH_ARGS)
+
+# Board targets: PORT=/dev/ttyUSB0 picks the serial port when more than one board is attached.
+flash: $(STAMP)
+	$(DHTLINK) flash $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(if $(ERASE),--erase)
+
+provision: $(STAMP)
+	$(DHTLINK) provision $(if $(PORT),--port $(PORT)) --device-id "$(DEVICE_ID)" --wifi-ssid "$(WIFI_SSID)" \
+		$(if $(WIFI_PASSWORD_FILE),--wifi-password-file $(WIFI_PASSWORD_FILE)) --endpoint "$(ENDPOINT)" \
+		$(if $(AWS),--aws)
+
+repl: $(STAMP)
+	$(DHTLINK) repl $(if $(PORT),--port $(PORT))
+
+deploy: $(STAMP)
+	$(DHTLINK) deploy $(if $(STACK),--stack $(STACK))
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
