@@ -1,0 +1,189 @@
+# The sensor cycle: wake, read, spool, send when a batch is due, sleep.
+# Everything that must survive deep sleep but not power loss lives in RTC memory
+# (a small JSON object); everything that must survive power loss is in the spool.
+import gc
+import json
+import os
+import time
+import machine
+import log
+
+FW = "0.1.0"
+AWAKE_CAP_MS = 8000  # hard cap on a cycle's awake time, Wi-Fi and server down included
+WIFI_BUDGET_MS = 4000
+WDT_MS = 30000  # longer than the awake cap; a hung cycle resets the board
+SAFE = "SAFE"
+CRASH_LIMIT = 3
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def rtc_load():
+    try:
+        return json.loads(machine.RTC().memory() or b"{}")
+    except ValueError:
+        return {}
+
+
+def rtc_save(rtc):
+    machine.RTC().memory(json.dumps(rtc).encode())
+
+
+def _batch_due(cfg, spool, clock):
+    if spool.depth() >= cfg["batch_size"]:
+        return True
+    if not clock.valid():
+        return True  # only a connection can set the clock
+    oldest = spool.peek(1)
+    return bool(oldest) and clock.unix() - oldest[0][1] >= cfg["max_batch_delay_s"]
+
+
+class Node:
+    def __init__(self, cfg, rtc):
+        import clock
+        import sensor
+        import spool
+        import wifi
+
+        self.cfg = cfg
+        self.rtc = rtc
+        self.clock = clock
+        self.spool = spool.Spool(cfg["spool_max"])
+        cause = machine.reset_cause()
+        if cause != machine.DEEPSLEEP_RESET:
+            if not clock.valid():
+                self.spool.new_clock_epoch()
+            rtc.pop("tx_next", None)  # a fresh start tries to send at once
+        rtc["boot"] = rtc.get("boot", 0) + 1
+        s = cfg["sensor"]
+        # The DHT stays powered through deep sleep; after power-on it needs its settle time.
+        self.sensor = sensor.Sensor(s["type"], s["pin"], 10000 if cause == machine.DEEPSLEEP_RESET else 0)
+        self.wifi = wifi.WiFi(cfg["wifi"], rtc, cfg["static_ip"])
+
+    def status(self):
+        return {
+            "fw": FW,
+            "rssi": self.wifi.rssi(),
+            "heap_free": gc.mem_free(),
+            "boot": self.rtc["boot"],
+            "sensor_errors": self.rtc.get("sensor_errors", 0),
+            "dropped": self.spool.dropped,
+        }
+
+    def _heap_mark(self):
+        used = gc.mem_alloc()
+        if used > self.rtc.get("heap_hw", 0):
+            self.rtc["heap_hw"] = used
+
+    def cycle(self, wdt):
+        """One wake: returns the ms to sleep until the next reading is due."""
+        start = time.ticks_ms()
+        deadline = time.ticks_add(start, AWAKE_CAP_MS)
+        cfg, rtc, clock = self.cfg, self.rtc, self.clock
+        reading = self.sensor.read()
+        if reading:
+            synced = clock.valid()
+            self.spool.append(clock.unix(), reading[0], reading[1], synced)
+        else:
+            rtc["sensor_errors"] = rtc.get("sensor_errors", 0) + 1
+            rtc["last_error"] = self.sensor.last_error
+            log.warn("sensor: %s" % self.sensor.last_error)
+        self._heap_mark()
+        wdt.feed()
+        if self.spool.depth() and _batch_due(cfg, self.spool, clock):
+            import transport
+
+            if transport.backoff_due(rtc, clock.unix()):
+                budget = min(WIFI_BUDGET_MS, time.ticks_diff(deadline, time.ticks_ms()))
+                if self.wifi.connect(budget):
+                    if not clock.valid():
+                        clock.ntp(self.spool)
+                    gc.collect()
+                    n = transport.deliver(cfg, self.spool, clock, rtc, self.status(), log, deadline)
+                    rtc["requests"] = rtc.get("requests", 0) + n
+                    self._heap_mark()
+                    if cfg["mode"] == "deep_sleep":
+                        self.wifi.off()
+        wdt.feed()
+        awake = time.ticks_diff(time.ticks_ms(), start)
+        return max(0, cfg["interval_s"] * 1000 - awake)
+
+
+def report():
+    """One JSON line for `dhtlink status`: no secret, no Wi-Fi password."""
+    import config
+    import spool
+
+    out = {"fw": FW, "safe_mode": _exists(SAFE)}
+    rtc = rtc_load()
+    out["sensor_errors"] = rtc.get("sensor_errors", 0)
+    out["last_error"] = rtc.get("last_error")
+    out["heap_hw"] = rtc.get("heap_hw", 0)
+    out["requests"] = rtc.get("requests", 0)
+    out["boot"] = rtc.get("boot", 0)
+    try:
+        cfg = config.load()
+        out["device_id"] = cfg["device_id"]
+        out["config"] = config.summary(cfg)
+        sp = spool.Spool(cfg["spool_max"])
+    except config.ConfigError as e:
+        out["config_error"] = str(e)
+        sp = spool.Spool()
+    out["spool_depth"] = sp.depth()
+    out["next_seq"] = sp.next_seq
+    out["dropped"] = sp.dropped
+    print(json.dumps(out))
+
+
+def _safe_mode(why):
+    print("dhtlink: safe mode (%s). The app is not running; the REPL is yours." % why)
+    print("Leave it with `dhtlink safe-mode off` (removes the SAFE file and resets).")
+
+
+def main():
+    import config
+
+    if _exists(SAFE):
+        _safe_mode("SAFE file present")
+        return
+    rtc = rtc_load()
+    if machine.reset_cause() in (machine.PWRON_RESET, machine.HARD_RESET):
+        rtc.pop("crashes", None)  # a person power-cycled it: give the app another try
+    if rtc.get("crashes", 0) >= CRASH_LIMIT:
+        with open(SAFE, "w") as f:
+            f.write("crashed %d boots in a row\n" % rtc["crashes"])
+        rtc["crashes"] = 0
+        rtc_save(rtc)
+        log.error("safe mode after %d crashing boots" % CRASH_LIMIT)
+        _safe_mode("%d crashing boots in a row" % CRASH_LIMIT)
+        return
+    try:
+        cfg = config.load()
+    except config.ConfigError as e:
+        print("dhtlink: not starting:", e)
+        return
+    wdt = machine.WDT(timeout=WDT_MS)
+    try:
+        node = Node(cfg, rtc)
+        while True:
+            sleep_ms = node.cycle(wdt)
+            rtc["crashes"] = 0
+            if cfg["mode"] == "always_on":
+                machine.lightsleep(sleep_ms)
+                wdt.feed()
+                continue
+            rtc_save(rtc)
+            machine.deepsleep(sleep_ms)
+    except Exception as e:  # noqa: BLE001 - any crash must end in a counted reset, not a hang
+        rtc["crashes"] = rtc.get("crashes", 0) + 1
+        rtc["last_error"] = "crash: %r" % e
+        rtc_save(rtc)
+        log.error("crash %d: %r" % (rtc["crashes"], e))
+        time.sleep_ms(1000)
+        machine.reset()

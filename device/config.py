@@ -1,0 +1,107 @@
+# config.json: read once at boot and validated key by key, so a typo is named
+# at the REPL instead of turning into a crash loop.
+import json
+
+PATH = "config.json"
+
+DEFAULTS = {
+    "sensor": {"type": "DHT22", "pin": 4},
+    "interval_s": 60,
+    "batch_size": 20,
+    "max_batch_delay_s": 1200,
+    "mode": "deep_sleep",
+    "spool_max": 5000,
+    "static_ip": None,
+}
+MODES = ("deep_sleep", "always_on")
+SENSORS = ("DHT22", "DHT11")
+HEX = "0123456789abcdef"
+ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _int(cfg, key, lo, hi):
+    v = cfg[key]
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise ConfigError("%s: must be a whole number from %d to %d, got %r" % (key, lo, hi, v))
+
+
+def validate(cfg):
+    if not isinstance(cfg, dict):
+        raise ConfigError("config.json must hold a JSON object")
+    for key in ("device_id", "secret", "wifi", "endpoint"):
+        if key not in cfg:
+            raise ConfigError("%s: missing (run `dhtlink provision` to write config.json)" % key)
+    known = ("device_id", "secret", "wifi", "endpoint")
+    for key in cfg:
+        if key not in DEFAULTS and key not in known:
+            raise ConfigError("%s: unknown key (check the spelling; see docs/firmware.md)" % key)
+    for key in DEFAULTS:
+        if key not in cfg:
+            cfg[key] = DEFAULTS[key]
+    dev = cfg["device_id"]
+    if not isinstance(dev, str) or not 1 <= len(dev) <= 64 or any(c not in ID_CHARS for c in dev):
+        raise ConfigError("device_id: 1-64 characters of A-Z a-z 0-9 _ -")
+    sec = cfg["secret"]
+    if not isinstance(sec, str) or len(sec) != 64 or any(c not in HEX for c in sec):
+        raise ConfigError("secret: must be 64 lowercase hex characters")
+    nets = cfg["wifi"]
+    if not isinstance(nets, list) or not nets:
+        raise ConfigError('wifi: must be a non-empty list of {"ssid", "password"}')
+    for i, net in enumerate(nets):
+        if not isinstance(net, dict) or not isinstance(net.get("ssid"), str) or not net["ssid"]:
+            raise ConfigError("wifi[%d].ssid: missing or empty" % i)
+        if not isinstance(net.get("password", ""), str):
+            raise ConfigError("wifi[%d].password: must be a string" % i)
+    url = cfg["endpoint"]
+    if not isinstance(url, str) or not (url.startswith("http://") or url.startswith("https://")):
+        raise ConfigError("endpoint: must be an http:// or https:// URL ending in /data")
+    sensor = cfg["sensor"]
+    if not isinstance(sensor, dict) or sensor.get("type") not in SENSORS:
+        raise ConfigError("sensor.type: must be DHT22 or DHT11")
+    pin = sensor.get("pin")
+    if not isinstance(pin, int) or not 0 <= pin <= 48:
+        raise ConfigError("sensor.pin: must be a GPIO number from 0 to 48")
+    _int(cfg, "interval_s", 2, 86400)
+    _int(cfg, "batch_size", 1, 100)
+    _int(cfg, "max_batch_delay_s", 0, 7 * 86400)
+    _int(cfg, "spool_max", 10, 100000)
+    if cfg["mode"] not in MODES:
+        raise ConfigError("mode: must be deep_sleep or always_on")
+    ip = cfg["static_ip"]
+    if ip is not None:
+        if not isinstance(ip, dict):
+            raise ConfigError('static_ip: must be null or {"ip", "netmask", "gateway", "dns"}')
+        for k in ("ip", "netmask", "gateway", "dns"):
+            if not isinstance(ip.get(k), str):
+                raise ConfigError("static_ip.%s: missing" % k)
+    return cfg
+
+
+def load(path=PATH):
+    try:
+        with open(path) as f:
+            raw = f.read()
+    except OSError:
+        raise ConfigError("no %s on the board: run `dhtlink provision` to write it" % path) from None
+    try:
+        cfg = json.loads(raw)
+    except ValueError:
+        raise ConfigError("%s is not valid JSON: re-run `dhtlink provision`" % path) from None
+    return validate(cfg)
+
+
+def summary(cfg):
+    # Safe to print or report: no secret, no Wi-Fi password.
+    out = {}
+    for k in cfg:
+        if k == "secret":
+            continue
+        if k == "wifi":
+            out[k] = [n.get("ssid") for n in cfg[k]]
+        else:
+            out[k] = cfg[k]
+    return out

@@ -1,0 +1,228 @@
+# Persistent FIFO of unsent readings on flash.
+#
+# Data: spool.<gen>, fixed 16-byte records appended one per reading:
+#   seq u32 | ts u32 | t i16 (0.1 C) | h u16 (0.1 %RH) | epoch u8 | flags u8 | crc u16
+# A record is only ever appended, so a power cut mid-append can tear at most the
+# record being written; its CRC (or a short tail) shows it and it is ignored.
+# State: spool.state, JSON replaced atomically (write temp, rename): the generation,
+# the head offset (first unacknowledged record), counters and clock offsets.
+# Compaction copies the unacked tail into spool.<gen+1> before the state names it,
+# so a crash at any point leaves one complete generation.
+import os
+import json
+import struct
+import binascii
+
+REC = 16
+_FMT = "<IIhHBB"
+UNSYNCED = 1  # ts is the device's raw clock, not yet Unix time
+
+
+def _crc(b):
+    return binascii.crc32(b) & 0xFFFF
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+class Spool:
+    def __init__(self, max_items=5000, prefix="spool"):
+        self.max_items = max_items
+        self.prefix = prefix
+        self.gen = 0
+        self.head = 0
+        self.next_seq = 0
+        self.dropped = 0
+        self.offsets = {}
+        self.epoch = 0
+        self._load()
+
+    # -- persistence --------------------------------------------------------
+    def _data(self, gen=None):
+        return "%s.%d" % (self.prefix, self.gen if gen is None else gen)
+
+    def _load(self):
+        try:
+            with open(self.prefix + ".state") as f:
+                s = json.loads(f.read())
+            self.gen = s["gen"]
+            self.head = s["head"]
+            self.next_seq = s["next_seq"]
+            self.dropped = s["dropped"]
+            self.epoch = s.get("epoch", 0)
+            self.offsets = s.get("offsets", {})
+        except (OSError, ValueError, KeyError):
+            pass  # first boot, or a state file lost before its first write
+        self.end = self._valid_end()
+        if self.end >= self.head + REC:
+            self.next_seq = max(self.next_seq, self._record_seq(self.end - REC) + 1)
+        # A removed older generation left behind by a crash mid-compaction.
+        for g in (self.gen - 1, self.gen - 2):
+            if g >= 0 and _exists(self._data(g)):
+                os.remove(self._data(g))
+
+    def _save(self):
+        s = {
+            "gen": self.gen,
+            "head": self.head,
+            "next_seq": self.next_seq,
+            "dropped": self.dropped,
+            "epoch": self.epoch,
+            "offsets": self.offsets,
+        }
+        tmp = self.prefix + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(json.dumps(s))
+        os.rename(tmp, self.prefix + ".state")
+
+    def _size(self):
+        try:
+            return os.stat(self._data())[6]
+        except OSError:
+            return 0
+
+    def _valid_end(self):
+        size = self._size()
+        end = size - size % REC
+        if self.head > end:
+            self.head = end
+        # Only the last record can be torn: records are append-only.
+        if end > self.head:
+            with open(self._data(), "rb") as f:
+                f.seek(end - REC)
+                if not self._ok(f.read(REC)):
+                    end -= REC
+        if end != size:
+            self._rewrite(self.head, end)  # re-align so later appends stay whole
+            end = self.end
+        return end
+
+    def _ok(self, rec):
+        return len(rec) == REC and struct.unpack("<H", rec[14:])[0] == _crc(rec[:14])
+
+    def _record_seq(self, off):
+        with open(self._data(), "rb") as f:
+            f.seek(off)
+            return struct.unpack("<I", f.read(4))[0]
+
+    def _rewrite(self, start, end):
+        # Copy records [start, end) into the next generation, then switch to it.
+        new = self.gen + 1
+        with open(self._data(new), "wb") as out:
+            if end > start:
+                with open(self._data(), "rb") as f:
+                    f.seek(start)
+                    left = end - start
+                    while left:
+                        chunk = f.read(min(left, 512))
+                        out.write(chunk)
+                        left -= len(chunk)
+        old = self._data()
+        self.gen = new
+        self.head = 0
+        self.end = end - start
+        self._save()
+        try:
+            os.remove(old)
+        except OSError:
+            pass
+
+    # -- the queue ----------------------------------------------------------
+    def depth(self):
+        return (self.end - self.head) // REC
+
+    def append(self, ts, t10, h10, synced):
+        """Store one reading; returns its seq. t10/h10 are tenths."""
+        if self.depth() >= self.max_items:
+            self._drop_oldest(max(1, self.max_items // 100))
+        seq = self.next_seq
+        rec = struct.pack(_FMT, seq, ts, t10, h10, self.epoch & 0xFF, 0 if synced else UNSYNCED)
+        rec += struct.pack("<H", _crc(rec))
+        with open(self._data(), "ab") as f:
+            f.write(rec)
+        self.next_seq = seq + 1
+        self.end += REC
+        return seq
+
+    def _drop_oldest(self, n):
+        n = min(n, self.depth())
+        self.head += n * REC
+        self.dropped += n
+        self._save()
+
+    def peek(self, n):
+        """Up to n oldest readings as (seq, unix_ts, t10, h10).
+
+        The readings returned are consecutive, so ack(len(items)) removes exactly them.
+        A reading taken before the clock was set is held back until an offset for its
+        clock epoch is known; one from an older epoch whose offset can never be known
+        (power lost before the clock was set), or a damaged record, is dropped and counted."""
+        while True:
+            out = []
+            skip = 0
+            off = self.head
+            with open(self._data(), "rb") as f:
+                f.seek(off)
+                while len(out) < n and off < self.end:
+                    item = self._resolve(f.read(REC))
+                    off += REC
+                    if item is False:
+                        break
+                    if item is None:
+                        if out:
+                            break
+                        skip += 1
+                        continue
+                    out.append(item)
+            if not skip:
+                return out
+            self.drop(skip)
+
+    def _resolve(self, rec):
+        # (seq, ts, t10, h10); None: can never be sent; False: wait for the clock.
+        if not self._ok(rec):
+            return None
+        seq, ts, t10, h10, epoch, flags = struct.unpack(_FMT, rec[:14])
+        if flags & UNSYNCED:
+            shift = self.offsets.get(str(epoch))
+            if shift is None:
+                return False if epoch == self.epoch & 0xFF else None
+            ts += shift
+        return (seq, ts, t10, h10)
+
+    def ack(self, n):
+        """The first n readings (as returned by peek) were delivered."""
+        self._advance(n)
+
+    def drop(self, n):
+        """The first n readings can never be delivered: count them as dropped."""
+        self.dropped += n
+        self._advance(n)
+
+    def _advance(self, n):
+        self.head = min(self.end, self.head + n * REC)
+        if self.head == self.end:
+            self._rewrite(self.end, self.end)
+        elif self.head >= 4096 and self.head * 2 >= self.end:
+            self._rewrite(self.head, self.end)
+        else:
+            self._save()
+
+    def new_clock_epoch(self):
+        """The device clock restarted (power loss): readings now carry a new epoch."""
+        self.epoch = (self.epoch + 1) & 0xFF
+        self.offsets.pop(str(self.epoch), None)
+        self._save()
+
+    def set_clock_offset(self, offset):
+        """The clock was set: raw ts of this epoch + offset = Unix ts."""
+        self.offsets[str(self.epoch & 0xFF)] = offset
+        if len(self.offsets) > 4:
+            for k in list(self.offsets)[:-4]:
+                self.offsets.pop(k)
+        self._save()

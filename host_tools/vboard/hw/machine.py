@@ -1,0 +1,122 @@
+# Virtual `machine` for the ESP32 API the firmware uses. Deep sleep and reset end
+# the process with a status the runner reads to boot the board again.
+import sys
+import _board
+
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+EXIT_DEEPSLEEP = 75
+EXIT_RESET = 76
+EXIT_WDT = 77
+
+_rtc_memory = None
+_wdt = None
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    PULL_UP = 2
+
+    def __init__(self, pin, mode=-1, pull=-1, value=None):
+        self.pin = pin
+        self._value = value or 0
+
+    def value(self, v=None):
+        if v is None:
+            return self._value
+        self._value = v
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
+        global _wdt
+        self.timeout = timeout
+        _wdt = self
+        self.feed()
+
+    def feed(self):
+        self.fed_ms = _board.now_ms()
+
+
+def _check_wdt(extra_ms=0):
+    # A watchdog that is not fed within its timeout resets the chip.
+    if _wdt is not None and _board.now_ms() + extra_ms - _wdt.fed_ms > _wdt.timeout:
+        _board.advance(_wdt.timeout - (_board.now_ms() - _wdt.fed_ms))
+        _exit(EXIT_WDT)
+
+
+def _rtc_file():
+    return _board.DIR + "rtc_memory.bin"
+
+
+class RTC:
+    def memory(self, data=None):
+        global _rtc_memory
+        if data is None:
+            if _rtc_memory is None:
+                try:
+                    with open(_rtc_file(), "rb") as f:
+                        _rtc_memory = f.read()
+                except OSError:
+                    _rtc_memory = b""
+            return _rtc_memory
+        if len(data) > 2048:
+            raise ValueError("RTC memory holds 2048 bytes")
+        _rtc_memory = bytes(data)
+
+    def datetime(self, dt=None):
+        import utime
+
+        if dt is None:
+            t = utime.gmtime((_board.now_ms() + _board.state.get("rtc_offset_ms", 0)) // 1000)
+            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
+        secs = utime.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0))
+        _board.state["rtc_offset_ms"] = secs * 1000 - _board.now_ms()
+        _board.save()
+
+
+def _exit(status):
+    if _rtc_memory is not None:
+        with open(_rtc_file(), "wb") as f:
+            f.write(_rtc_memory)
+    _board.save()
+    sys.exit(status)
+
+
+def deepsleep(ms=0):
+    _board.advance(ms)
+    _exit(EXIT_DEEPSLEEP)
+
+
+def lightsleep(ms=0):
+    _check_wdt(ms)
+    _board.advance(ms)
+
+
+def reset():
+    _exit(EXIT_RESET)
+
+
+def soft_reset():
+    _exit(EXIT_RESET)
+
+
+def reset_cause():
+    return _board.state.get("reset_cause", PWRON_RESET)
+
+
+def unique_id():
+    return _board.state.get("unique_id", "000000000000").encode()
+
+
+def idle():
+    pass
+
+
+def freq(hz=None):
+    return 240000000
