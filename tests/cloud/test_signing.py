@@ -1,11 +1,11 @@
 import json
-from pathlib import Path
 
 import pytest
 
 from cloud import signing
+from tests.conftest import SHARED
 
-VECTORS = json.loads((Path(__file__).parents[3] / "shared" / "signing-vectors.json").read_text())["vectors"]
+VECTORS = json.loads((SHARED / "signing-vectors.json").read_text())["vectors"]
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v["device_id"])

@@ -1,0 +1,110 @@
+"""Registry operations behind `dhtlink devices` and `dhtlink provision`."""
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from cloud.protocol import DEVICE_ID
+from cloud.stores.base import DeviceExists, NoSuchDevice, Store, public_device
+
+__all__ = ["DeviceExists", "InvalidDeviceId", "NoSuchDevice"]
+
+STORE_FILE = "dhtlink.sqlite3"
+TOKEN_FILE = "read-token"  # noqa: S105 - a file name, not a token
+
+
+class InvalidDeviceId(ValueError):
+    pass
+
+
+def check_device_id(device_id: str) -> str:
+    if not DEVICE_ID.fullmatch(device_id or ""):
+        raise InvalidDeviceId(
+            f"invalid device id {device_id!r}: use 1-64 characters of A-Z a-z 0-9 _ - (e.g. greenhouse-01)"
+        )
+    return device_id
+
+
+def new_secret() -> str:
+    return secrets.token_hex(32)
+
+
+def add_device(store: Store, device_id: str) -> str:
+    """Register a device; returns its new secret (64 hex characters)."""
+    check_device_id(device_id)
+    secret = new_secret()
+    try:
+        store.add_device(device_id, secret, int(time.time()))
+    except DeviceExists:
+        raise DeviceExists(
+            f"device {device_id} is already registered: `dhtlink devices rotate {device_id}` gives it a new secret"
+        ) from None
+    return secret
+
+
+def rotate_secret(store: Store, device_id: str) -> str:
+    check_device_id(device_id)
+    secret = new_secret()
+    try:
+        store.set_secret(device_id, secret)
+    except NoSuchDevice:
+        raise NoSuchDevice(f"no device {device_id}: `dhtlink devices add {device_id}` registers it") from None
+    return secret
+
+
+def remove_device(store: Store, device_id: str) -> None:
+    check_device_id(device_id)
+    try:
+        store.remove_device(device_id)
+    except NoSuchDevice:
+        raise NoSuchDevice(f"no device {device_id} in the registry") from None
+
+
+def list_devices(store: Store) -> list[dict[str, Any]]:
+    return [public_device(row) for row in store.list_devices()]
+
+
+def local_store(data_dir: str | Path) -> Store:
+    from cloud.stores.sqlite import SQLiteStore
+
+    path = Path(data_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)  # the store holds device secrets
+    return SQLiteStore(path / STORE_FILE)
+
+
+def stack_outputs(stack_name: str, cloudformation: Any = None) -> dict[str, str]:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    cfn = cloudformation or boto3.client("cloudformation")
+    try:
+        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+    except ClientError as error:
+        raise LookupError(f"no CloudFormation stack {stack_name!r}: deploy it with `make deploy` first") from error
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def aws_store(stack_name: str) -> Store:
+    from cloud.stores.dynamodb import DynamoDBStore
+
+    outputs = stack_outputs(stack_name)
+    try:
+        return DynamoDBStore(outputs["ReadingsTableName"], outputs["DevicesTableName"])
+    except KeyError:
+        raise LookupError(f"stack {stack_name!r} has no ReadingsTableName/DevicesTableName outputs") from None
+
+
+def read_token(data_dir: str | Path, environ_token: str | None = None) -> str:
+    """The local endpoint's read token: READ_TOKEN if set, else one kept in DATA_DIR."""
+    if environ_token:
+        return environ_token
+    path = Path(data_dir) / TOKEN_FILE
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token

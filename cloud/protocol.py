@@ -1,0 +1,216 @@
+"""Protocol v1 request validation (docs/protocol.md): the server rules, in their order.
+
+Each failed rule raises `Reject` carrying the HTTP status and the JSON error; nothing
+is stored for a rejected request. Readings that pass the request-level rules but are
+physically implausible are returned as per-reading rejections instead.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloud import signing
+
+MAX_BODY = 32 * 1024
+MAX_READINGS = 100
+MAX_SKEW_S = 300
+T_RANGE = (-40.0, 80.0)
+H_RANGE = (0.0, 100.0)
+DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+READING_KEYS = frozenset(("seq", "ts", "t", "h"))
+STATUS_KEYS = ("fw", "rssi", "heap_free", "boot", "sensor_errors", "dropped")
+# A well-formed secret nobody holds: unknown devices cost the same HMAC as known ones.
+_DUMMY_SECRET = hashlib.sha256(b"dhtlink-no-such-device").hexdigest()
+UNAUTHORIZED_MESSAGE = "unknown device or bad signature"
+
+
+class Reject(Exception):
+    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error, "message": self.message, **self.extra}
+
+
+@dataclass(frozen=True)
+class Reading:
+    seq: int
+    ts: int
+    t: float
+    h: float
+
+
+@dataclass
+class Batch:
+    device_id: str
+    readings: list[Reading]
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    status: dict[str, Any] | None = None
+
+
+def header(event: dict[str, Any], name: str) -> str | None:
+    headers = event.get("headers") or {}
+    value = headers.get(name)
+    if value is None:  # API Gateway lower-cases names; a hand-written event may not
+        for key, candidate in headers.items():
+            if key.lower() == name:
+                return candidate
+    return value
+
+
+def raw_body(event: dict[str, Any]) -> bytes:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except ValueError:
+            raise Reject(400, "invalid_body", "body is not valid base64") from None
+    return body.encode("utf-8", "surrogatepass")
+
+
+def check_envelope(event: dict[str, Any], body: bytes) -> tuple[str, int, str]:
+    """Size, content type and the auth headers' form. Returns (device_id, timestamp, signature)."""
+    if len(body) > MAX_BODY:
+        raise Reject(413, "payload_too_large", f"body is {len(body)} bytes; the limit is {MAX_BODY}")
+    content_type = (header(event, "content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise Reject(415, "unsupported_media_type", "Content-Type must be application/json")
+    device_id = header(event, "x-device-id")
+    timestamp = header(event, "x-timestamp")
+    signature = header(event, "x-signature")
+    if not device_id or not timestamp or not signature:
+        missing = [
+            n for n, v in (("X-Device-Id", device_id), ("X-Timestamp", timestamp), ("X-Signature", signature)) if not v
+        ]
+        raise Reject(401, "missing_auth", "missing header(s): " + ", ".join(missing))
+    if not DEVICE_ID.fullmatch(device_id):
+        raise Reject(401, "bad_auth_header", "X-Device-Id must be 1-64 characters of A-Z a-z 0-9 _ -")
+    if not TIMESTAMP.fullmatch(timestamp):
+        raise Reject(401, "bad_auth_header", "X-Timestamp must be decimal Unix seconds")
+    if not signature.startswith(signing.PREFIX) or not re.fullmatch(r"[0-9a-f]{64}", signature[3:]):
+        raise Reject(401, "bad_auth_header", "X-Signature must be v1= and 64 lowercase hex characters")
+    return device_id, int(timestamp), signature
+
+
+def check_signature(
+    event: dict[str, Any], body: bytes, device_id: str, timestamp: int, signature: str, secret: str | None
+) -> None:
+    method = (event.get("requestContext") or {}).get("http", {}).get("method", "POST")
+    path = event.get("rawPath") or "/data"
+    good = signing.verify(secret or _DUMMY_SECRET, device_id, timestamp, method, path, body, signature)
+    if secret is None or not good:
+        raise Reject(401, "unauthorized", UNAUTHORIZED_MESSAGE)
+
+
+def check_freshness(timestamp: int, now: float) -> None:
+    if abs(now - timestamp) > MAX_SKEW_S:
+        raise Reject(
+            401,
+            "stale_timestamp",
+            f"X-Timestamp is {int(timestamp - now)} s off the server clock (limit ±{MAX_SKEW_S} s)",
+            server_time=int(now),
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _bad(message: str) -> Reject:
+    return Reject(400, "invalid_body", message)
+
+
+def parse_body(body: bytes, device_id: str, now: float, retention_s: int) -> Batch:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise Reject(400, "invalid_json", "body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise _bad("body must be a JSON object")
+    unknown = set(document) - {"device_id", "readings", "status"}
+    if unknown:
+        raise _bad(f"unknown top-level key(s): {', '.join(sorted(unknown))}")
+    if document.get("device_id") != device_id:
+        raise Reject(400, "device_mismatch", "body device_id must equal the X-Device-Id header")
+    items = document.get("readings")
+    if not isinstance(items, list):
+        raise _bad("readings must be a list")
+    if not 1 <= len(items) <= MAX_READINGS:
+        raise Reject(400, "bad_batch_size", f"readings must hold 1 to {MAX_READINGS} items, got {len(items)}")
+    status = document.get("status")
+    if status is not None and not isinstance(status, dict):
+        raise _bad("status must be an object")
+    batch = Batch(device_id, [], status=_known_status(status))
+    seen: set[int] = set()
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _bad(f"readings[{index}] must be an object")
+        if set(item) != READING_KEYS:
+            extra, missing = set(item) - READING_KEYS, READING_KEYS - set(item)
+            what = f"unknown key(s) {sorted(extra)}" if extra else f"missing key(s) {sorted(missing)}"
+            raise _bad(f"readings[{index}]: {what}")
+        seq, ts, t, h = item["seq"], item["ts"], item["t"], item["h"]
+        if not _is_int(seq) or seq < 0 or seq >= 2**53:
+            raise _bad(f"readings[{index}].seq must be an integer >= 0")
+        if not _is_int(ts) or not 0 <= ts < 2**40:
+            raise _bad(f"readings[{index}].ts must be integer Unix seconds")
+        if not _is_number(t) or not _is_number(h):
+            raise _bad(f"readings[{index}]: t and h must be numbers")
+        if seq in seen:
+            raise Reject(400, "duplicate_seq", f"seq {seq} appears twice in one batch")
+        seen.add(seq)
+        problem = _implausible(ts, float(t), float(h), now, retention_s)
+        if problem:
+            batch.rejected.append({"seq": seq, "error": problem})
+        else:
+            batch.readings.append(Reading(seq, ts, float(t), float(h)))
+    return batch
+
+
+def _implausible(ts: int, t: float, h: float, now: float, retention_s: int) -> str | None:
+    if not (math.isfinite(t) and math.isfinite(h)):
+        return "not_finite"
+    if not T_RANGE[0] <= t <= T_RANGE[1]:
+        return "t_out_of_range"
+    if not H_RANGE[0] <= h <= H_RANGE[1]:
+        return "h_out_of_range"
+    if ts > now + MAX_SKEW_S:
+        return "ts_in_future"
+    if ts < now - retention_s:
+        return "ts_too_old"
+    return None
+
+
+def _known_status(status: dict[str, Any] | None) -> dict[str, Any] | None:
+    # Unknown keys are ignored, known ones of the wrong type too: status never fails a batch.
+    if status is None:
+        return None
+    kept: dict[str, Any] = {}
+    for key in STATUS_KEYS:
+        value = status.get(key)
+        if key == "fw" and isinstance(value, str) and len(value) <= 32:
+            kept[key] = value
+        elif key != "fw" and _is_int(value) and abs(value) < 2**53:
+            kept[key] = value
+    return kept
+
+
+def bearer_ok(event: dict[str, Any], read_token: str) -> bool:
+    supplied = header(event, "authorization") or ""
+    scheme, _, token = supplied.partition(" ")
+    expected = read_token.encode()
+    return scheme.lower() == "bearer" and bool(read_token) and hmac.compare_digest(token.encode(), expected)

@@ -1,0 +1,97 @@
+"""GET /data/latest, GET /data, GET /devices: bearer-token reads, never a secret."""
+
+import os
+import time
+from typing import Any
+
+from cloud import protocol
+from cloud.observability import log
+from cloud.responses import error, respond
+from cloud.settings import Settings, from_env
+from cloud.stores.base import Store, public_device
+
+MAX_LIMIT = 1000
+
+
+class BadQuery(ValueError):
+    pass
+
+
+def _int_param(params: dict[str, str], name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.lstrip("-").isdigit() or not lo <= int(raw) <= hi:
+        raise BadQuery(f"{name} must be a whole number from {lo} to {hi}")
+    return int(raw)
+
+
+def _device_param(params: dict[str, str]) -> str:
+    device_id = params.get("device_id")
+    if not device_id or not protocol.DEVICE_ID.fullmatch(device_id):
+        raise BadQuery("device_id is required: 1-64 characters of A-Z a-z 0-9 _ -")
+    return device_id
+
+
+def handle(event: dict[str, Any], store: Store, read_token: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    method = (event.get("requestContext") or {}).get("http", {}).get("method", "GET")
+    path = event.get("rawPath") or ""
+    route = f"{method} {path}"
+    if not protocol.bearer_ok(event, read_token):
+        log("WARNING", "read refused", route=route, status=401)
+        return error(401, "unauthorized", "send Authorization: Bearer <read token>")
+    params = event.get("queryStringParameters") or {}
+    try:
+        if path.endswith("/data/latest"):
+            device_id = _device_param(params)
+            latest = store.latest_reading(device_id)
+            if latest is None:
+                return error(404, "not_found", f"no readings for device {device_id}")
+            result = respond(200, {"device_id": device_id, **latest})
+        elif path.endswith("/data"):
+            device_id = _device_param(params)
+            from_ts = _int_param(params, "from", None, 0, 2**40)
+            to_ts = _int_param(params, "to", None, 0, 2**40)
+            limit = _int_param(params, "limit", 100, 1, MAX_LIMIT)
+            assert limit is not None
+            items, cursor = store.query_readings(device_id, from_ts, to_ts, limit, params.get("cursor") or None)
+            result = respond(200, {"device_id": device_id, "items": items, "next_cursor": cursor})
+        elif path.endswith("/devices"):
+            result = respond(200, {"devices": [public_device(row) for row in store.list_devices()]})
+        else:
+            return error(404, "not_found", f"no route {route}")
+    except (BadQuery, ValueError) as bad:
+        return error(400, "bad_query", str(bad))
+    log(
+        "INFO",
+        "read",
+        route=route,
+        status=result["statusCode"],
+        ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return result
+
+
+_settings: Settings | None = None
+_store: Store | None = None
+
+
+def _lambda_store() -> tuple[Settings, Store]:
+    global _settings, _store
+    if _store is None:
+        from cloud.stores.dynamodb import DynamoDBStore
+
+        _settings = from_env()
+        _store = DynamoDBStore(_settings.readings_table, _settings.devices_table)
+    assert _settings is not None
+    return _settings, _store
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings, store = _lambda_store()
+    return handle(event, store, settings.read_token)
+
+
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    _lambda_store()

@@ -1,0 +1,28 @@
+"""Handler settings from the Lambda environment, checked once per process."""
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    readings_table: str
+    devices_table: str
+    read_token: str
+    retention_days: int
+
+    @property
+    def retention_s(self) -> int:
+        return self.retention_days * 86400
+
+
+def from_env() -> Settings:
+    days = os.environ.get("RETENTION_DAYS", "400")
+    if not days.isdigit() or not 1 <= int(days) <= 36500:
+        raise ValueError(f"RETENTION_DAYS must be a whole number of days from 1 to 36500, got {days!r}")
+    return Settings(
+        readings_table=os.environ.get("READINGS_TABLE", ""),
+        devices_table=os.environ.get("DEVICES_TABLE", ""),
+        read_token=os.environ.get("READ_TOKEN", ""),
+        retention_days=int(days),
+    )

@@ -1,0 +1,1 @@
+"""Stores behind the handlers: one contract (base.Store), one SQLite and one DynamoDB implementation."""

@@ -1,0 +1,327 @@
+"""DynamoDB store (boto3 low-level client: no resource layer on the cold path).
+
+readings: partition device_id, sort seq (N): a reading's identity, so a re-sent seq can
+          never become a second item. LSI `by_time` on tsq ("<ts>#<seq>", zero-padded):
+          the latest reading and a time range are each one Query. TTL: expires_at.
+devices:  partition device_id. GSI `all_devices` (partition kind = "device") lists the
+          registry with one Query, and projects everything but the secret.
+Writes are conditional (attribute_not_exists) in TransactWriteItems of up to 100.
+"""
+
+import base64
+import json
+import os
+from typing import Any
+
+from cloud.protocol import Reading
+from cloud.stores.base import Delivery, DeviceExists, NoSuchDevice, reading_item
+
+TRANSACTION_LIMIT = 100
+DEVICE_KIND = "device"
+
+
+def client(endpoint_url: str | None = None) -> Any:
+    import boto3
+
+    return boto3.client("dynamodb", endpoint_url=endpoint_url or os.environ.get("DYNAMODB_ENDPOINT_URL"))
+
+
+def tsq(ts: int, seq: int) -> str:
+    return f"{ts:012d}#{seq:016d}"
+
+
+def _n(value: float | int) -> dict[str, str]:
+    return {"N": repr(value) if isinstance(value, float) else str(value)}
+
+
+def _num(attr: dict[str, str]) -> int | float:
+    text = attr["N"]
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _reading(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seq": int(item["seq"]["N"]),
+        "ts": int(item["ts"]["N"]),
+        "t": float(item["t"]["N"]),
+        "h": float(item["h"]["N"]),
+    }
+
+
+def _json_attr(item: dict[str, Any], key: str) -> Any:
+    return json.loads(item[key]["S"]) if key in item else None
+
+
+class DynamoDBStore:
+    def __init__(self, readings_table: str, devices_table: str, dynamodb: Any = None) -> None:
+        self.readings = readings_table
+        self.devices = devices_table
+        self.db = dynamodb or client()
+
+    # -- registry -----------------------------------------------------------
+    def _device(self, item: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"device_id": item["device_id"]["S"]}
+        if "secret" in item:
+            out["secret"] = item["secret"]["S"]
+        for key in ("created_at", "last_seen", "first_seq", "max_seq", "received"):
+            out[key] = _num(item[key]) if key in item else None
+        out["received"] = out["received"] or 0
+        out["last_status"] = _json_attr(item, "last_status")
+        out["last_reading"] = _json_attr(item, "last_reading")
+        return out
+
+    def add_device(self, device_id: str, secret_hex: str, created_at: int) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.db.put_item(
+                TableName=self.devices,
+                Item={
+                    "device_id": {"S": device_id},
+                    "secret": {"S": secret_hex},
+                    "kind": {"S": DEVICE_KIND},
+                    "created_at": _n(created_at),
+                    "received": _n(0),
+                },
+                ConditionExpression="attribute_not_exists(device_id)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise DeviceExists(device_id) from None
+            raise
+
+    def get_device(self, device_id: str) -> dict[str, Any] | None:
+        item = self.db.get_item(TableName=self.devices, Key={"device_id": {"S": device_id}}, ConsistentRead=True).get(
+            "Item"
+        )
+        return self._device(item) if item else None
+
+    def list_devices(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.devices,
+            "IndexName": "all_devices",
+            "KeyConditionExpression": "kind = :k",
+            "ExpressionAttributeValues": {":k": {"S": DEVICE_KIND}},
+        }
+        while True:
+            page = self.db.query(**kwargs)
+            rows += [self._device(item) for item in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                return rows
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _update_existing(self, device_id: str, **kwargs: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.db.update_item(
+                TableName=self.devices,
+                Key={"device_id": {"S": device_id}},
+                ConditionExpression="attribute_exists(device_id)",
+                **kwargs,
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise NoSuchDevice(device_id) from None
+            raise
+
+    def remove_device(self, device_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.db.delete_item(
+                TableName=self.devices,
+                Key={"device_id": {"S": device_id}},
+                ConditionExpression="attribute_exists(device_id)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise NoSuchDevice(device_id) from None
+            raise
+
+    def set_secret(self, device_id: str, secret_hex: str) -> None:
+        self._update_existing(
+            device_id, UpdateExpression="SET secret = :s", ExpressionAttributeValues={":s": {"S": secret_hex}}
+        )
+
+    # -- readings -----------------------------------------------------------
+    def put_readings(self, device_id: str, readings: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
+        stored: list[Reading] = []
+        for start in range(0, len(readings), TRANSACTION_LIMIT):
+            stored += self._put_chunk(device_id, readings[start : start + TRANSACTION_LIMIT], received_at, expires_at)
+        return stored
+
+    def _put_chunk(self, device_id: str, chunk: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
+        from botocore.exceptions import ClientError
+
+        pending = list(chunk)
+        for _attempt in range(5):
+            if not pending:
+                return []
+            items = [
+                {
+                    "Put": {
+                        "TableName": self.readings,
+                        "Item": {
+                            "device_id": {"S": device_id},
+                            "seq": _n(r.seq),
+                            "ts": _n(r.ts),
+                            "tsq": {"S": tsq(r.ts, r.seq)},
+                            "t": _n(r.t),
+                            "h": _n(r.h),
+                            "received_at": _n(received_at),
+                            "expires_at": _n(expires_at),
+                        },
+                        "ConditionExpression": "attribute_not_exists(seq)",
+                    }
+                }
+                for r in pending
+            ]
+            try:
+                self.db.transact_write_items(TransactItems=items)
+                return pending
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                reasons = error.response.get("CancellationReasons") or []
+                # Already stored: duplicates. Anything else (a conflict): try again.
+                pending = [
+                    r for r, why in zip(pending, reasons, strict=False) if why.get("Code") != "ConditionalCheckFailed"
+                ]
+        raise RuntimeError("readings write kept conflicting; the device will retry")
+
+    def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None:
+        # Seq bounds and the last reading are computed from the row read for this request:
+        # a device posts one batch at a time, so a lost race only delays the health figures.
+        values: dict[str, Any] = {":now": _n(delivery.now), ":n": _n(len(delivery.stored))}
+        sets = ["last_seen = :now"]
+        if delivery.status is not None:
+            sets.append("last_status = :status")
+            values[":status"] = {"S": json.dumps(delivery.status)}
+        if delivery.stored:
+            low = min(r.seq for r in delivery.stored)
+            high = max(r.seq for r in delivery.stored)
+            if device.get("first_seq") is None or low < device["first_seq"]:
+                sets.append("first_seq = :first")
+                values[":first"] = _n(low)
+            if device.get("max_seq") is None or high > device["max_seq"]:
+                sets.append("max_seq = :max")
+                values[":max"] = _n(high)
+            newest = max(delivery.stored, key=lambda r: (r.ts, r.seq))
+            last = device.get("last_reading")
+            if last is None or (newest.ts, newest.seq) >= (last["ts"], last["seq"]):
+                sets.append("last_reading = :last")
+                values[":last"] = {"S": json.dumps(reading_item(newest))}
+        self.db.update_item(
+            TableName=self.devices,
+            Key={"device_id": {"S": device["device_id"]}},
+            UpdateExpression="SET " + ", ".join(sets) + " ADD received :n",
+            ExpressionAttributeValues=values,
+        )
+
+    def latest_reading(self, device_id: str) -> dict[str, Any] | None:
+        items = self.db.query(
+            TableName=self.readings,
+            IndexName="by_time",
+            KeyConditionExpression="device_id = :d",
+            ExpressionAttributeValues={":d": {"S": device_id}},
+            ScanIndexForward=False,
+            Limit=1,
+        )["Items"]
+        return _reading(items[0]) if items else None
+
+    def query_readings(
+        self,
+        device_id: str,
+        from_ts: int | None = None,
+        to_ts: int | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        low = tsq(from_ts if from_ts is not None else 0, 0)
+        high = tsq(to_ts if to_ts is not None else 10**12 - 1, 10**16 - 1)
+        kwargs: dict[str, Any] = {
+            "TableName": self.readings,
+            "IndexName": "by_time",
+            "KeyConditionExpression": "device_id = :d AND tsq BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {":d": {"S": device_id}, ":lo": {"S": low}, ":hi": {"S": high}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = _decode_cursor(cursor, device_id)
+        page = self.db.query(**kwargs)
+        items = [_reading(item) for item in page["Items"]]
+        last = page.get("LastEvaluatedKey")
+        return items, (_encode_cursor(last) if last and len(items) == limit else None)
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    plain = {"seq": int(key["seq"]["N"]), "tsq": key["tsq"]["S"]}
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode()
+
+
+def _decode_cursor(cursor: str, device_id: str) -> dict[str, Any]:
+    try:
+        plain = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return {"device_id": {"S": device_id}, "seq": _n(int(plain["seq"])), "tsq": {"S": str(plain["tsq"])}}
+    except (ValueError, TypeError, KeyError):
+        raise ValueError("cursor is not one this API returned") from None
+
+
+def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
+    """The tables as cloud/template.yaml defines them, for moto and DynamoDB Local."""
+    db.create_table(
+        TableName=readings_table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "device_id", "AttributeType": "S"},
+            {"AttributeName": "seq", "AttributeType": "N"},
+            {"AttributeName": "tsq", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "device_id", "KeyType": "HASH"},
+            {"AttributeName": "seq", "KeyType": "RANGE"},
+        ],
+        LocalSecondaryIndexes=[
+            {
+                "IndexName": "by_time",
+                "KeySchema": [
+                    {"AttributeName": "device_id", "KeyType": "HASH"},
+                    {"AttributeName": "tsq", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    db.create_table(
+        TableName=devices_table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "device_id", "AttributeType": "S"},
+            {"AttributeName": "kind", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "device_id", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "all_devices",
+                "KeySchema": [
+                    {"AttributeName": "kind", "KeyType": "HASH"},
+                    {"AttributeName": "device_id", "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": [
+                        "created_at",
+                        "last_seen",
+                        "last_status",
+                        "last_reading",
+                        "first_seq",
+                        "max_seq",
+                        "received",
+                    ],
+                },
+            }
+        ],
+    )
