@@ -11,7 +11,10 @@ import sys
 
 from cloud import __version__
 
-VERB_MODULES = ()
+VERB_MODULES = (
+    "serve",
+    "devices",
+)
 
 
 class UsageError(Exception):

@@ -4,7 +4,7 @@
 #
 # Virtual time = real time + skew. Sleeping adds to skew instead of waiting, so an
 # hour of 60 s cycles runs in seconds; awake time passes for real. The RTC reads
-# virtual time + rtc_offset (0 once set; 2000-01-01 after a power cut).
+# virtual time + rtc_offset_ms (0 once set; 2000-01-01 after a power cut).
 import json
 import utime
 
@@ -25,6 +25,7 @@ def load():
     global state, scenario
     state = _load("state.json", {})
     scenario = _load("scenario.json", {})
+    state["boot_ms"] = now_ms()  # ticks_ms() counts from this boot
 
 
 def save():
@@ -41,8 +42,19 @@ def real_ms():
 
 
 def now_ms():
-    """True virtual time, Unix ms (what the simulated world's clocks read)."""
+    """True virtual time, Unix ms: what the simulated world's clocks read."""
     return real_ms() + state.get("skew_ms", 0)
+
+
+def epoch_ms():
+    # Compressed mode (an external receiver with a real clock): sleeps are skipped,
+    # but the date stays real so the receiver accepts the timestamps.
+    return real_ms() if state.get("compressed") else now_ms()
+
+
+def rtc_ms():
+    """What the board's RTC reads: set or not, see rtc_offset_ms."""
+    return epoch_ms() + state.get("rtc_offset_ms", 0)
 
 
 def advance(ms):

@@ -73,11 +73,21 @@ class RTC:
         import utime
 
         if dt is None:
-            t = utime.gmtime((_board.now_ms() + _board.state.get("rtc_offset_ms", 0)) // 1000)
+            t = utime.gmtime(_board.rtc_ms() // 1000)
             return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
-        secs = utime.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0))
-        _board.state["rtc_offset_ms"] = secs * 1000 - _board.now_ms()
+        secs = _utc_seconds(dt[0], dt[1], dt[2]) + dt[4] * 3600 + dt[5] * 60 + dt[6]
+        _board.state["rtc_offset_ms"] = secs * 1000 - _board.epoch_ms()
         _board.save()
+
+
+def _utc_seconds(y, m, d):
+    # Days from the civil date (H. Hinnant's algorithm); mktime would apply the host's zone.
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return (era * 146097 + doe - 719468) * 86400
 
 
 def _exit(status):

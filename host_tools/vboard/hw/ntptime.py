@@ -11,7 +11,7 @@ def time():
     if down or _board.scenario.get("ntp") == "fail" or _board.in_ranges("ntp_fail"):
         _board.advance(timeout * 1000)
         raise OSError(110)
-    return _board.now_ms() // 1000
+    return _board.epoch_ms() // 1000
 
 
 def settime():

@@ -9,11 +9,11 @@ mktime = utime.mktime
 
 
 def time():
-    return (_board.now_ms() + _board.state.get("rtc_offset_ms", 0)) // 1000
+    return _board.rtc_ms() // 1000
 
 
 def time_ns():
-    return (_board.now_ms() + _board.state.get("rtc_offset_ms", 0)) * 1000000
+    return _board.rtc_ms() * 1000000
 
 
 def ticks_ms():

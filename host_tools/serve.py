@@ -1,0 +1,42 @@
+"""`dhtlink serve`: the local endpoint in the foreground."""
+
+import argparse
+import os
+
+from host_tools.common import data_dir, default_port, tcp_port
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the Lambda handlers on a local HTTP endpoint",
+        description="Serve POST /data and the read API on HOST:PORT with the same handlers as the Lambda "
+        "functions; data in $DATA_DIR (default .dhtlink).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for boards on the LAN)")
+    parser.add_argument("--port", default=None, help="TCP port (default $PORT or 8080)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cloud.local import LocalEndpoint
+
+    port = tcp_port(args.port or default_port())
+    try:
+        endpoint = LocalEndpoint(data_dir(), host=args.host, port=port, read_token=os.environ.get("READ_TOKEN"))
+    except OSError as error:
+        from host_tools.cli import CommandError
+
+        raise CommandError(f"cannot listen on {args.host}:{port}: {error.strerror}; pick another with --port") from None
+    print(f"dhtlink local endpoint on {endpoint.url}", flush=True)
+    print(f"  boards POST to   {endpoint.url}/data", flush=True)
+    print(f"  read token       {endpoint.read_token}   (Authorization: Bearer ...; set READ_TOKEN to choose it)")
+    print(f"  data             {endpoint.data_dir.resolve()}", flush=True)
+    print("Ctrl-C stops it; every reading and device is kept for the next start.", flush=True)
+    try:
+        endpoint.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopped", flush=True)
+    finally:
+        endpoint.stop()
+    return 0

