@@ -81,11 +81,19 @@ class Node:
         if used > self.rtc.get("heap_hw", 0):
             self.rtc["heap_hw"] = used
 
+    def _online(self, deadline):
+        budget = min(WIFI_BUDGET_MS, time.ticks_diff(deadline, time.ticks_ms()))
+        return budget > 0 and self.wifi.connect(budget)
+
     def cycle(self, wdt):
         """One wake: returns the ms to sleep until the next reading is due."""
         start = time.ticks_ms()
         deadline = time.ticks_add(start, AWAKE_CAP_MS)
         cfg, rtc, clock = self.cfg, self.rtc, self.clock
+        if not clock.valid() and self._online(deadline):
+            # After power loss: set the clock while the DHT settles, so this reading is
+            # stored with a real date rather than waiting for one (and lost to a second cut).
+            clock.ntp(self.spool)
         reading = self.sensor.read()
         if reading:
             synced = clock.valid()
@@ -100,10 +108,7 @@ class Node:
             import transport
 
             if transport.backoff_due(rtc, clock.unix()):
-                budget = min(WIFI_BUDGET_MS, time.ticks_diff(deadline, time.ticks_ms()))
-                if self.wifi.connect(budget):
-                    if not clock.valid():
-                        clock.ntp(self.spool)
+                if self._online(deadline):
                     gc.collect()
                     n = transport.deliver(cfg, self.spool, clock, rtc, self.status(), log, deadline)
                     rtc["requests"] = rtc.get("requests", 0) + n

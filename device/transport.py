@@ -125,7 +125,11 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
     while spool.depth() and time.ticks_diff(deadline_ms, time.ticks_ms()) > 1000:
         items = spool.peek(cfg["batch_size"])
         if not items:
-            break  # readings wait for the clock
+            if clock.valid() or not stale_retry:
+                break
+            # Readings wait for the clock and NTP failed: a signed request with no readings
+            # is answered 401 stale_timestamp with the server's time, before its body is read.
+            items = ()
         status["dropped"] = spool.dropped
         body = encode(cfg["device_id"], items, status)
         timeout = min(TIMEOUT_S, time.ticks_diff(deadline_ms, time.ticks_ms()) // 1000)
@@ -139,7 +143,12 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             return requests
         answer = resp.json()
         server_time = answer.get("server_time")
-        if 200 <= resp.status < 300:
+        if not items:
+            if resp.status == 401 and answer.get("error") == "stale_timestamp" and isinstance(server_time, int):
+                log.info("clock set from the receiver")
+                clock.set_unix(server_time, spool)
+            stale_retry = False
+        elif 200 <= resp.status < 300:
             spool.ack(len(items))
             rtc["tx_fails"] = 0
             rtc["tx_next"] = 0

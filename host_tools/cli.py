@@ -14,6 +14,7 @@ from cloud import __version__
 VERB_MODULES = (
     "serve",
     "devices",
+    "sim",
 )
 
 
