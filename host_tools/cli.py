@@ -10,20 +10,13 @@ import importlib
 import sys
 
 from cloud import __version__
+from host_tools.errors import CommandError, UsageError
 
 VERB_MODULES = (
     "serve",
     "devices",
     "sim",
 )
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
-
-
-class CommandError(Exception):
-    """A command that could not do its job: printed as one line, exit status 1."""
 
 
 def build_parser() -> argparse.ArgumentParser:

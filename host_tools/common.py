@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from host_tools.cli import UsageError
+from host_tools.errors import UsageError
 
 
 def data_dir() -> Path:

@@ -3,8 +3,8 @@
 import argparse
 import json
 
-from host_tools.cli import CommandError, UsageError
 from host_tools.common import data_dir
+from host_tools.errors import CommandError, UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         endpoint = LocalEndpoint(data_dir(), host=args.host, port=port, read_token=os.environ.get("READ_TOKEN"))
     except OSError as error:
-        from host_tools.cli import CommandError
+        from host_tools.errors import CommandError
 
         raise CommandError(f"cannot listen on {args.host}:{port}: {error.strerror}; pick another with --port") from None
     print(f"dhtlink local endpoint on {endpoint.url}", flush=True)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from host_tools.cli import CommandError, UsageError
+from host_tools.errors import CommandError, UsageError
 from host_tools.vboard import VirtualBoard
 
 Progress = Callable[[dict[str, Any]], None]

@@ -1,0 +1,31 @@
+"""DynamoDB calls per 20-reading batch, counted on the client: the target is at most 4."""
+
+import json
+import time
+
+import boto3
+from moto import mock_aws
+
+from cloud import ingest
+from cloud.stores.dynamodb import DynamoDBStore, create_tables
+from tests.cloud.helpers import DEVICE, SECRET, body_of, post_event, reading
+
+
+def test_a_batch_costs_at_most_four_calls(aws_env):
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_tables(client, "readings", "devices")
+        store = DynamoDBStore("readings", "devices", client)
+        store.add_device(DEVICE, SECRET, 1)
+        calls = []
+        client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+        now = int(time.time())
+        batch = body_of([reading(seq, ts=now - 100 + seq) for seq in range(20)])
+        first = ingest.handle(post_event(batch), store, now, 86400 * 400)
+        assert json.loads(first["body"])["accepted"] == 20
+        assert calls == ["GetItem", "TransactWriteItems", "UpdateItem"]
+        calls.clear()
+        overlap = body_of([reading(seq, ts=now - 100 + seq) for seq in range(10, 30)])
+        second = json.loads(ingest.handle(post_event(overlap), store, now, 86400 * 400)["body"])
+        assert (second["accepted"], second["duplicates"]) == (10, 10)
+        assert len(calls) <= 4, calls
