@@ -16,6 +16,8 @@ VERB_MODULES = (
     "serve",
     "devices",
     "sim",
+    "bench",
+    "query",
 )
 
 

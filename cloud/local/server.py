@@ -5,6 +5,7 @@ goes to the same handle() functions the Lambda entry points call.
 """
 
 import base64
+import json
 import threading
 import time
 import urllib.parse
@@ -94,9 +95,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(read_api.error(404 if path not in READ_ROUTES else 405, "not_found", f"no route POST {path}"))
             return
         srv = self.server
-        self._send(
-            ingest.handle(self._event(body), srv.store, srv.clock(self.headers.get("X-Device-Id")), srv.retention_s)
+        response = ingest.handle(
+            self._event(body), srv.store, srv.clock(self.headers.get("X-Device-Id")), srv.retention_s
         )
+        srv.count(response)
+        self._send(response)
 
     def do_GET(self) -> None:
         path = self.path.partition("?")[0]
@@ -113,6 +116,18 @@ class _Server(ThreadingHTTPServer):
     clock: Clock
     read_token: str
     retention_s: int
+    totals: dict[str, int]
+    totals_lock: threading.Lock
+
+    def count(self, response: dict[str, Any]) -> None:
+        """Totals of what the receiver answered, for the bench report."""
+        with self.totals_lock:
+            self.totals[str(response["statusCode"])] = self.totals.get(str(response["statusCode"]), 0) + 1
+            if response["statusCode"] == 200:
+                answer = json.loads(response["body"])
+                for key in ("accepted", "duplicates"):
+                    self.totals[key] = self.totals.get(key, 0) + answer[key]
+                self.totals["rejected"] = self.totals.get("rejected", 0) + len(answer["rejected"])
 
 
 class LocalEndpoint:
@@ -136,8 +151,16 @@ class LocalEndpoint:
         self._server.clock = clock or wall_clock
         self._server.read_token = self.read_token
         self._server.retention_s = retention_s
+        self._server.totals = {}
+        self._server.totals_lock = threading.Lock()
         self.host, self.port = self._server.server_address[:2]
         self._thread: threading.Thread | None = None
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Answers so far: per status code, and accepted/duplicates/rejected readings."""
+        with self._server.totals_lock:
+            return dict(self._server.totals)
 
     @property
     def url(self) -> str:

@@ -1,0 +1,375 @@
+"""`dhtlink bench`: a fleet of virtual boards running the real firmware against the
+local endpoint for a simulated day, optionally through faults, then a report whose
+loss and duplicate figures come from the store's own contents."""
+
+import argparse
+import json
+import random
+import sqlite3
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from host_tools import battery, costs
+from host_tools.errors import CommandError, UsageError
+from host_tools.sim import Summary, board_config, run_board
+from host_tools.vboard import VirtualBoard
+
+CHAOS_RATES = {"drop": 0.03, "error_before": 0.03, "error_after": 0.04, "reset": 0.03, "truncate": 0.03, "delay": 0.005}
+DRAIN_ROUNDS = 8
+DRAIN_STEP = 4
+
+
+@dataclass
+class DeviceResult:
+    device_id: str
+    produced: int
+    stored: int
+    duplicates_stored: int
+    lost: int
+    missing_seqs: list[list[int]]
+    dropped: int
+    still_spooled: int
+    requests: int
+    bytes_on_wire: int
+    heap_high_water: int
+    sensor_errors: int
+    power_cuts: int
+
+
+@dataclass
+class Report:
+    devices: int
+    hours: float
+    interval_s: int
+    seed: int
+    chaos: bool
+    wall_s: float
+    produced: int
+    stored: int
+    duplicates_absorbed: int
+    duplicates_stored: int
+    lost: int
+    dropped: int
+    requests_per_reading: float
+    bytes_per_reading: float
+    heap_high_water: int
+    battery: dict[str, Any]
+    aws_cost_per_device_month: dict[str, Any]
+    chaos_faults: dict[str, int] = field(default_factory=dict)
+    per_device: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data_dir: str = ""
+    read_token: str = field(default="", repr=False)  # shown in "where to look next", kept out of JSON
+
+
+def scenario_for(index: int, seed: int, hours: float, chaos: bool) -> dict[str, Any]:
+    """Each board's world: its own sensor noise, and with chaos an outage and power cuts."""
+    rng = random.Random(seed * 1009 + index)
+    scenario: dict[str, Any] = {"seed": seed * 1009 + index, "t_mean": round(rng.uniform(18, 24), 1)}
+    if chaos:
+        span = hours * 3600
+        start = rng.uniform(0.1, 0.6) * span
+        scenario["wifi_down"] = [[start, start + rng.uniform(0.05, 0.2) * span]]
+        scenario["power_cut_rate"] = 0.01
+        scenario["sensor_fail_rate"] = 0.01
+    return scenario
+
+
+def _ranges(seqs: list[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for seq in sorted(seqs):
+        if out and out[-1][1] == seq - 1:
+            out[-1][1] = seq
+        else:
+            out.append([seq, seq])
+    return out
+
+
+def verify(store_file: Path, device_id: str, summary: Summary) -> DeviceResult:
+    """Loss and duplicates from the SQLite file itself, against the board's own seq counter."""
+    with sqlite3.connect(f"file:{store_file}?mode=ro", uri=True) as db:
+        rows = [seq for (seq,) in db.execute("SELECT seq FROM readings WHERE device_id = ?", (device_id,))]
+    stored = set(rows)
+    sent_range = set(range(summary.readings_taken - summary.still_spooled))
+    missing = sorted(sent_range - stored)
+    return DeviceResult(
+        device_id=device_id,
+        produced=summary.readings_taken,
+        stored=len(stored),
+        duplicates_stored=len(rows) - len(stored),
+        # Readings the board counted as dropped (poison batches, or taken before a clock that a
+        # second power cut left unknowable) are reported, not lost; anything else missing is lost.
+        lost=max(0, len(missing) - summary.dropped) + len(stored - set(range(summary.readings_taken))),
+        missing_seqs=_ranges(missing),
+        dropped=summary.dropped,
+        still_spooled=summary.still_spooled,
+        requests=summary.requests,
+        bytes_on_wire=summary.bytes_sent + summary.bytes_received,
+        heap_high_water=summary.heap_high_water,
+        sensor_errors=summary.sensor_errors,
+        power_cuts=summary.power_cuts,
+    )
+
+
+class ProgressView:
+    """One line per device: redrawn in place on a terminal, every quarter otherwise."""
+
+    def __init__(self, device_ids: list[str], cycles: int, stream: Any = sys.stderr) -> None:
+        self.cycles = cycles
+        self.done = dict.fromkeys(device_ids, 0)
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.lock = threading.Lock()
+        self.drawn = False
+        self.reported: set[tuple[str, int]] = set()
+
+    def update(self, device_id: str, boot: int) -> None:
+        with self.lock:
+            self.done[device_id] = boot
+            if self.tty:
+                self._draw()
+            else:
+                quarter = boot * 4 // self.cycles
+                if (device_id, quarter) not in self.reported and boot * 4 % self.cycles < 4:
+                    self.reported.add((device_id, quarter))
+                    print(f"{device_id}: {boot}/{self.cycles} wakes", file=self.stream, flush=True)
+
+    def _draw(self) -> None:
+        if self.drawn:
+            self.stream.write(f"\x1b[{len(self.done)}F")
+        for device_id, boot in self.done.items():
+            filled = boot * 30 // self.cycles
+            self.stream.write(f"\x1b[2K{device_id:<10} [{'#' * filled}{'.' * (30 - filled)}] {boot}/{self.cycles}\n")
+        self.stream.flush()
+        self.drawn = True
+
+
+def _drain(board: VirtualBoard, endpoint_url: str, scenario: dict[str, Any]) -> Summary:
+    """Faults over: the board posts straight to the receiver, every wake, until its spool is empty."""
+    config = json.loads((board.dir / "config.json").read_text())
+    config.update(endpoint=endpoint_url + "/data", max_batch_delay_s=0)
+    (board.dir / "config.json").write_text(json.dumps(config))
+    calm = {k: v for k, v in scenario.items() if k in ("seed", "t_mean")}
+    (board.state_dir / "scenario.json").write_text(json.dumps(calm))
+    summary = run_board(board, DRAIN_STEP, calm)
+    for _ in range(DRAIN_ROUNDS):
+        if summary.still_spooled == 0:
+            break
+        summary = run_board(board, DRAIN_STEP, calm)
+    return summary
+
+
+def run_bench(
+    devices: int = 5,
+    hours: float = 24,
+    interval: int = 60,
+    seed: int = 1,
+    chaos: bool = False,
+    data_dir: Path | None = None,
+    show_progress: bool = True,
+) -> Report:
+    from cloud import admin, observability
+    from cloud.local import LocalEndpoint
+    from host_tools.chaos import ChaosProxy
+
+    started = time.monotonic()
+    root = Path(data_dir or Path(".dhtlink") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    root.mkdir(parents=True, exist_ok=True)
+    cycles = max(1, int(hours * 3600 // interval))
+    ids = [f"bench-{i + 1:02d}" for i in range(devices)]
+    boards = {device_id: VirtualBoard(root / "boards" / device_id) for device_id in ids}
+    scenarios = {device_id: scenario_for(i, seed, hours, chaos) for i, device_id in enumerate(ids)}
+    log_file = (root / "endpoint.log").open("a")
+    observability.set_output(log_file)
+    # The simulated day ends now, so its readings carry real, past dates.
+    start = time.time() - cycles * interval - 60
+
+    def clock(device_id: str | None) -> float:
+        board = boards.get(device_id or "")
+        return board.now() if board else time.time()
+
+    view = ProgressView(ids, cycles) if show_progress else None
+    summaries: dict[str, Summary] = {}
+    try:
+        with LocalEndpoint(root / "endpoint", clock=clock) as endpoint:
+            secrets = {device_id: admin.add_device(endpoint.store, device_id) for device_id in ids}
+            proxy = ChaosProxy(endpoint.url, CHAOS_RATES, seed=seed, delay_s=5.5) if chaos else None
+            target = proxy.url if proxy else endpoint.url
+            if proxy:
+                proxy.__enter__()
+            try:
+
+                def fly(device_id: str) -> Summary:
+                    board = boards[device_id]
+                    config = board_config(device_id, secrets[device_id], target + "/data", interval)
+                    board.install(config, scenarios[device_id], start=start)
+
+                    def progress(step: dict[str, Any]) -> None:
+                        if view:
+                            view.update(device_id, step["boot"])
+
+                    summary = run_board(board, cycles, scenarios[device_id], progress)
+                    return _drain(board, endpoint.url, scenarios[device_id]) if chaos else summary
+
+                # Every board at once: each wake is its own process, so the OS shares the cores.
+                workers = min(devices, 64)
+                with ThreadPoolExecutor(workers) as pool:
+                    summaries = dict(zip(ids, pool.map(fly, ids), strict=True))
+            finally:
+                if proxy:
+                    proxy.__exit__(None, None, None)
+            totals = endpoint.totals
+            store_file = endpoint.data_dir / admin.STORE_FILE
+            read_token = endpoint.read_token
+    finally:
+        observability.set_output(None)
+        log_file.close()
+    results = {device_id: verify(store_file, device_id, summaries[device_id]) for device_id in ids}
+    return _report(
+        devices,
+        hours,
+        interval,
+        seed,
+        chaos,
+        time.monotonic() - started,
+        results,
+        totals,
+        proxy.stats.faults if proxy else {},
+        root,
+        read_token,
+    )
+
+
+def _report(
+    devices: int,
+    hours: float,
+    interval: int,
+    seed: int,
+    chaos: bool,
+    wall_s: float,
+    results: dict[str, DeviceResult],
+    totals: dict[str, int],
+    faults: dict[str, int],
+    root: Path,
+    read_token: str,
+) -> Report:
+    produced = sum(r.produced for r in results.values())
+    stored = sum(r.stored for r in results.values())
+    requests = sum(r.requests for r in results.values())
+    wire = sum(r.bytes_on_wire for r in results.values())
+    per_reading = requests / produced if produced else 0.0
+    model = battery.awake_model(cpu_s=0.05)
+    cost = costs.cost_per_device_month(interval, stored / requests if requests else 1.0)
+    return Report(
+        devices=devices,
+        hours=hours,
+        interval_s=interval,
+        seed=seed,
+        chaos=chaos,
+        wall_s=round(wall_s, 1),
+        produced=produced,
+        stored=stored,
+        duplicates_absorbed=totals.get("duplicates", 0),
+        duplicates_stored=sum(r.duplicates_stored for r in results.values()),
+        lost=sum(r.lost for r in results.values()),
+        dropped=sum(r.dropped for r in results.values()),
+        requests_per_reading=round(per_reading, 4),
+        bytes_per_reading=round(wire / produced if produced else 0, 1),
+        heap_high_water=max((r.heap_high_water for r in results.values()), default=0),
+        battery={
+            "days": round(battery.battery_days(interval, per_reading, model), 1),
+            "battery": battery.BATTERY,
+            "module": "ESP32-WROOM-32, deep sleep between readings",
+            "awake_s": model.as_dict(),
+        },
+        aws_cost_per_device_month={k: (round(v, 6) if isinstance(v, float) else v) for k, v in cost.as_dict().items()},
+        chaos_faults=faults,
+        per_device={k: asdict(v) for k, v in results.items()},
+        data_dir=str(root.resolve()),
+        read_token=read_token,
+    )
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    out = asdict(report)
+    del out["read_token"]
+    return out
+
+
+def render(report: Report) -> str:
+    cost = report.aws_cost_per_device_month
+    lines = [
+        "",
+        f"dhtlink bench: {report.devices} boards x {report.hours:g} h at {report.interval_s} s"
+        f"{' with chaos' if report.chaos else ''} (seed {report.seed}), {report.wall_s} s wall",
+        f"  readings produced        {report.produced}",
+        f"  stored                   {report.stored}",
+        f"  duplicates absorbed      {report.duplicates_absorbed}   (re-sent, answered as duplicates, stored once)",
+        f"  duplicates stored        {report.duplicates_stored}",
+        f"  lost                     {report.lost}",
+        f"  dropped, accounted       {report.dropped}   (reported by the boards in status.dropped)",
+        f"  requests per reading     {report.requests_per_reading}",
+        f"  bytes per reading        {report.bytes_per_reading}   (HTTP request + response, both ways)",
+        f"  heap high-water          {report.heap_high_water} bytes of a 65536-byte budget",
+        f"  battery life (modelled)  {report.battery['days']} days on {report.battery['battery']}",
+        f"                           {report.battery['module']}; see docs/performance.md for the model",
+        f"  AWS cost per device      ${cost['total']:.5f} a month at this traffic ({cost['prices_as_of']})",
+    ]
+    if report.chaos_faults:
+        lines.append(f"  faults injected          {report.chaos_faults}")
+    token = report.read_token
+    lines += [
+        "",
+        "Where to look next:",
+        f"  data          {report.data_dir}",
+        f"  read API      DATA_DIR={report.data_dir}/endpoint dhtlink serve, then",
+        f"                curl -H 'Authorization: Bearer {token}' 'http://127.0.0.1:8080/devices'",
+        f"  a device      DATA_DIR={report.data_dir}/endpoint dhtlink query latest --device bench-01",
+    ]
+    return "\n".join(lines)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="run a fleet of virtual boards against the local endpoint and report",
+        description="Start the local endpoint, provision N virtual boards and run the real firmware on each "
+        "for a simulated stretch of time, then report delivery, wire, memory, battery and cost figures. "
+        "Fails (exit 1) if any reading was lost or stored twice.",
+    )
+    parser.add_argument("--devices", type=int, default=5, help="number of boards (default 5)")
+    parser.add_argument("--hours", type=float, default=24, help="simulated hours (default 24)")
+    parser.add_argument("--interval", type=int, default=60, help="seconds between readings (default 60)")
+    parser.add_argument("--seed", type=int, default=1, help="seed for sensor noise and faults (default 1)")
+    parser.add_argument(
+        "--chaos", action="store_true", help="faults between boards and endpoint, Wi-Fi outages and power cuts"
+    )
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the report as JSON here")
+    parser.add_argument("--data-dir", type=Path, default=None, help="where to keep the run (default .dhtlink/bench-*)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 1 <= args.devices <= 500:
+        raise UsageError("--devices must be from 1 to 500")
+    if not 0 < args.hours <= 24 * 31:
+        raise UsageError("--hours must be more than 0 and at most 744")
+    if not 2 <= args.interval <= 86400:
+        raise UsageError("--interval must be from 2 to 86400 seconds")
+    if args.hours * 3600 < args.interval:
+        raise UsageError("--hours must cover at least one --interval")
+    report = run_bench(args.devices, args.hours, args.interval, args.seed, args.chaos, args.data_dir)
+    print(render(report))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(as_json(report), indent=2))
+    if report.lost or report.duplicates_stored:
+        bad = {d: r["missing_seqs"] for d, r in report.per_device.items() if r["lost"] or r["duplicates_stored"]}
+        raise CommandError(
+            f"{report.lost} readings lost, {report.duplicates_stored} stored twice; "
+            f"missing seq ranges per device: {bad}"
+        )
+    return 0

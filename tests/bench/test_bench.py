@@ -1,0 +1,115 @@
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from host_tools import battery, costs
+from host_tools.bench import verify
+from host_tools.cli import main
+from host_tools.sim import Summary
+
+JSON_KEYS = {
+    "produced",
+    "stored",
+    "lost",
+    "duplicates_stored",
+    "requests_per_reading",
+    "bytes_per_reading",
+    "heap_high_water",
+    "per_device",
+}
+
+
+def summary(taken, spooled=0, dropped=0):
+    return Summary("d", 10, taken, taken - spooled - dropped, spooled, dropped, 0, 0, 1, 1, 1, 0)
+
+
+def store_with(tmp_path, seqs, unique=True):
+    path = tmp_path / "s.sqlite3"
+    with sqlite3.connect(path) as db:
+        key = ", PRIMARY KEY (device_id, seq)" if unique else ""
+        db.execute(f"CREATE TABLE readings (device_id TEXT, seq INTEGER{key})")
+        db.executemany("INSERT INTO readings VALUES ('d', ?)", [(s,) for s in seqs])
+    return path
+
+
+def test_verify_passes_a_complete_store(tmp_path):
+    result = verify(store_with(tmp_path, range(10)), "d", summary(12, spooled=2))
+    assert (result.lost, result.duplicates_stored, result.missing_seqs) == (0, 0, [])
+
+
+def test_verify_finds_a_gap_and_a_duplicate(tmp_path):
+    seqs = [0, 1, 2, 5, 6, 6, 7]
+    result = verify(store_with(tmp_path, seqs, unique=False), "d", summary(8))
+    assert result.lost == 2 and result.missing_seqs == [[3, 4]]
+    assert result.duplicates_stored == 1
+
+
+def test_dropped_readings_are_accounted_not_lost(tmp_path):
+    result = verify(store_with(tmp_path, [0, 1, 3]), "d", summary(4, dropped=1))
+    assert result.lost == 0 and result.missing_seqs == [[2, 2]]
+
+
+def test_battery_model_sends_cost_more():
+    model = battery.awake_model(cpu_s=0.05)
+    assert model.sending_s > model.buffering_s
+    every_wake = battery.battery_days(60, 1.0, model)
+    batched = battery.battery_days(60, 0.05, model)
+    assert batched > 3 * every_wake
+    assert battery.battery_days(600, 0.05, model) > batched
+
+
+def test_cost_scales_with_traffic():
+    minute = costs.cost_per_device_month(60, 20)
+    assert minute.readings == pytest.approx(43200)
+    assert minute.requests == pytest.approx(2160)
+    assert minute.api_gateway == pytest.approx(2160 / 1e6 * costs.HTTP_API_PER_MILLION)
+    assert minute.dynamodb_writes == pytest.approx((43200 * 2 + 2160) / 1e6 * costs.DYNAMODB_WRITE_PER_MILLION)
+    assert minute.total == pytest.approx(
+        sum(v for k, v in minute.as_dict().items() if k not in ("readings", "requests", "total", "prices_as_of"))
+    )
+    assert costs.cost_per_device_month(600, 20).total < minute.total / 5
+    with pytest.raises(ValueError):
+        costs.cost_per_device_month(0, 20)
+
+
+@pytest.mark.slow
+def test_short_chaos_bench_loses_nothing_and_stores_nothing_twice(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    status = main(
+        [
+            "bench",
+            "--devices",
+            "2",
+            "--hours",
+            "1",
+            "--chaos",
+            "--seed",
+            "3",
+            "--data-dir",
+            str(tmp_path / "run"),
+            "--json-out",
+            str(out),
+        ]
+    )
+    assert status == 0, capsys.readouterr().err
+    report = json.loads(out.read_text())
+    assert JSON_KEYS <= set(report)
+    assert "read_token" not in report
+    # From the store's own file, not the report: every device's seqs once each, no gaps.
+    with sqlite3.connect(Path(tmp_path / "run" / "endpoint" / "dhtlink.sqlite3")) as db:
+        for device_id, figures in report["per_device"].items():
+            seqs = [s for (s,) in db.execute("SELECT seq FROM readings WHERE device_id = ? ORDER BY seq", (device_id,))]
+            assert len(seqs) == len(set(seqs))
+            expected = set(range(figures["produced"] - figures["still_spooled"]))
+            assert len(expected - set(seqs)) == figures["dropped"]
+            assert figures["produced"] >= 60
+    assert report["lost"] == 0 and report["duplicates_stored"] == 0
+    assert report["stored"] >= 120
+    assert "Where to look next" in capsys.readouterr().out
+
+
+def test_bad_flags(capsys):
+    assert main(["bench", "--devices", "0"]) == 2
+    assert "--devices" in capsys.readouterr().err
