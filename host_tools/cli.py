@@ -18,6 +18,7 @@ VERB_MODULES = (
     "sim",
     "bench",
     "query",
+    "deploy",
 )
 
 
