@@ -163,6 +163,8 @@ class Spool:
         clock epoch is known; one from an older epoch whose offset can never be known
         (power lost before the clock was set), or a damaged record, is dropped and counted."""
         while True:
+            if self.end <= self.head:
+                return []
             out = []
             skip = 0
             off = self.head

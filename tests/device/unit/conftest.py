@@ -1,0 +1,49 @@
+"""Run MicroPython snippets against device/ modules, under the 64 KiB heap."""
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from host_tools.vboard.board import MICROPYTHON
+
+DEVICE = Path(__file__).resolve().parents[3] / "device"
+
+
+class MicroPython:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.fakes = workdir / "_fakes"
+        self.fakes.mkdir()
+
+    def fake(self, name: str, source: str) -> None:
+        """A stand-in hardware module for this test only (the ESP32's radio and pins)."""
+        (self.fakes / f"{name}.py").write_text(textwrap.dedent(source))
+
+    def run(self, code: str, heap: str = "64k", check: bool = True) -> str:
+        script = self.workdir / "_test.py"
+        script.write_text(
+            f"import sys\nsys.path.insert(0, {str(DEVICE)!r})\nsys.path.insert(0, {str(self.fakes)!r})\n"
+            + textwrap.dedent(code)
+        )
+        done = subprocess.run(
+            [*MICROPYTHON, "-X", f"heapsize={heap}", str(script)],
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if check and done.returncode:
+            raise AssertionError(f"MicroPython failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def json(self, code: str) -> object:
+        return json.loads(self.run(code).strip().splitlines()[-1])
+
+
+@pytest.fixture
+def mpy(tmp_path) -> MicroPython:
+    return MicroPython(tmp_path)
