@@ -35,9 +35,9 @@ def rtc_save(rtc):
     machine.RTC().memory(json.dumps(rtc).encode())
 
 
-def _batch_due(cfg, spool, clock):
-    if spool.depth() >= cfg["batch_size"]:
-        return True
+def _batch_due(cfg, spool, clock, fresh):
+    if fresh or spool.depth() >= cfg["batch_size"]:
+        return True  # a fresh start reports at once, so a new or reset board shows up
     if not clock.valid():
         return True  # only a connection can set the clock
     oldest = spool.peek(1)
@@ -56,11 +56,13 @@ class Node:
         self.clock = clock
         self.spool = spool.Spool(cfg["spool_max"])
         cause = machine.reset_cause()
-        if cause != machine.DEEPSLEEP_RESET:
+        self.fresh = cause != machine.DEEPSLEEP_RESET
+        rtc["boot"] = rtc.get("boot", 0) + 1
+        if self.fresh:
             if not clock.valid():
                 self.spool.new_clock_epoch()
             rtc.pop("tx_next", None)  # a fresh start tries to send at once
-        rtc["boot"] = rtc.get("boot", 0) + 1
+            log.info("boot %d (reset cause %d), %d readings spooled" % (rtc["boot"], cause, self.spool.depth()))
         s = cfg["sensor"]
         # The DHT stays powered through deep sleep; after power-on it needs its settle time.
         self.sensor = sensor.Sensor(s["type"], s["pin"], 10000 if cause == machine.DEEPSLEEP_RESET else 0)
@@ -104,7 +106,7 @@ class Node:
             log.warn("sensor: %s" % self.sensor.last_error)
         self._heap_mark()
         wdt.feed()
-        if self.spool.depth() and _batch_due(cfg, self.spool, clock):
+        if self.spool.depth() and _batch_due(cfg, self.spool, clock, self.fresh):
             import transport
 
             if transport.backoff_due(rtc, clock.unix()):
@@ -116,6 +118,7 @@ class Node:
                     if cfg["mode"] == "deep_sleep":
                         self.wifi.off()
         wdt.feed()
+        self.fresh = False
         awake = time.ticks_diff(time.ticks_ms(), start)
         return max(0, cfg["interval_s"] * 1000 - awake)
 

@@ -150,6 +150,7 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             stale_retry = False
         elif 200 <= resp.status < 300:
             spool.ack(len(items))
+            log.info("sent %d readings, seq %d-%d" % (len(items), items[0][0], items[-1][0]))
             rtc["tx_fails"] = 0
             rtc["tx_next"] = 0
             for r in answer.get("rejected", ()):

@@ -19,6 +19,15 @@ VERB_MODULES = (
     "bench",
     "query",
     "deploy",
+    "vboard_cmd",
+    "ports",
+    "flash",
+    "provision",
+    "repl",
+    "logs",
+    "reset",
+    "safe_mode",
+    "status",
 )
 
 

@@ -189,17 +189,39 @@ class VirtualBoard:
             self._power_on(self._read_state())
             return BootResult("power_cut", -9, output)
         code = process.returncode
+        status = self.mark_reset(code)
+        return BootResult(status or ("halted" if code == 0 else "crashed"), code, output)
+
+    def mark_reset(self, exit_code: int) -> str | None:
+        """Record the reset cause the next boot reads; returns how the process ended."""
+        causes = {
+            EXIT_DEEPSLEEP: (DEEPSLEEP_RESET, "deepsleep"),
+            EXIT_RESET: (SOFT_RESET, "reset"),
+            EXIT_WDT: (WDT_RESET, "watchdog"),
+        }
+        if exit_code not in causes:
+            return None
         state = self._read_state()
-        if code == EXIT_DEEPSLEEP:
-            state["reset_cause"] = DEEPSLEEP_RESET
-            status = "deepsleep"
-        elif code == EXIT_RESET:
-            state["reset_cause"] = SOFT_RESET
-            status = "reset"
-        elif code == EXIT_WDT:
-            state["reset_cause"] = WDT_RESET
-            status = "watchdog"
-        else:
-            return BootResult("halted" if code == 0 else "crashed", code, output)
+        state["reset_cause"] = causes[exit_code][0]
         self._write_state(state)
-        return BootResult(status, code, output)
+        return causes[exit_code][1]
+
+    def last_sleep_s(self) -> float:
+        """How long the last machine.deepsleep asked to sleep."""
+        return self._read_state().get("sleep_ms", 0) / 1000
+
+    def power_on_blank(self) -> None:
+        """A board as it is after flashing MicroPython: keep its files, power it on with a
+        real-time clock (compressed mode) for tools and a receiver with a wall clock."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(exist_ok=True)
+        scenario = self.state_dir / "scenario.json"
+        if not scenario.exists():
+            scenario.write_text("{}")
+        state = self._read_state() or {
+            "skew_ms": 0,
+            "start_ms": int(time.time() * 1000),
+            "unique_id": self.dir.name[:12],
+        }
+        state["compressed"] = True
+        self._power_on(state)

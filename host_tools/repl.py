@@ -1,0 +1,20 @@
+"""`dhtlink repl`: the board's REPL in this terminal (mpremote's, without a reset)."""
+
+import argparse
+import os
+import sys
+
+from host_tools.ports import choose
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("repl", help="open the board's REPL (Ctrl-] to leave)")
+    parser.add_argument("--port", default=None)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    port = choose(args.port)
+    command = [sys.executable, "-m", "mpremote", "connect", port, "resume", "repl"]
+    os.execv(sys.executable, command)  # noqa: S606 - the terminal belongs to mpremote from here
+    return 0

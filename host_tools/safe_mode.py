@@ -1,0 +1,28 @@
+"""`dhtlink safe-mode on|off`: keep the app from starting (a SAFE file), or let it start."""
+
+import argparse
+
+from host_tools.ports import choose
+
+SAFE = "SAFE"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("safe-mode", help="stop the app from starting at boot, or allow it again")
+    parser.add_argument("state", choices=["on", "off"])
+    parser.add_argument("--port", default=None)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from host_tools.board import Board
+
+    port = choose(args.port)
+    with Board(port) as board:
+        if args.state == "on":
+            board.write_file(SAFE, b"requested with dhtlink safe-mode on\n")
+        else:
+            board.remove(SAFE)
+        board.hard_reset()
+    print(f"{port}: safe mode {args.state}; the board restarted")
+    return 0
