@@ -139,7 +139,9 @@ class Spool:
     def append(self, ts, t10, h10, synced):
         """Store one reading; returns its seq. t10/h10 are tenths."""
         if self.depth() >= self.max_items:
-            self._drop_oldest(max(1, self.max_items // 100))
+            # Full: drop the oldest 1 % at once, so the head pointer (and compaction)
+            # is written once per hundred readings rather than on every append.
+            self.drop(max(1, self.max_items // 100))
         seq = self.next_seq
         rec = struct.pack(_FMT, seq, ts, t10, h10, self.epoch & 0xFF, 0 if synced else UNSYNCED)
         rec += struct.pack("<H", _crc(rec))
@@ -148,12 +150,6 @@ class Spool:
         self.next_seq = seq + 1
         self.end += REC
         return seq
-
-    def _drop_oldest(self, n):
-        n = min(n, self.depth())
-        self.head += n * REC
-        self.dropped += n
-        self._save()
 
     def peek(self, n):
         """Up to n oldest readings as (seq, unix_ts, t10, h10).
@@ -203,6 +199,7 @@ class Spool:
 
     def drop(self, n):
         """The first n readings can never be delivered: count them as dropped."""
+        n = min(n, self.depth())
         self.dropped += n
         self._advance(n)
 

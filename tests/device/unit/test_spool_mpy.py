@@ -171,3 +171,24 @@ def test_compaction_keeps_unacked_records(mpy):
     )
     first, depth, files, size = out
     assert (first, depth) == (300, 100) and len(files) == 1 and size == 100 * 16
+
+
+def test_a_full_spool_stays_bounded_on_flash(mpy):
+    # While the receiver is unreachable for days the spool keeps dropping the oldest:
+    # the data file must be compacted as it goes, not grow until the flash is full.
+    out = mpy.json(
+        spool(
+            100,
+            """
+        import os
+        biggest = 0
+        for i in range(2000):
+            sp.append(1795000000 + i, 1, 1, True)
+            biggest = max(biggest, os.stat(sp._data())[6])
+        print(json.dumps([sp.depth(), sp.dropped, sp.peek(1)[0][0], biggest]))
+    """,
+        )
+    )
+    depth, dropped, oldest, biggest = out
+    assert depth <= 100 and dropped == 2000 - depth and oldest == dropped
+    assert biggest <= 2 * 4096 + 2 * 100 * 16
