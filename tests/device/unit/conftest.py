@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from host_tools.firmware import compiled_dir, sources
 from host_tools.vboard.board import MICROPYTHON
 
 DEVICE = Path(__file__).resolve().parents[3] / "device"
+
+
+def firmware_dir() -> Path:
+    return compiled_dir(sources(DEVICE))
 
 
 class MicroPython:
@@ -23,12 +28,21 @@ class MicroPython:
         (self.fakes / f"{name}.py").write_text(textwrap.dedent(source))
 
     def run(self, code: str, heap: str = "64k", check: bool = True) -> str:
+        done = self.boot(code, heap, compiled=False)
+        if check and done.returncode:
+            raise AssertionError(f"MicroPython failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def boot(self, code: str, heap: str = "64k", compiled: bool = True) -> subprocess.CompletedProcess:
+        """Run code with the firmware compiled by mpy-cross, as it is deployed (no compile
+        spike on the heap); returns the finished process whatever its exit status."""
+        firmware = firmware_dir() if compiled else DEVICE
         script = self.workdir / "_test.py"
         script.write_text(
-            f"import sys\nsys.path.insert(0, {str(DEVICE)!r})\nsys.path.insert(0, {str(self.fakes)!r})\n"
+            f"import sys\nsys.path.insert(0, {str(firmware)!r})\nsys.path.insert(0, {str(self.fakes)!r})\n"
             + textwrap.dedent(code)
         )
-        done = subprocess.run(
+        return subprocess.run(
             [*MICROPYTHON, "-X", f"heapsize={heap}", str(script)],
             cwd=self.workdir,
             capture_output=True,
@@ -36,9 +50,6 @@ class MicroPython:
             timeout=60,
             check=False,
         )
-        if check and done.returncode:
-            raise AssertionError(f"MicroPython failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        return done.stdout
 
     def json(self, code: str) -> object:
         return json.loads(self.run(code).strip().splitlines()[-1])
