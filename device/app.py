@@ -161,8 +161,11 @@ def main():
         _safe_mode("SAFE file present")
         return
     rtc = rtc_load()
-    if machine.reset_cause() in (machine.PWRON_RESET, machine.HARD_RESET):
+    cause = machine.reset_cause()
+    if cause in (machine.PWRON_RESET, machine.HARD_RESET):
         rtc.pop("crashes", None)  # a person power-cycled it: give the app another try
+    elif cause == machine.WDT_RESET:
+        rtc["crashes"] = rtc.get("crashes", 0) + 1  # a hung cycle is a crash too
     if rtc.get("crashes", 0) >= CRASH_LIMIT:
         with open(SAFE, "w") as f:
             f.write("crashed %d boots in a row\n" % rtc["crashes"])

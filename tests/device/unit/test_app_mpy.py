@@ -205,3 +205,21 @@ def test_report_is_one_json_line_without_secrets(mpy):
     assert report["safe_mode"] is False and report["config"]["wifi"] == ["home"]
     for key in ("fw", "dropped", "sensor_errors", "last_error"):
         assert key in report
+
+
+def test_watchdog_resets_count_as_crashes(mpy):
+    # A cycle that hangs never reaches the crash handler: the watchdog reset is the crash.
+    board = Board(mpy)
+    hw = {"cause": 3, "rtc": json.dumps({"crashes": 2, "boot": 5})}  # machine.WDT_RESET
+    (mpy.workdir / "hw.json").write_text(json.dumps(hw))
+    code, out = board.boot()
+    assert code == 0 and "safe mode (3 crashing boots in a row)" in out
+
+
+def test_power_on_gives_a_crashed_app_another_try(mpy):
+    board = Board(mpy)
+    hw = {"cause": 1, "rtc": json.dumps({"crashes": 5, "boot": 5})}  # machine.PWRON_RESET
+    (mpy.workdir / "hw.json").write_text(json.dumps(hw))
+    code, out = board.boot()
+    assert code == 75, out
+    assert board.rtc()["crashes"] == 0 and not (mpy.workdir / "SAFE").exists()
