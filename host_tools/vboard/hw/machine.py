@@ -91,6 +91,9 @@ def _utc_seconds(y, m, d):
 
 
 def _exit(status):
+    import utime
+
+    _board.state["wake_real_us"] = utime.ticks_diff(utime.ticks_us(), _board.boot_real_us)
     if _rtc_memory is not None:
         with open(_rtc_file(), "wb") as f:
             f.write(_rtc_memory)
