@@ -59,7 +59,9 @@ class Node:
         self.fresh = cause != machine.DEEPSLEEP_RESET
         rtc["boot"] = rtc.get("boot", 0) + 1
         if self.fresh:
-            if not clock.valid():
+            # The RTC keeps counting through soft and watchdog resets; any other start may
+            # be a power loss, after which the raw clock restarted and needs a new offset.
+            if not clock.valid() and cause not in (machine.SOFT_RESET, machine.WDT_RESET):
                 self.spool.new_clock_epoch()
             rtc.pop("tx_next", None)  # a fresh start tries to send at once
             log.info("boot %d (reset cause %d), %d readings spooled" % (rtc["boot"], cause, self.spool.depth()))

@@ -223,3 +223,20 @@ def test_power_on_gives_a_crashed_app_another_try(mpy):
     code, out = board.boot()
     assert code == 75, out
     assert board.rtc()["crashes"] == 0 and not (mpy.workdir / "SAFE").exists()
+
+
+@pytest.mark.parametrize("cause, bumped", [(1, True), (2, True), (5, False), (3, False)])
+def test_only_a_possible_power_loss_starts_a_new_clock_epoch(mpy, cause, bumped):
+    # Readings taken before the clock is set carry the raw clock and its epoch; a soft or
+    # watchdog reset keeps the RTC counting, so they must stay convertible.
+    from tests.device.unit.test_clock_mpy import FAKE_TIME
+
+    board = Board(mpy)
+    mpy.fake("time", FAKE_TIME)
+    (mpy.workdir / "now.txt").write_text("100")  # 2000-01-01 00:01:40: clock unset
+    (mpy.workdir / "hw.json").write_text(json.dumps({"cause": cause, "rtc": "{}"}))
+    code, out = board.boot()
+    assert code == 75, out
+    state = json.loads((mpy.workdir / "spool.state").read_text()) if (mpy.workdir / "spool.state").exists() else {}
+    assert state.get("epoch", 0) == (1 if bumped else 0)
+    assert mpy.json("import spool\nprint(spool.Spool().depth())") == 1
