@@ -2,7 +2,9 @@
 
 import json
 import socket
+import ssl
 import struct
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,12 +80,12 @@ def set_unix(ts, spool):
 """
 
 
-def deliver(mpy, server, readings=3, batch=20):
+def deliver(mpy, server, readings=3, batch=20, scheme="http"):
     mpy.fake("fakeclock", FAKE_CLOCK)
     config = {
         "device_id": "dev-1",
         "secret": SECRET,
-        "endpoint": f"http://127.0.0.1:{server.server_port}/data",
+        "endpoint": f"{scheme}://127.0.0.1:{server.server_port}/data",
         "batch_size": batch,
         "interval_s": 60,
     }
@@ -163,3 +165,41 @@ def test_connection_refused_keeps_the_batch(mpy):
 
     out = deliver(mpy, Closed())
     assert (out["depth"], out["requests"]) == (3, 1) and "send" in out["rtc"]["last_error"]
+
+
+def test_rejected_readings_are_final_and_acknowledged(mpy, server):
+    server.script = [("json", 200, {"accepted": 2, "rejected": [{"seq": 1, "error": "out_of_range"}]})]
+    out = deliver(mpy, server)
+    assert (out["depth"], out["dropped"], out["requests"]) == (0, 0, 1)
+    assert "reading 1 rejected by the receiver: out_of_range" in (mpy.workdir / "log.txt").read_text()
+
+
+def test_https_endpoint_is_spoken_over_tls(mpy, server, tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    out = deliver(mpy, server, scheme="https")
+    assert (out["requests"], out["depth"]) == (1, 0)
+    headers, body = server.requests[0]
+    assert signing.verify(SECRET, "dev-1", headers["X-Timestamp"], "POST", "/data", body, headers["X-Signature"])
