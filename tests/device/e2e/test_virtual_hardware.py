@@ -1,0 +1,126 @@
+"""The virtual hardware under real MicroPython, driven by a throwaway firmware whose
+main.py does one thing per wake, and `dhtlink sim` end to end."""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from cloud import observability
+from cloud.local import LocalEndpoint
+from host_tools import cli
+from host_tools.vboard import VirtualBoard
+from host_tools.vboard.board import DEEPSLEEP_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
+
+# Each wake prints what the chip would tell it, then does what the wake number says.
+MAIN = """
+import json, machine, network, time, socket
+rtc = machine.RTC()
+mem = json.loads(rtc.memory() or b"{}")
+n = mem.get("n", 0)
+print(json.dumps({"cause": machine.reset_cause(), "n": n, "t": time.time()}))
+mem["n"] = n + 1
+rtc.memory(json.dumps(mem).encode())
+step = STEPS[n] if n < len(STEPS) else "sleep"
+if step == "sleep":
+    machine.deepsleep(600000)
+elif step == "reset":
+    machine.reset()
+elif step == "hang":
+    wdt = machine.WDT(timeout=5000)
+    time.sleep(6)
+elif step == "post":
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    wlan.connect("dhtlink-bench", "x")
+    time.sleep_ms(2000)
+    up = wlan.isconnected()  # the firmware's check before it posts
+    s = socket.socket()
+    try:
+        s.connect(socket.getaddrinfo("127.0.0.1", PORT)[0][-1])
+        print("connected", up)
+    except OSError as e:
+        print("refused", e.args[0])
+    s.close()
+    machine.deepsleep(1000)
+"""
+
+
+def _board(tmp_path: Path, steps: list[str], scenario: dict | None = None, port: int = 9) -> VirtualBoard:
+    firmware = tmp_path / "fw"
+    firmware.mkdir()
+    (firmware / "main.py").write_text(f"STEPS = {steps!r}\nPORT = {port}\n" + MAIN)
+    board = VirtualBoard(tmp_path / "board", firmware=firmware)
+    board.install({"device_id": "hw-test", "wifi": [{"ssid": "dhtlink-bench"}]}, scenario)
+    return board
+
+
+def _said(result) -> dict:
+    return json.loads(next(line for line in result.output.splitlines() if line.startswith("{")))
+
+
+def test_exit_statuses_and_reset_causes(tmp_path):
+    board = _board(tmp_path, ["sleep", "reset", "hang", "sleep"])
+    first = board.boot()
+    assert (first.status, first.exit_code, _said(first)["cause"]) == ("deepsleep", 75, PWRON_RESET)
+    second = board.boot()
+    assert (second.status, second.exit_code) == ("reset", 76)
+    assert _said(second)["cause"] == DEEPSLEEP_RESET
+    # 600 s of deep sleep took no real time, but the board's clock moved on by it.
+    assert _said(second)["t"] - _said(first)["t"] >= 600
+    third = board.boot()
+    assert _said(third)["cause"] == SOFT_RESET
+    assert (third.status, third.exit_code) == ("watchdog", 77), "a 6 s stall past a 5 s watchdog resets"
+    fourth = board.boot()
+    assert _said(fourth)["cause"] == WDT_RESET and _said(fourth)["n"] == 3, "RTC memory kept across resets"
+
+
+def test_power_cut_clears_rtc_memory_and_the_rtc(tmp_path):
+    board = _board(tmp_path, ["sleep"])
+    board.boot()
+    # A wake that never ends: cut it.
+    (tmp_path / "board" / "main.py").write_text("while True:\n    pass\n")
+    assert board.boot(power_cut_after=0.5).status == "power_cut"
+    (tmp_path / "board" / "main.py").write_text(f"STEPS = []\nPORT = 9\n{MAIN}")
+    said = _said(board.boot())
+    assert said["cause"] == PWRON_RESET and said["n"] == 0
+    assert said["t"] < 1_000_000_000, "the RTC restarts at 2000-01-01 after a power cut"
+
+
+@pytest.mark.parametrize(("outage", "expected"), [(None, "connected True"), ([[0, 3600]], "refused 113")])
+def test_sockets_follow_the_virtual_wifi(tmp_path, outage, expected):
+    observability.set_output(io.StringIO())
+    with LocalEndpoint(tmp_path / "endpoint") as endpoint:
+        port = int(endpoint.url.rsplit(":", 1)[1])
+        board = _board(tmp_path, ["post"], {"wifi_down": outage} if outage else {}, port)
+        result = board.boot()
+    observability.set_output(None)
+    assert expected in result.output
+    assert board.net().get("connects", 0) == (0 if outage else 1)
+
+
+def test_sim_cli_reports_what_the_store_holds(tmp_path, monkeypatch, capsys):
+    observability.set_output(io.StringIO())
+    with LocalEndpoint(tmp_path / "endpoint") as endpoint:
+        secret = endpoint.add_device("cli-01")
+        monkeypatch.setenv("DHTLINK_SECRET", secret)
+        argv = ["sim", "--endpoint", endpoint.url + "/data", "--device-id", "cli-01", "--cycles", "25"]
+        assert cli.main([*argv, "--batch-size", "10", "--json"]) == 0
+        stored = endpoint.store.query_readings("cli-01", limit=100)[0]
+    observability.set_output(None)
+    out = capsys.readouterr()
+    summary = json.loads(out.out)
+    assert secret not in out.out + out.err
+    assert summary["readings_taken"] == 25 and summary["acknowledged"] == len(stored) == 21
+    assert summary["still_spooled"] == 4 and summary["requests"] == 3
+    assert [r["seq"] for r in stored] == list(range(20, -1, -1))
+
+
+def test_sim_cli_names_the_bad_option(capsys, monkeypatch):
+    monkeypatch.delenv("DHTLINK_SECRET", raising=False)
+    argv = ["sim", "--endpoint", "http://127.0.0.1:9/data", "--device-id", "x", "--secret", "00" * 32]
+    assert cli.main([*argv, "--cycles", "0"]) == 2
+    assert "--cycles" in capsys.readouterr().err
+    assert cli.main(["sim", "--endpoint", "http://127.0.0.1:9/data", "--device-id", "x"]) == 2
+    assert "DHTLINK_SECRET" in capsys.readouterr().err
