@@ -12,6 +12,7 @@ DEFAULTS = {
     "mode": "deep_sleep",
     "spool_max": 5000,
     "static_ip": None,
+    "tls_ca": None,
 }
 MODES = ("deep_sleep", "always_on")
 SENSORS = ("DHT22", "DHT11")
@@ -78,6 +79,14 @@ def validate(cfg):
         for k in ("ip", "netmask", "gateway", "dns"):
             if not isinstance(ip.get(k), str):
                 raise ConfigError("static_ip.%s: missing" % k)
+    ca = cfg["tls_ca"]
+    if ca is not None:
+        if not isinstance(ca, str) or not url.startswith("https://"):
+            raise ConfigError("tls_ca: must be null, or the name of a DER certificate file for an https:// endpoint")
+        try:
+            open(ca).close()
+        except OSError:
+            raise ConfigError("tls_ca: no file %s on the board: copy the CA certificate (DER) there" % ca) from None
     return cfg
 
 

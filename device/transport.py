@@ -35,8 +35,21 @@ def _readline(s):
     return line
 
 
-def post(url, device_id, secret, timestamp, body, timeout=TIMEOUT_S):
-    """One signed POST; returns a Response or raises OSError on any network failure."""
+def _tls(s, host, ca):
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca:
+        ctx.load_verify_locations(cadata=ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.verify_mode = ssl.CERT_NONE  # no tls_ca configured: encrypted, not authenticated
+    return ctx.wrap_socket(s, server_hostname=host)
+
+
+def post(url, device_id, secret, timestamp, body, timeout=TIMEOUT_S, ca=None):
+    """One signed POST; returns a Response or raises OSError on any network failure.
+    ca: DER bytes of the certificate an https server must chain to (None: not checked)."""
     host, port, path, tls = split_url(url)
     addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
     s = socket.socket()
@@ -44,9 +57,7 @@ def post(url, device_id, secret, timestamp, body, timeout=TIMEOUT_S):
         s.settimeout(timeout)
         s.connect(addr)
         if tls:
-            import ssl
-
-            s = ssl.wrap_socket(s, server_hostname=host)
+            s = _tls(s, host, ca)
         sig = signing.sign(secret, device_id, timestamp, "POST", path, body)
         s.write(
             b"POST %s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\n"
@@ -122,6 +133,10 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
 
     requests = 0
     stale_retry = True
+    ca = None
+    if cfg.get("tls_ca"):
+        with open(cfg["tls_ca"], "rb") as f:
+            ca = f.read()
     while spool.depth() and time.ticks_diff(deadline_ms, time.ticks_ms()) > 1000:
         items = spool.peek(cfg["batch_size"])
         if not items:
@@ -135,7 +150,7 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
         timeout = min(TIMEOUT_S, time.ticks_diff(deadline_ms, time.ticks_ms()) // 1000)
         requests += 1
         try:
-            resp = post(cfg["endpoint"], cfg["device_id"], cfg["secret"], clock.unix(), body, timeout)
+            resp = post(cfg["endpoint"], cfg["device_id"], cfg["secret"], clock.unix(), body, timeout, ca)
         except (OSError, ValueError) as e:
             log.warn("send failed, %d readings kept: %s" % (len(items), e))
             _fail(rtc, clock.unix(), cfg["interval_s"])

@@ -45,6 +45,12 @@ def test_defaults_and_summary_without_secrets(mpy):
         ({"mode": "sometimes"}, "mode"),
         ({"static_ip": {"ip": "1.2.3.4"}}, "static_ip.netmask"),
         ({"intervall_s": 60}, "intervall_s"),
+        ({"max_batch_delay_s": -1}, "max_batch_delay_s"),
+        ({"spool_max": "5000"}, "spool_max"),
+        ({"static_ip": "10.0.0.2"}, "static_ip"),
+        ({"wifi": [{"ssid": "home", "password": 1234}]}, "wifi[0].password"),
+        ({"tls_ca": "ca.der"}, "tls_ca"),  # an http:// endpoint
+        ({"endpoint": "https://x/data", "tls_ca": "missing.der"}, "tls_ca"),
     ],
 )
 def test_each_bad_key_is_named(mpy, change, named):
@@ -68,3 +74,9 @@ def test_no_file_and_broken_json(mpy):
             print(json.dumps(str(e)))
     """)
     assert "not valid JSON" in load(mpy, "{nope")["error"]
+
+
+def test_tls_ca_file_on_the_board(mpy):
+    (mpy.workdir / "ca.der").write_bytes(b"0")
+    out = load(mpy, {**GOOD, "endpoint": "https://x.example/data", "tls_ca": "ca.der"})["ok"]
+    assert out["tls_ca"] == "ca.der"

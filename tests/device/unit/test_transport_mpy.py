@@ -80,7 +80,7 @@ def set_unix(ts, spool):
 """
 
 
-def deliver(mpy, server, readings=3, batch=20, scheme="http"):
+def deliver(mpy, server, readings=3, batch=20, scheme="http", tls_ca=None):
     mpy.fake("fakeclock", FAKE_CLOCK)
     config = {
         "device_id": "dev-1",
@@ -88,6 +88,7 @@ def deliver(mpy, server, readings=3, batch=20, scheme="http"):
         "endpoint": f"{scheme}://127.0.0.1:{server.server_port}/data",
         "batch_size": batch,
         "interval_s": 60,
+        "tls_ca": tls_ca,
     }
     return mpy.json(f"""
         import json, time, spool, transport, fakeclock, log
@@ -174,8 +175,8 @@ def test_rejected_readings_are_final_and_acknowledged(mpy, server):
     assert "reading 1 rejected by the receiver: out_of_range" in (mpy.workdir / "log.txt").read_text()
 
 
-def test_https_endpoint_is_spoken_over_tls(mpy, server, tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+def self_signed(tmp_path, name):
+    key, cert, der = (tmp_path / f"{name}.{ext}" for ext in ("key", "pem", "der"))
     subprocess.run(
         [
             "openssl",
@@ -188,6 +189,8 @@ def test_https_endpoint_is_spoken_over_tls(mpy, server, tmp_path):
             "1",
             "-subj",
             "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
             "-keyout",
             str(key),
             "-out",
@@ -196,10 +199,26 @@ def test_https_endpoint_is_spoken_over_tls(mpy, server, tmp_path):
         check=True,
         capture_output=True,
     )
+    subprocess.run(["openssl", "x509", "-in", str(cert), "-outform", "DER", "-out", str(der)], check=True)
+    return key, cert, der
+
+
+@pytest.mark.parametrize("ca", [None, "server", "other"])
+def test_https_endpoint_is_spoken_over_tls(mpy, server, tmp_path, ca):
+    key, cert, _ = self_signed(tmp_path, "server")
+    if ca:
+        # tls_ca names a DER certificate on the board; "other" is not the server's.
+        der = self_signed(tmp_path, ca)[2] if ca == "other" else tmp_path / "server.der"
+        (mpy.workdir / "ca.der").write_bytes(der.read_bytes())
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    out = deliver(mpy, server, scheme="https")
+    out = deliver(mpy, server, scheme="https", tls_ca="ca.der" if ca else None)
+    if ca == "other":
+        # A server that cannot prove it holds the configured CA is never sent readings.
+        assert (out["requests"], out["depth"]) == (1, 3) and out["rtc"]["tx_fails"] == 1
+        assert server.requests == []
+        return
     assert (out["requests"], out["depth"]) == (1, 0)
     headers, body = server.requests[0]
     assert signing.verify(SECRET, "dev-1", headers["X-Timestamp"], "POST", "/data", body, headers["X-Signature"])
