@@ -168,8 +168,19 @@ class VirtualBoard:
         report["heap_hw"] = max(0, report.get("heap_hw", 0) - shim_heap_bytes())
         return report
 
+    def _watchdog_expired(self) -> bool:
+        """A watchdog the firmware armed and has not fed within its timeout, while awake."""
+        state = self._read_state()
+        if "wdt" not in state:
+            return False
+        timeout_ms, fed_ms = state["wdt"]
+        return time.time() * 1000 + state.get("skew_ms", 0) - fed_ms > timeout_ms
+
     def boot(self, power_cut_after: float | None = None, timeout: float = 60) -> BootResult:
         """Boot once (main.py) and return how the boot ended."""
+        state = self._read_state()
+        state.pop("wdt", None)  # the watchdog is off until this boot's firmware arms it
+        self._write_state(state)
         process = subprocess.Popen(
             [*MICROPYTHON, "-X", self._heap_flag(), "main.py"],
             cwd=self.dir,
@@ -179,11 +190,21 @@ class VirtualBoard:
             text=True,
             start_new_session=True,
         )
-        try:
-            output, _ = process.communicate(timeout=power_cut_after if power_cut_after is not None else timeout)
-        except subprocess.TimeoutExpired:
+        limit = time.monotonic() + (power_cut_after if power_cut_after is not None else timeout)
+        while True:
+            try:
+                output, _ = process.communicate(timeout=max(0.0, min(0.2, limit - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                hung = self._watchdog_expired()
+                if not hung and time.monotonic() < limit:
+                    continue
+            # A hang the watchdog catches resets the chip; RTC memory keeps what was last saved.
             os.killpg(process.pid, signal.SIGKILL)
             output, _ = process.communicate()
+            if hung:
+                self.mark_reset(EXIT_WDT)
+                return BootResult("watchdog", EXIT_WDT, output)
             if power_cut_after is None:
                 raise RuntimeError(f"board did not sleep within {timeout} s:\n{output}") from None
             self._power_on(self._read_state())

@@ -40,7 +40,10 @@ class WDT:
         self.feed()
 
     def feed(self):
+        # Saved, so that the runner can reset a board that hangs without sleeping.
         self.fed_ms = _board.now_ms()
+        _board.state["wdt"] = [self.timeout, self.fed_ms]
+        _board.save()
 
 
 def _check_wdt(extra_ms=0):

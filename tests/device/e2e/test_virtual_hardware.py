@@ -30,6 +30,10 @@ elif step == "reset":
 elif step == "hang":
     wdt = machine.WDT(timeout=5000)
     time.sleep(6)
+elif step == "spin":
+    wdt = machine.WDT(timeout=1000)
+    while True:
+        pass
 elif step == "post":
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
@@ -74,6 +78,13 @@ def test_exit_statuses_and_reset_causes(tmp_path):
     assert (third.status, third.exit_code) == ("watchdog", 77), "a 6 s stall past a 5 s watchdog resets"
     fourth = board.boot()
     assert _said(fourth)["cause"] == WDT_RESET and _said(fourth)["n"] == 3, "RTC memory kept across resets"
+
+
+def test_watchdog_resets_a_board_that_hangs_without_sleeping(tmp_path):
+    board = _board(tmp_path, ["spin", "sleep"])
+    result = board.boot(timeout=20)
+    assert (result.status, result.exit_code) == ("watchdog", 77)
+    assert _said(board.boot())["cause"] == WDT_RESET
 
 
 def test_power_cut_clears_rtc_memory_and_the_rtc(tmp_path):
