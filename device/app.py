@@ -187,11 +187,14 @@ def main():
         while True:
             sleep_ms = node.cycle(wdt)
             rtc["crashes"] = 0
+            rtc_save(rtc)  # so report() and a crash see this cycle's counters
             if cfg["mode"] == "always_on":
-                machine.lightsleep(sleep_ms)
-                wdt.feed()
+                # In slices the watchdog outlasts: a long interval must not reset the board.
+                while sleep_ms > 0:
+                    machine.lightsleep(min(sleep_ms, WDT_MS // 2))
+                    wdt.feed()
+                    sleep_ms -= WDT_MS // 2
                 continue
-            rtc_save(rtc)
             machine.deepsleep(sleep_ms)
     except Exception as e:  # noqa: BLE001 - any crash must end in a counted reset, not a hang
         rtc["crashes"] = rtc.get("crashes", 0) + 1

@@ -4,6 +4,7 @@ so a running app and the REPL state survive a look at the board."""
 
 import hashlib
 import json
+import time
 from typing import Any
 
 from host_tools.errors import CommandError
@@ -23,14 +24,34 @@ class Board:
             raise CommandError(
                 f"cannot open {port}: {error}; is another program (a REPL, a monitor) holding it?"
             ) from None
-        try:
-            self.transport.enter_raw_repl(soft_reset=False, timeout_overall=CONNECT_TIMEOUT_S)
-        except TransportError:
+        if not self._enter_raw_repl(CONNECT_TIMEOUT_S):
             self.transport.close()
             raise CommandError(
                 f"the board on {port} does not answer: a program is running that ignores Ctrl-C, or this is "
                 "not MicroPython. Press its reset button and retry, or `dhtlink flash --firmware` it"
-            ) from None
+            )
+
+    def _enter_raw_repl(self, timeout_s: float) -> bool:
+        """Interrupt whatever runs and enter the raw REPL, within a deadline: mpremote's own
+        entry can block for ever on a board that never answers."""
+        serial = self.transport.serial
+        serial.timeout = 0.2
+        # mpremote's exec expects the ">" prompt after the banner still unread: stop right before it.
+        banner = b"raw REPL; CTRL-B to exit\r\n"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            serial.write(b"\r\x03")
+            time.sleep(0.1)
+            serial.reset_input_buffer()
+            serial.write(b"\r\x01")
+            seen = b""
+            retry_at = time.monotonic() + 2
+            while time.monotonic() < min(retry_at, deadline):
+                seen += serial.read(1)
+                if seen.endswith(banner):
+                    self.transport.in_raw_repl = True
+                    return True
+        return False
 
     def __enter__(self) -> "Board":
         return self

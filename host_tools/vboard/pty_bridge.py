@@ -143,6 +143,13 @@ def run(directory: Path) -> None:
     board = VirtualBoard(directory)
     board.power_on_blank()
     bridge = PtyBridge(board)
+
+    def terminate(*_: object) -> None:
+        # A plain kill takes the MicroPython process down too; no unwinding from a signal.
+        bridge.stop()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
     print(bridge.path, flush=True)
     try:
         bridge.serve()

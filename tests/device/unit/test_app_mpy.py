@@ -31,7 +31,9 @@ class WDT:
         s["wdt_ms"] = timeout
         _put(s)
     def feed(self):
-        pass
+        s = _st()
+        s["fed"] = s.get("fed", 0) + 1
+        _put(s)
 class RTC:
     def memory(self, data=None):
         s = _st()
@@ -54,7 +56,11 @@ def deepsleep(ms=0):
 def reset():
     _exit(76, SOFT_RESET, "resets", _st().get("resets", 0) + 1)
 def lightsleep(ms=0):
-    pass
+    s = _st()
+    s["light"] = s.get("light", []) + [[ms, s.get("fed", 0)]]
+    _put(s)
+    if sum(x[0] for x in s["light"]) >= 100000:
+        sys.exit(80)  # enough: into the second interval
 def unique_id():
     return b"\\x01\\x02\\x03\\x04\\x05\\x06"
 """
@@ -240,3 +246,16 @@ def test_only_a_possible_power_loss_starts_a_new_clock_epoch(mpy, cause, bumped)
     state = json.loads((mpy.workdir / "spool.state").read_text()) if (mpy.workdir / "spool.state").exists() else {}
     assert state.get("epoch", 0) == (1 if bumped else 0)
     assert mpy.json("import spool\nprint(spool.Spool().depth())") == 1
+
+
+def test_always_on_light_sleeps_in_slices_the_watchdog_outlasts(mpy):
+    board = Board(mpy, config={**CONFIG, "mode": "always_on"})
+    code, out = board.boot()
+    assert code == 80, out
+    hw = board.hw()
+    slices = [ms for ms, _ in hw["light"]]
+    assert max(slices) < hw["wdt_ms"] and sum(slices) >= 100000
+    fed = [n for _, n in hw["light"]]
+    assert fed == sorted(set(fed))  # fed between every two slices
+    assert board.rtc()["boot"] == 1
+    assert mpy.json("import spool\nprint(spool.Spool().depth())") == 2  # a reading per interval

@@ -1,0 +1,123 @@
+"""Cold start: what our ingest handler adds to a fresh Lambda process on top of the SDK.
+
+Each run is a new Python process that times, from inside, one of:
+  ours      `import cloud.ingest` from the built Lambda artifact (cloud/ only, as deployed),
+            with AWS_LAMBDA_FUNCTION_NAME set so the module creates its DynamoDB client at
+            import, exactly as in the Lambda init phase;
+  baseline  `import boto3` + `boto3.client("dynamodb")`, the least any DynamoDB handler pays.
+The two alternate (ours, baseline, ours, ...) so machine noise hits both alike; the figure
+is the median of each. Interpreter start-up is common to both and left out.
+
+    .venv/bin/python bench/cloud_coldstart.py [--runs 10] [--json]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from host_tools.deploy import build_artifact  # noqa: E402
+
+TARGET_OVERHEAD = 0.20
+
+OURS = """
+import time
+started = time.perf_counter()
+import cloud.ingest
+elapsed = time.perf_counter() - started
+assert cloud.ingest._store is not None, "the DynamoDB client was not created at import"
+assert cloud.ingest.__file__.startswith({artifact!r}), cloud.ingest.__file__
+print(elapsed)
+"""
+
+BASELINE = """
+import time
+started = time.perf_counter()
+import boto3
+boto3.client("dynamodb")
+print(time.perf_counter() - started)
+"""
+
+
+def lambda_environment(artifact: Path) -> dict[str, str]:
+    """What the Lambda runtime and our template set, with keys that reach no account."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON"))}
+    env.update(
+        AWS_LAMBDA_FUNCTION_NAME="dhtlink-bench-ingest",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",  # noqa: S105 - a placeholder; nothing is called
+        READINGS_TABLE="readings",
+        DEVICES_TABLE="devices",
+        RETENTION_DAYS="400",
+        PYTHONPATH=str(artifact),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+def one_run(code: str, env: dict[str, str]) -> float:
+    # cwd: the artifact, so `python -c` (which puts the cwd first on sys.path) cannot see the repo's cloud/.
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=env["PYTHONPATH"], capture_output=True, text=True, check=False
+    )
+    if out.returncode:
+        raise SystemExit(f"cold-start run failed:\n{out.stderr.strip()}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def measure(runs: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as build:
+        build_artifact(Path(build))
+        artifact = str(Path(build) / "lambda")
+        env = lambda_environment(Path(artifact))
+        # One unmeasured run of each: the first import after a build compiles .pyc files
+        # (site-packages) and warms the page cache; Lambda's own image is warm in the same way.
+        one_run(OURS.format(artifact=artifact), env)
+        one_run(BASELINE, env)
+        ours, baseline = [], []
+        for _ in range(runs):
+            ours.append(one_run(OURS.format(artifact=artifact), env))
+            baseline.append(one_run(BASELINE, env))
+    ours_ms = statistics.median(ours) * 1000
+    baseline_ms = statistics.median(baseline) * 1000
+    return {
+        "runs": runs,
+        "ours_ms": round(ours_ms, 1),
+        "baseline_ms": round(baseline_ms, 1),
+        "overhead_ms": round(ours_ms - baseline_ms, 1),
+        "overhead_pct": round((ours_ms - baseline_ms) / baseline_ms * 100, 1),
+        "python": sys.version.split()[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10, help="processes per side (default 10)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    result = measure(args.runs)
+    if args.json:
+        print(json.dumps(result))
+        return
+    met = "met" if result["overhead_pct"] <= TARGET_OVERHEAD * 100 else "NOT met"
+    print(f"fresh-process import, median of {args.runs} (Python {result['python']})")
+    print(f"  boto3 + DynamoDB client alone        {result['baseline_ms']:8.1f} ms")
+    print(f"  cloud.ingest + its DynamoDB client   {result['ours_ms']:8.1f} ms")
+    print(
+        f"  our overhead                         {result['overhead_ms']:8.1f} ms  "
+        f"({result['overhead_pct']:+.1f} %; target <= {TARGET_OVERHEAD:.0%}: {met})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Warm handler: time and DynamoDB calls for one signed 20-reading batch.
+
+Calls `cloud.ingest.handle` (the function the Lambda entry point wraps) in a warm
+process, once per batch, with fresh seqs each time, against:
+  dynamodb  DynamoDBStore on moto (in-process `mock_aws`): moto's own Python work is
+            inside the figure, so it is an upper bound on our code's time, not a
+            prediction of DynamoDB latency;
+  sqlite    SQLiteStore on a file in a temporary directory (the local endpoint's store).
+DynamoDB API calls are counted on the client with a botocore `before-call` hook, for a
+new batch and for the same batch re-sent (all duplicates). Target: at most 4 per batch,
+registry lookup included.
+
+    .venv/bin/python bench/cloud_warm.py [--batches 50] [--json]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cloud import ingest, observability, signing  # noqa: E402
+from cloud.stores.base import Store  # noqa: E402
+
+BATCH = 20
+DEVICE = "bench-warm-01"
+SECRET = "5e" * 32
+RETENTION_S = 400 * 86400
+TARGET_CALLS = 4
+
+
+def signed_event(first_seq: int, now: int) -> dict[str, Any]:
+    readings = [{"seq": s, "ts": now - 1200 + (s % 1200), "t": 21.5, "h": 40.25} for s in range(first_seq, first_seq + BATCH)]
+    body = json.dumps({"device_id": DEVICE, "readings": readings, "status": {"fw": "0.1.0", "rssi": -60}}).encode()
+    headers = {k.lower(): v for k, v in signing.signed_headers(SECRET, DEVICE, now, "/data", body).items()}
+    return {
+        "version": "2.0",
+        "rawPath": "/data",
+        "headers": headers,
+        "body": body.decode(),
+        "isBase64Encoded": False,
+        "requestContext": {"http": {"method": "POST", "path": "/data"}},
+    }
+
+
+def time_batches(store: Store, batches: int) -> tuple[list[float], Callable[[], dict[str, Any]]]:
+    """Per-batch handler times (s) for `batches` new batches; returns them and a re-send of the last."""
+    times = []
+    event = None
+    for n in range(batches + 1):  # the first batch warms caches (code paths, SQLite pages) and is not counted
+        now = int(time.time())
+        event = signed_event(n * BATCH, now)
+        started = time.perf_counter()
+        answer = ingest.handle(event, store, now, RETENTION_S)
+        elapsed = time.perf_counter() - started
+        if answer["statusCode"] != 200 or json.loads(answer["body"])["accepted"] != BATCH:
+            raise SystemExit(f"batch {n} was not stored: {answer['body']}")
+        if n:
+            times.append(elapsed)
+    last = event
+
+    def resend() -> dict[str, Any]:
+        return json.loads(ingest.handle(last, store, int(time.time()), RETENTION_S)["body"])
+
+    return times, resend
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    median = statistics.median(times)
+    return {"median_ms": round(median * 1000, 2), "per_reading_ms": round(median * 1000 / BATCH, 3)}
+
+
+def bench_dynamodb(batches: int) -> dict[str, Any]:
+    import boto3
+    from moto import mock_aws
+
+    from cloud.stores.dynamodb import DynamoDBStore, create_tables
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        os.environ[key] = value  # moto intercepts every call; these keep boto3 off any real account
+    os.environ.pop("AWS_PROFILE", None)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_tables(client, "readings", "devices")
+        store = DynamoDBStore("readings", "devices", client)
+        store.add_device(DEVICE, SECRET, int(time.time()))
+        calls: list[str] = []
+        client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+        times, resend = time_batches(store, batches)
+        new_batch_calls = len(calls) // (batches + 1)
+        calls.clear()
+        answer = resend()
+        assert answer["duplicates"] == BATCH, answer
+        return {
+            **summary(times),
+            "calls_new_batch": new_batch_calls,
+            "calls_resent_batch": len(calls),
+            "calls_resent_detail": list(calls),
+        }
+
+
+def bench_sqlite(batches: int) -> dict[str, Any]:
+    from cloud.stores.sqlite import SQLiteStore
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        store = SQLiteStore(Path(data_dir) / "store.sqlite3")
+        store.add_device(DEVICE, SECRET, int(time.time()))
+        times, _ = time_batches(store, batches)
+        return summary(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=50, help="batches timed per store (default 50)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args()
+    if args.batches < 1:
+        parser.error("--batches must be at least 1")
+    with open(os.devnull, "w") as sink:
+        observability.set_output(sink)  # the handler's log lines are not the figures
+        result = {"batch": BATCH, "dynamodb_moto": bench_dynamodb(args.batches), "sqlite": bench_sqlite(args.batches)}
+        observability.set_output(None)
+    if args.json:
+        print(json.dumps(result))
+        return
+    dyn, lite = result["dynamodb_moto"], result["sqlite"]
+    met = "met" if max(dyn["calls_new_batch"], dyn["calls_resent_batch"]) <= TARGET_CALLS else "NOT met"
+    print(f"warm ingest handler, {BATCH}-reading signed batch, median of {args.batches}")
+    print(f"  SQLite            {lite['median_ms']:7.2f} ms/batch  {lite['per_reading_ms']:6.3f} ms/reading")
+    print(f"  DynamoDB (moto)   {dyn['median_ms']:7.2f} ms/batch  {dyn['per_reading_ms']:6.3f} ms/reading")
+    print(
+        f"  DynamoDB calls per batch: new {dyn['calls_new_batch']}, re-sent {dyn['calls_resent_batch']} "
+        f"({', '.join(dyn['calls_resent_detail'])}); target <= {TARGET_CALLS}: {met}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Every board command against a virtual board on a pseudo-terminal."""
+
+import json
+import time
+
+import pytest
+
+from host_tools import firmware
+from host_tools.cli import main
+from tests.host_tools.conftest import start_vboard
+
+
+def flash(port, capsys):
+    assert main(["flash", "--port", port]) == 0
+    return capsys.readouterr().out
+
+
+def test_upload_matches_device_and_a_second_upload_sends_nothing(vboard, capsys):
+    assert "11 sent" in flash(vboard.port, capsys)
+    for name, content in firmware.build().items():
+        assert (vboard.dir / name).read_bytes() == content, name
+    assert (vboard.dir / "app.mpy").exists() and not (vboard.dir / "app.py").exists()
+    assert "0 sent, 11 unchanged" in flash(vboard.port, capsys)
+
+
+def test_upload_removes_only_stale_app_files(vboard, capsys):
+    flash(vboard.port, capsys)
+    manifest = json.loads((vboard.dir / ".dhtlink-manifest").read_text())
+    (vboard.dir / "old_module.mpy").write_bytes(b"M")
+    (vboard.dir / ".dhtlink-manifest").write_text(json.dumps([*manifest, "old_module.mpy"]))
+    (vboard.dir / "config.json").write_text("{}")
+    (vboard.dir / "notes.txt").write_text("mine")
+    assert "1 removed" in flash(vboard.port, capsys)
+    assert not (vboard.dir / "old_module.mpy").exists()
+    assert (vboard.dir / "config.json").read_text() == "{}" and (vboard.dir / "notes.txt").exists()
+
+
+def provision(port, endpoint_url, password_file, device_id="porch-1", *extra):
+    return main(
+        [
+            "provision",
+            "--port",
+            port,
+            "--device-id",
+            device_id,
+            "--wifi-ssid",
+            "home",
+            "--wifi-password-file",
+            str(password_file),
+            "--endpoint",
+            endpoint_url + "/data",
+            *extra,
+        ]
+    )
+
+
+@pytest.mark.slow
+def test_provisioned_board_posts_signed_readings_and_reports(vboard, endpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(endpoint.data_dir))  # register in the endpoint's own store
+    password = tmp_path / "wifi"
+    password.write_text("correct horse\n")
+    flash(vboard.port, capsys)
+    assert provision(vboard.port, endpoint.url, password) == 0
+    out = capsys.readouterr().out
+    secret = endpoint.store.get_device("porch-1")["secret"]
+    assert secret not in out and "correct horse" not in out
+    config = json.loads((vboard.dir / "config.json").read_text())
+    assert config["secret"] == secret and config["wifi"] == [{"ssid": "home", "password": "correct horse"}]
+    assert not (vboard.dir / "config.json.part").exists()
+
+    assert main(["reset", "--port", vboard.port]) == 0
+    deadline = time.monotonic() + 20
+    while not endpoint.store.latest_reading("porch-1") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert endpoint.store.latest_reading("porch-1"), "the board's signed POST was accepted and stored"
+
+    assert main(["logs", "--port", vboard.port]) == 0
+    assert "sent 1 readings" in capsys.readouterr().out
+    assert main(["status", "--port", vboard.port, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["app"]["device_id"] == "porch-1" and status["app"]["safe_mode"] is False
+    assert secret not in json.dumps(status) and "correct horse" not in json.dumps(status)
+
+    # Re-running keeps the identity; --rotate changes it.
+    assert provision(vboard.port, endpoint.url, password) == 0
+    assert json.loads((vboard.dir / "config.json").read_text())["secret"] == secret
+    assert provision(vboard.port, endpoint.url, password, "porch-1", "--rotate") == 0
+    assert json.loads((vboard.dir / "config.json").read_text())["secret"] != secret
+
+
+def test_safe_mode_on_and_off(vboard, capsys):
+    flash(vboard.port, capsys)
+    assert main(["safe-mode", "on", "--port", vboard.port]) == 0
+    assert (vboard.dir / "SAFE").exists()
+    time.sleep(1)
+    assert main(["status", "--port", vboard.port, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["app"]["safe_mode"] is True
+    assert main(["safe-mode", "off", "--port", vboard.port]) == 0
+    assert not (vboard.dir / "SAFE").exists()
+
+
+def test_status_of_a_board_without_the_app(vboard, capsys):
+    assert main(["status", "--port", vboard.port]) == 0
+    assert "app          not installed" in capsys.readouterr().out
+
+
+# -- bad input: one clear line, a non-zero exit, nothing half-written on the board --------
+
+
+def one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_no_board(monkeypatch, capsys):
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [])
+    assert main(["flash"]) == 2
+    one_line_error(capsys, "no ESP32 board found", "--port")
+
+
+def test_two_boards(monkeypatch, capsys):
+    class Info:
+        def __init__(self, device, vid, pid):
+            self.device, self.vid, self.pid, self.description = device, vid, pid, "USB serial"
+
+    monkeypatch.setattr(
+        "serial.tools.list_ports.comports",
+        lambda: [Info("/dev/ttyUSB0", 0x10C4, 0xEA60), Info("/dev/ttyACM0", 0x303A, 0x1001)],
+    )
+    assert main(["status"]) == 2
+    one_line_error(capsys, "2 boards attached", "/dev/ttyUSB0 (CP210x)", "/dev/ttyACM0", "--port")
+
+
+def test_wrong_port(capsys):
+    assert main(["status", "--port", "/dev/ttyUSB99"]) == 2
+    one_line_error(capsys, "no serial port /dev/ttyUSB99")
+
+
+def test_busy_board_that_ignores_ctrl_c(tmp_path, capsys):
+    directory = tmp_path / "busy"
+    directory.mkdir()
+    # A program that swallows KeyboardInterrupt: Ctrl-C cannot stop it, on a real board or here.
+    (directory / "main.py").write_text(
+        "while True:\n    try:\n        while True:\n            pass\n    except KeyboardInterrupt:\n        pass\n"
+    )
+    process, board = start_vboard(directory)
+    time.sleep(1)  # let main.py reach its loop: an earlier Ctrl-C would stop it at start-up
+    try:
+        assert main(["flash", "--port", board.port]) == 1
+        one_line_error(capsys, "does not answer", "--firmware")
+        assert sorted(p.name for p in directory.iterdir()) == [".vboard", "main.py"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_busy_board_that_answers_ctrl_c_is_interrupted(tmp_path, capsys):
+    directory = tmp_path / "looping"
+    directory.mkdir()
+    (directory / "main.py").write_text("while True:\n    pass\n")
+    process, board = start_vboard(directory)
+    try:
+        assert main(["status", "--port", board.port]) == 0
+        assert "not installed" in capsys.readouterr().out
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_missing_wifi_password(vboard, endpoint, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    status = main(
+        [
+            "provision",
+            "--port",
+            vboard.port,
+            "--device-id",
+            "d1",
+            "--wifi-ssid",
+            "home",
+            "--endpoint",
+            endpoint.url + "/data",
+        ]
+    )
+    assert status == 2
+    one_line_error(capsys, "no Wi-Fi password", "--wifi-password-file")
+    assert not (vboard.dir / "config.json").exists()
+
+
+def test_invalid_device_id(vboard, endpoint, tmp_path, capsys):
+    password = tmp_path / "pw"
+    password.write_text("x")
+    assert provision(vboard.port, endpoint.url, password, "bad id!") == 2
+    one_line_error(capsys, "--device-id", "1-64 characters")
+    assert not (vboard.dir / "config.json").exists()
+
+
+def test_unreachable_endpoint(vboard, tmp_path, capsys):
+    password = tmp_path / "pw"
+    password.write_text("x")
+    assert provision(vboard.port, "http://127.0.0.1:9", password) == 1
+    one_line_error(capsys, "does not answer", "nothing was written")
+    assert not (vboard.dir / "config.json").exists()
+
+
+def test_endpoint_without_data_path(vboard, endpoint, tmp_path, capsys):
+    password = tmp_path / "pw"
+    password.write_text("x")
+    status = main(
+        [
+            "provision",
+            "--port",
+            vboard.port,
+            "--device-id",
+            "d1",
+            "--wifi-ssid",
+            "home",
+            "--wifi-password-file",
+            str(password),
+            "--endpoint",
+            endpoint.url,
+        ]
+    )
+    assert status == 2
+    one_line_error(capsys, "ends in /data")
