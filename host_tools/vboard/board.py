@@ -98,7 +98,10 @@ class VirtualBoard:
         start: float | None = None,
         compressed: bool = False,
     ) -> None:
-        """Copy the firmware and config.json onto the board, and power it on at `start` (Unix s)."""
+        """Copy the firmware and config.json onto the board, and power it on at `start` (Unix s;
+        default the scenario's "start", else now). Compressed boards keep real dates."""
+        if start is None and scenario and scenario.get("start") is not None:
+            start = float(scenario["start"])
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(exist_ok=True)
         for name, content in firmware.build(self.firmware).items():

@@ -80,6 +80,13 @@ def test_exit_statuses_and_reset_causes(tmp_path):
     assert _said(fourth)["cause"] == WDT_RESET and _said(fourth)["n"] == 3, "RTC memory kept across resets"
 
 
+def test_scenario_start_sets_the_boards_world(tmp_path):
+    board = _board(tmp_path, ["sleep"], {"start": 1_800_000_000})
+    assert abs(board.now() - 1_800_000_000) < 5
+    board.boot()
+    assert 1_800_000_600 <= board.now() < 1_800_000_700, "the 600 s deep sleep passed at once"
+
+
 def test_watchdog_resets_a_board_that_hangs_without_sleeping(tmp_path):
     board = _board(tmp_path, ["spin", "sleep"])
     result = board.boot(timeout=20)
