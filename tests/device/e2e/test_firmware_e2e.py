@@ -87,3 +87,13 @@ def test_sensor_faults_are_counted_and_never_sent(rig):
     assert summary.readings_taken + summary.sensor_errors == 40, "a failed wake stores nothing"
     assert rig.device_row()["last_status"]["sensor_errors"] >= summary.sensor_errors - 2
     assert all(-40 <= r["t"] <= 80 and 0 <= r["h"] <= 100 for r in stored)
+
+
+def test_a_full_default_batch_is_sent_within_64k(rig):
+    # The default batch (20) is the largest send the heap budget is checked for here; the
+    # first wake reports at once, the 21st sends a full batch.
+    rig.install(batch_size=20, max_batch_delay_s=86400)
+    summary = rig.run(21)
+    stored = assert_exactly_once(rig, summary)
+    assert summary.boots == {"deepsleep": 21}, "no MemoryError crash on the sending wake"
+    assert len(stored) == 21 and summary.requests == 2
