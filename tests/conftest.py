@@ -1,10 +1,12 @@
 """Fixtures shared by every suite."""
 
+import io
 import os
 from pathlib import Path
 
 import pytest
 
+from cloud import observability
 from cloud.local import LocalEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -13,6 +15,11 @@ SHARED = Path(os.environ.get("DHTLINK_SHARED", REPO.parent / "shared"))
 
 @pytest.fixture
 def endpoint(tmp_path):
-    """A running local endpoint (SQLite in tmp_path) with `add_device(id) -> secret`."""
+    """A running local endpoint (SQLite in tmp_path) with `add_device(id) -> secret`.
+    Its request logs go to `endpoint.log_lines()`, not the test's stdout."""
+    log = io.StringIO()
+    observability.set_output(log)
     with LocalEndpoint(tmp_path / "endpoint", read_token="test-read-token") as ep:
+        ep.log_lines = lambda: log.getvalue().splitlines()
         yield ep
+    observability.set_output(None)

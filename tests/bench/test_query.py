@@ -1,0 +1,85 @@
+import json
+import time
+
+import pytest
+
+from cloud import signing
+from host_tools.cli import main
+
+
+@pytest.fixture
+def filled(endpoint):
+    import requests
+
+    secret = endpoint.add_device("attic")
+    now = int(time.time())
+    readings = [{"seq": i, "ts": now - 3000 + i * 60, "t": 20.0 + i / 10, "h": 50.0} for i in range(45)]
+    for start in range(0, 45, 15):
+        body = json.dumps({"device_id": "attic", "readings": readings[start : start + 15]}).encode()
+        headers = signing.signed_headers(secret, "attic", now, "/data", body)
+        assert requests.post(endpoint.url + "/data", data=body, headers=headers, timeout=5).ok
+    return endpoint, now
+
+
+def test_latest_table(filled, capsys):
+    endpoint, _ = filled
+    assert main(["query", "--url", endpoint.url, "--token", endpoint.read_token, "latest", "--device", "attic"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["SEQ", "MEASURED", "(UTC)", "T", "C", "H", "%"]
+    assert out[1].split()[0] == "44" and "24.4" in out[1]
+
+
+def test_range_follows_cursors_up_to_the_limit(filled, capsys, monkeypatch):
+    endpoint, now = filled
+    monkeypatch.setenv("READ_TOKEN", endpoint.read_token)
+    assert (
+        main(
+            [
+                "query",
+                "--url",
+                endpoint.url,
+                "--json",
+                "range",
+                "--device",
+                "attic",
+                "--limit",
+                "40",
+                "--from",
+                str(now - 3000 + 60),
+            ]
+        )
+        == 0
+    )
+    items = json.loads(capsys.readouterr().out)
+    assert [i["seq"] for i in items] == list(range(44, 4, -1))
+
+
+def test_devices_from_the_local_token_file(filled, capsys, monkeypatch):
+    endpoint, _ = filled
+    monkeypatch.setenv("DATA_DIR", str(endpoint.data_dir))
+    monkeypatch.delenv("READ_TOKEN", raising=False)
+    (endpoint.data_dir / "read-token").write_text(endpoint.read_token + "\n")
+    assert main(["query", "--url", endpoint.url, "devices"]) == 0
+    out = capsys.readouterr().out
+    assert "attic" in out and "45" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "needle"),
+    [
+        (["--token", "wrong", "devices"], 1, "token was refused"),
+        (["--token", "x", "latest", "--device", "nobody"], 1, "404 not_found"),
+    ],
+)
+def test_errors(filled, capsys, args, status, needle):
+    endpoint, _ = filled
+    if "wrong" not in args:
+        args = ["--token", endpoint.read_token, *args[2:]]
+    assert main(["query", "--url", endpoint.url, *args]) == status
+    assert needle in capsys.readouterr().err
+
+
+def test_connection_refused(capsys, monkeypatch):
+    monkeypatch.setenv("READ_TOKEN", "t")
+    assert main(["query", "--url", "http://127.0.0.1:9", "devices"]) == 1
+    assert "cannot reach" in capsys.readouterr().err

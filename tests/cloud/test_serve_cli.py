@@ -1,0 +1,61 @@
+"""`dhtlink serve` as a user runs it: prints where it listens, answers, stops on Ctrl-C."""
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+DHTLINK = str(Path(sys.executable).parent / "dhtlink")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_prints_url_and_token_and_stops_cleanly(tmp_path):
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data"), "PORT": str(port)}
+    process = subprocess.Popen([DHTLINK, "serve"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        first = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in first
+        lines = [process.stdout.readline() for _ in range(3)]
+        token = next(line.split()[2] for line in lines if "read token" in line)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                answer = requests.get(
+                    f"http://127.0.0.1:{port}/devices", headers={"Authorization": f"Bearer {token}"}, timeout=2
+                )
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert answer.json() == {"devices": []}
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=10)
+    assert process.returncode == 0 and "stopped" in out
+    assert (tmp_path / "data" / "read-token").read_text().strip() == token
+
+
+def test_port_in_use_is_one_clear_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [DHTLINK, "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env={"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path)},
+            check=False,
+        )
+    assert done.returncode == 1 and "cannot listen" in done.stderr and done.stderr.count("\n") == 1
