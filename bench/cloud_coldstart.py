@@ -53,7 +53,7 @@ def lambda_environment(artifact: Path) -> dict[str, str]:
         AWS_LAMBDA_FUNCTION_NAME="dhtlink-bench-ingest",
         AWS_DEFAULT_REGION="us-east-1",
         AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",  # noqa: S105 - a placeholder; nothing is called
+        AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106 - a placeholder; nothing is called
         READINGS_TABLE="readings",
         DEVICES_TABLE="devices",
         RETENTION_DAYS="400",

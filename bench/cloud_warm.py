@@ -37,7 +37,9 @@ TARGET_CALLS = 4
 
 
 def signed_event(first_seq: int, now: int) -> dict[str, Any]:
-    readings = [{"seq": s, "ts": now - 1200 + (s % 1200), "t": 21.5, "h": 40.25} for s in range(first_seq, first_seq + BATCH)]
+    readings = [
+        {"seq": s, "ts": now - 1200 + (s % 1200), "t": 21.5, "h": 40.25} for s in range(first_seq, first_seq + BATCH)
+    ]
     body = json.dumps({"device_id": DEVICE, "readings": readings, "status": {"fw": "0.1.0", "rssi": -60}}).encode()
     headers = {k.lower(): v for k, v in signing.signed_headers(SECRET, DEVICE, now, "/data", body).items()}
     return {
@@ -98,7 +100,7 @@ def bench_dynamodb(batches: int) -> dict[str, Any]:
         calls: list[str] = []
         client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
         times, resend = time_batches(store, batches)
-        new_batch_calls = len(calls) // (batches + 1)
+        new_batch_calls = round(len(calls) / (batches + 1), 2)
         calls.clear()
         answer = resend()
         assert answer["duplicates"] == BATCH, answer

@@ -1,0 +1,56 @@
+"""Each cloud benchmark runs end to end on a tiny workload, so none of them can rot unnoticed.
+
+These check that the scripts still measure what they claim (figures present and sane),
+not the figures themselves: those are machine-dependent and live in docs/performance.md.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_bench(script: str, *args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_coldstart_compares_our_import_with_the_sdk_alone():
+    result = run_bench("cloud_coldstart.py", "--runs", "1")
+    assert result["ours_ms"] > 0 and result["baseline_ms"] > 0
+    assert result["overhead_ms"] == round(result["ours_ms"] - result["baseline_ms"], 1)
+
+
+def test_warm_handler_counts_dynamodb_calls_per_batch():
+    result = run_bench("cloud_warm.py", "--batches", "2")
+    dynamodb = result["dynamodb_moto"]
+    assert dynamodb["calls_resent_detail"] == ["GetItem", "TransactWriteItems", "UpdateItem"]
+    assert dynamodb["calls_new_batch"] == 3
+    assert result["sqlite"]["median_ms"] > 0
+
+
+def test_endpoint_load_stores_every_posted_reading():
+    result = run_bench("endpoint_load.py", "--devices", "3", "--batches", "2", "--rate", "600")
+    for phase in ("capacity", "paced"):
+        assert result[phase]["readings"] == 3 * 2 * 20  # checked against the SQLite file by the script
+        assert result[phase]["p99_ms"] >= result[phase]["p50_ms"] > 0
+    assert result["paced"]["offered_readings_per_s"] == 600
+
+
+def test_bad_workload_sizes_are_refused():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "endpoint_load.py"), "--devices", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2 and "--devices must be positive" in out.stderr
