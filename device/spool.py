@@ -161,22 +161,25 @@ class Spool:
         while True:
             if self.end <= self.head:
                 return []
-            out = []
-            skip = 0
-            off = self.head
+            # One read and a list sized up front: a batch of 100 must not leave the heap
+            # fragmented by per-record buffers and list growth.
             with open(self._data(), "rb") as f:
-                f.seek(off)
-                while len(out) < n and off < self.end:
-                    item = self._resolve(f.read(REC))
-                    off += REC
-                    if item is False:
+                f.seek(self.head)
+                raw = memoryview(f.read(min(n, self.depth()) * REC))
+            out = [None] * (len(raw) // REC)
+            k = skip = 0
+            for off in range(0, len(raw), REC):
+                item = self._resolve(raw[off : off + REC])
+                if item is False:
+                    break
+                if item is None:
+                    if k:
                         break
-                    if item is None:
-                        if out:
-                            break
-                        skip += 1
-                        continue
-                    out.append(item)
+                    skip += 1
+                    continue
+                out[k] = item
+                k += 1
+            del out[k:]
             if not skip:
                 return out
             self.drop(skip)

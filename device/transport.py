@@ -95,18 +95,34 @@ def _dec(v):
     return "%s%d.%d" % ("-" if v < 0 else "", abs(v) // 10, abs(v) % 10)
 
 
-def encode(device_id, items, status):
-    """The request body: compact JSON built without an intermediate dict of floats."""
-    parts = [b'{"device_id":"', device_id.encode(), b'","readings":[']
+# Longest reading: ,{"seq":4294967295,"ts":4294967295,"t":-40.0,"h":100.0} is 55 bytes.
+READING_MAX = 60
+ENVELOPE_MAX = 512  # device id, status and the JSON around the readings
+
+
+def _put(buf, n, data):
+    end = n + len(data)
+    buf[n:end] = data
+    return end
+
+
+def encode(device_id, items, status, buf):
+    """The request body as a memoryview into buf: compact JSON written in place, so a
+    batch of 100 needs no large block once the spool's records have fragmented the heap."""
+    n = _put(buf, 0, b'{"device_id":"')
+    n = _put(buf, n, device_id.encode())
+    n = _put(buf, n, b'","readings":[')
     for i, (seq, ts, t10, h10) in enumerate(items):
-        parts.append(
+        n = _put(
+            buf,
+            n,
             b'%s{"seq":%d,"ts":%d,"t":%s,"h":%s}'
-            % (b"," if i else b"", seq, ts, _dec(t10).encode(), _dec(h10).encode())
+            % (b"," if i else b"", seq, ts, _dec(t10).encode(), _dec(h10).encode()),
         )
-    parts.append(b'],"status":')
-    parts.append(json.dumps(status).encode())
-    parts.append(b"}")
-    return b"".join(parts)
+    n = _put(buf, n, b'],"status":')
+    n = _put(buf, n, json.dumps(status).encode())
+    n = _put(buf, n, b"}")
+    return memoryview(buf)[:n]
 
 
 MAX_BACKOFF_S = 3600
@@ -133,6 +149,8 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
 
     requests = 0
     stale_retry = True
+    # Allocated before the spool is read, while the heap still has a large free block.
+    buf = bytearray(cfg["batch_size"] * READING_MAX + ENVELOPE_MAX)
     ca = None
     if cfg.get("tls_ca"):
         with open(cfg["tls_ca"], "rb") as f:
@@ -146,7 +164,7 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             # is answered 401 stale_timestamp with the server's time, before its body is read.
             items = ()
         status["dropped"] = spool.dropped
-        body = encode(cfg["device_id"], items, status)
+        body = encode(cfg["device_id"], items, status, buf)
         timeout = min(TIMEOUT_S, time.ticks_diff(deadline_ms, time.ticks_ms()) // 1000)
         requests += 1
         try:

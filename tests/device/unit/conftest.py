@@ -54,6 +54,13 @@ class MicroPython:
     def json(self, code: str) -> object:
         return json.loads(self.run(code).strip().splitlines()[-1])
 
+    def compiled_json(self, code: str) -> object:
+        """Like json(), with the firmware compiled as deployed."""
+        done = self.boot(code)
+        if done.returncode:
+            raise AssertionError(f"MicroPython failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
 
 @pytest.fixture
 def mpy(tmp_path) -> MicroPython:

@@ -80,7 +80,7 @@ def set_unix(ts, spool):
 """
 
 
-def deliver(mpy, server, readings=3, batch=20, scheme="http", tls_ca=None):
+def deliver(mpy, server, readings=3, batch=20, scheme="http", tls_ca=None, compiled=False, spool_max=100):
     mpy.fake("fakeclock", FAKE_CLOCK)
     config = {
         "device_id": "dev-1",
@@ -90,10 +90,11 @@ def deliver(mpy, server, readings=3, batch=20, scheme="http", tls_ca=None):
         "interval_s": 60,
         "tls_ca": tls_ca,
     }
-    return mpy.json(f"""
+    run = mpy.compiled_json if compiled else mpy.json
+    return run(f"""
         import json, time, spool, transport, fakeclock, log
         log.echo = False
-        sp = spool.Spool(100)
+        sp = spool.Spool({spool_max})
         for i in range({readings}):
             sp.append(int(time.time()) - 100 + i, 200, 500, True)
         rtc = {{}}
@@ -222,3 +223,11 @@ def test_https_endpoint_is_spoken_over_tls(mpy, server, tmp_path, ca):
     assert (out["requests"], out["depth"]) == (1, 0)
     headers, body = server.requests[0]
     assert signing.verify(SECRET, "dev-1", headers["X-Timestamp"], "POST", "/data", body, headers["X-Signature"])
+
+
+def test_a_full_batch_of_100_fits_the_heap_and_the_body_limit(mpy, server):
+    out = deliver(mpy, server, readings=250, batch=100, compiled=True, spool_max=1000)
+    assert (out["requests"], out["depth"]) == (3, 0)
+    sizes = [len(body) for _, body in server.requests]
+    assert [len(json.loads(b)["readings"]) for _, b in server.requests] == [100, 100, 50]
+    assert max(sizes) < 32 * 1024
