@@ -64,6 +64,7 @@ class Report:
     per_device: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_dir: str = ""
     read_token: str = field(default="", repr=False)  # shown in "where to look next", kept out of JSON
+    endpoint: str = ""  # the receiver, when the fleet ran against one it did not start
 
 
 def scenario_for(index: int, seed: int, hours: float, chaos: bool) -> dict[str, Any]:
@@ -89,10 +90,23 @@ def _ranges(seqs: list[int]) -> list[list[int]]:
     return out
 
 
-def verify(store_file: Path, device_id: str, summary: Summary) -> DeviceResult:
-    """Loss and duplicates from the SQLite file itself, against the board's own seq counter."""
+def seqs_in_file(store_file: Path, device_id: str) -> list[int]:
+    """Every stored seq of a device, straight from the SQLite file (duplicates included)."""
     with sqlite3.connect(f"file:{store_file}?mode=ro", uri=True) as db:
-        rows = [seq for (seq,) in db.execute("SELECT seq FROM readings WHERE device_id = ?", (device_id,))]
+        return [seq for (seq,) in db.execute("SELECT seq FROM readings WHERE device_id = ?", (device_id,))]
+
+
+def seqs_in_store(store: Any, device_id: str) -> list[int]:
+    """Every stored seq of a device through the store's own query (any store, DynamoDB included)."""
+    items, cursor = store.query_readings(device_id, limit=1000)
+    while cursor:
+        more, cursor = store.query_readings(device_id, limit=1000, cursor=cursor)
+        items += more
+    return [item["seq"] for item in items]
+
+
+def verify(rows: list[int], device_id: str, summary: Summary) -> DeviceResult:
+    """Loss and duplicates from what the store holds, against the board's own seq counter."""
     stored = set(rows)
     sent_range = set(range(summary.readings_taken - summary.still_spooled))
     missing = sorted(sent_range - stored)
@@ -163,6 +177,37 @@ def _drain(board: VirtualBoard, endpoint_url: str, scenario: dict[str, Any]) -> 
     return summary
 
 
+@dataclass
+class Fleet:
+    """The boards of one run and how they fly."""
+
+    ids: list[str]
+    boards: dict[str, VirtualBoard]
+    scenarios: dict[str, dict[str, Any]]
+    cycles: int
+    interval: int
+    start: float | None
+    compressed: bool
+    view: ProgressView | None
+
+    def fly(self, secrets: dict[str, str], target: str, drain_to: str | None) -> dict[str, Summary]:
+        def one(device_id: str) -> Summary:
+            board = self.boards[device_id]
+            config = board_config(device_id, secrets[device_id], target + "/data", self.interval)
+            board.install(config, self.scenarios[device_id], start=self.start, compressed=self.compressed)
+
+            def progress(step: dict[str, Any]) -> None:
+                if self.view:
+                    self.view.update(device_id, step["boot"])
+
+            summary = run_board(board, self.cycles, self.scenarios[device_id], progress)
+            return _drain(board, drain_to, self.scenarios[device_id]) if drain_to else summary
+
+        # Every board at once: each wake is its own process, so the OS shares the cores.
+        with ThreadPoolExecutor(min(len(self.ids), 64)) as pool:
+            return dict(zip(self.ids, pool.map(one, self.ids), strict=True))
+
+
 def run_bench(
     devices: int = 5,
     hours: float = 24,
@@ -171,76 +216,64 @@ def run_bench(
     chaos: bool = False,
     data_dir: Path | None = None,
     show_progress: bool = True,
+    endpoint: str | None = None,
+    registry: Any = None,
 ) -> Report:
+    """Run the fleet against the local endpoint it starts, or against `endpoint` (a base URL)
+    whose device registry and readings are `registry` (a store: the local one behind a
+    `dhtlink serve`, or a deployed stack's)."""
     from cloud import admin, observability
     from cloud.local import LocalEndpoint
     from host_tools.chaos import ChaosProxy
 
     started = time.monotonic()
-    root = Path(data_dir or Path(".dhtlink") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    run = time.strftime("%Y%m%d-%H%M%S")
+    root = Path(data_dir or Path(".dhtlink") / f"bench-{run}")
     root.mkdir(parents=True, exist_ok=True)
     cycles = max(1, int(hours * 3600 // interval))
-    ids = [f"bench-{i + 1:02d}" for i in range(devices)]
+    # Against a shared receiver every run needs fresh ids: new boards count seqs from 0 again.
+    ids = [f"bench-{run}-{i + 1:02d}" if endpoint else f"bench-{i + 1:02d}" for i in range(devices)]
     boards = {device_id: VirtualBoard(root / "boards" / device_id) for device_id in ids}
     scenarios = {device_id: scenario_for(i, seed, hours, chaos) for i, device_id in enumerate(ids)}
-    log_file = (root / "endpoint.log").open("a")
-    observability.set_output(log_file)
+    view = ProgressView(ids, cycles) if show_progress else None
+    if endpoint:
+        # The receiver keeps its wall clock: boards keep real dates and skip their sleeps.
+        fleet = Fleet(ids, boards, scenarios, cycles, interval, None, True, view)
+        secrets = {device_id: admin.add_device(registry, device_id) for device_id in ids}
+        summaries = fleet.fly(secrets, endpoint.rstrip("/"), None)
+        results = {d: verify(seqs_in_store(registry, d), d, summaries[d]) for d in ids}
+        report = _report(devices, hours, interval, seed, chaos, time.monotonic() - started, results, {}, {}, root, "")
+        report.endpoint = endpoint
+        return report
+
     # The simulated day ends now, so its readings carry real, past dates.
-    start = time.time() - cycles * interval - 60
+    fleet = Fleet(ids, boards, scenarios, cycles, interval, time.time() - cycles * interval - 60, False, view)
 
     def clock(device_id: str | None) -> float:
         board = boards.get(device_id or "")
         return board.now() if board else time.time()
 
-    view = ProgressView(ids, cycles) if show_progress else None
-    summaries: dict[str, Summary] = {}
+    log_file = (root / "endpoint.log").open("a")
+    observability.set_output(log_file)
+    faults: dict[str, int] = {}
     try:
-        with LocalEndpoint(root / "endpoint", clock=clock) as endpoint:
-            secrets = {device_id: admin.add_device(endpoint.store, device_id) for device_id in ids}
-            proxy = ChaosProxy(endpoint.url, CHAOS_RATES, seed=seed, delay_s=5.5) if chaos else None
-            target = proxy.url if proxy else endpoint.url
-            if proxy:
-                proxy.__enter__()
-            try:
-
-                def fly(device_id: str) -> Summary:
-                    board = boards[device_id]
-                    config = board_config(device_id, secrets[device_id], target + "/data", interval)
-                    board.install(config, scenarios[device_id], start=start)
-
-                    def progress(step: dict[str, Any]) -> None:
-                        if view:
-                            view.update(device_id, step["boot"])
-
-                    summary = run_board(board, cycles, scenarios[device_id], progress)
-                    return _drain(board, endpoint.url, scenarios[device_id]) if chaos else summary
-
-                # Every board at once: each wake is its own process, so the OS shares the cores.
-                workers = min(devices, 64)
-                with ThreadPoolExecutor(workers) as pool:
-                    summaries = dict(zip(ids, pool.map(fly, ids), strict=True))
-            finally:
-                if proxy:
-                    proxy.__exit__(None, None, None)
-            totals = endpoint.totals
-            store_file = endpoint.data_dir / admin.STORE_FILE
-            read_token = endpoint.read_token
+        with LocalEndpoint(root / "endpoint", clock=clock) as local:
+            secrets = {device_id: admin.add_device(local.store, device_id) for device_id in ids}
+            if chaos:
+                with ChaosProxy(local.url, CHAOS_RATES, seed=seed, delay_s=5.5) as proxy:
+                    summaries = fleet.fly(secrets, proxy.url, drain_to=local.url)
+                    faults = proxy.stats.faults
+            else:
+                summaries = fleet.fly(secrets, local.url, drain_to=None)
+            totals = local.totals
+            store_file = local.data_dir / admin.STORE_FILE
+            read_token = local.read_token
     finally:
         observability.set_output(None)
         log_file.close()
-    results = {device_id: verify(store_file, device_id, summaries[device_id]) for device_id in ids}
+    results = {d: verify(seqs_in_file(store_file, d), d, summaries[d]) for d in ids}
     return _report(
-        devices,
-        hours,
-        interval,
-        seed,
-        chaos,
-        time.monotonic() - started,
-        results,
-        totals,
-        proxy.stats.faults if proxy else {},
-        root,
-        read_token,
+        devices, hours, interval, seed, chaos, time.monotonic() - started, results, totals, faults, root, read_token
     )
 
 
@@ -321,14 +354,22 @@ def render(report: Report) -> str:
     ]
     if report.chaos_faults:
         lines.append(f"  faults injected          {report.chaos_faults}")
-    token = report.read_token
+    first = next(iter(report.per_device), "bench-01")
+    if report.endpoint:
+        lines += [
+            "",
+            "Where to look next:",
+            f"  boards' files  {report.data_dir}/boards",
+            f"  a device       dhtlink query --url {report.endpoint} latest --device {first}",
+        ]
+        return "\n".join(lines)
     lines += [
         "",
         "Where to look next:",
         f"  data          {report.data_dir}",
         f"  read API      DATA_DIR={report.data_dir}/endpoint dhtlink serve, then",
-        f"                curl -H 'Authorization: Bearer {token}' 'http://127.0.0.1:8080/devices'",
-        f"  a device      DATA_DIR={report.data_dir}/endpoint dhtlink query latest --device bench-01",
+        f"                curl -H 'Authorization: Bearer {report.read_token}' 'http://127.0.0.1:8080/devices'",
+        f"  a device      DATA_DIR={report.data_dir}/endpoint dhtlink query latest --device {first}",
     ]
     return "\n".join(lines)
 
@@ -350,6 +391,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json-out", type=Path, default=None, help="also write the report as JSON here")
     parser.add_argument("--data-dir", type=Path, default=None, help="where to keep the run (default .dhtlink/bench-*)")
+    parser.add_argument(
+        "--endpoint",
+        default=None,
+        help="run against this receiver's base URL instead (a `dhtlink serve` whose $DATA_DIR is "
+        "this one's, or a deployed stack with --aws); no proxy, boards keep real dates",
+    )
+    parser.add_argument("--aws", action="store_true", help="with --endpoint: register and verify in the stack")
+    parser.add_argument("--stack", default="dhtlink", help="with --aws: the stack name (default dhtlink)")
     parser.set_defaults(func=run)
 
 
@@ -362,7 +411,30 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be from 2 to 86400 seconds")
     if args.hours * 3600 < args.interval:
         raise UsageError("--hours must cover at least one --interval")
-    report = run_bench(args.devices, args.hours, args.interval, args.seed, args.chaos, args.data_dir)
+    registry = None
+    if args.endpoint:
+        from host_tools.devices import open_store
+
+        if args.chaos:
+            raise UsageError("--chaos runs against the endpoint the bench starts itself, not with --endpoint")
+        if not args.endpoint.startswith(("http://", "https://")) or args.endpoint.rstrip("/").endswith("/data"):
+            raise UsageError(
+                "--endpoint is the receiver's base URL (boards POST to it + /data), e.g. "
+                "http://127.0.0.1:8080 or the stack's ApiUrl"
+            )
+        registry = open_store(args.aws, args.stack)
+    elif args.aws:
+        raise UsageError("--aws goes with --endpoint (the deployed stack's ApiUrl)")
+    report = run_bench(
+        args.devices,
+        args.hours,
+        args.interval,
+        args.seed,
+        args.chaos,
+        args.data_dir,
+        endpoint=args.endpoint,
+        registry=registry,
+    )
     print(render(report))
     if args.json_out:
         args.json_out.write_text(json.dumps(as_json(report), indent=2))

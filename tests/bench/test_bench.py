@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from host_tools import battery, costs
-from host_tools.bench import verify
+from host_tools.bench import seqs_in_file, verify
 from host_tools.cli import main
 from host_tools.sim import Summary
 
@@ -35,19 +35,19 @@ def store_with(tmp_path, seqs, unique=True):
 
 
 def test_verify_passes_a_complete_store(tmp_path):
-    result = verify(store_with(tmp_path, range(10)), "d", summary(12, spooled=2))
+    result = verify(seqs_in_file(store_with(tmp_path, range(10)), "d"), "d", summary(12, spooled=2))
     assert (result.lost, result.duplicates_stored, result.missing_seqs) == (0, 0, [])
 
 
 def test_verify_finds_a_gap_and_a_duplicate(tmp_path):
     seqs = [0, 1, 2, 5, 6, 6, 7]
-    result = verify(store_with(tmp_path, seqs, unique=False), "d", summary(8))
+    result = verify(seqs_in_file(store_with(tmp_path, seqs, unique=False), "d"), "d", summary(8))
     assert result.lost == 2 and result.missing_seqs == [[3, 4]]
     assert result.duplicates_stored == 1
 
 
 def test_dropped_readings_are_accounted_not_lost(tmp_path):
-    result = verify(store_with(tmp_path, [0, 1, 3]), "d", summary(4, dropped=1))
+    result = verify(seqs_in_file(store_with(tmp_path, [0, 1, 3]), "d"), "d", summary(4, dropped=1))
     assert result.lost == 0 and result.missing_seqs == [[2, 2]]
 
 
@@ -113,3 +113,49 @@ def test_short_chaos_bench_loses_nothing_and_stores_nothing_twice(tmp_path, caps
 def test_bad_flags(capsys):
     assert main(["bench", "--devices", "0"]) == 2
     assert "--devices" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fleet_against_a_separately_served_endpoint(endpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(endpoint.data_dir))  # the registry behind that endpoint
+    out = tmp_path / "report.json"
+    assert (
+        main(
+            [
+                "bench",
+                "--devices",
+                "2",
+                "--hours",
+                "0.5",
+                "--endpoint",
+                endpoint.url,
+                "--data-dir",
+                str(tmp_path / "run"),
+                "--json-out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads(out.read_text())
+    assert report["lost"] == 0 and report["produced"] == report["stored"] + sum(
+        d["still_spooled"] for d in report["per_device"].values()
+    )
+    for device_id, figures in report["per_device"].items():
+        assert device_id.startswith("bench-2")  # fresh ids per run against a shared receiver
+        stored = endpoint.store.query_readings(device_id, limit=1000)[0]
+        assert len(stored) == figures["stored"] > 0
+    assert f"--url {endpoint.url}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--endpoint", "http://x/data"], "base URL"),
+        (["--endpoint", "http://x", "--chaos"], "--chaos"),
+        (["--aws"], "--endpoint"),
+    ],
+)
+def test_endpoint_flag_errors(args, needle, capsys):
+    assert main(["bench", *args]) == 2
+    assert needle in capsys.readouterr().err
