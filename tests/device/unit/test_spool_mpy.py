@@ -192,3 +192,39 @@ def test_a_full_spool_stays_bounded_on_flash(mpy):
     depth, dropped, oldest, biggest = out
     assert depth <= 100 and dropped == 2000 - depth and oldest == dropped
     assert biggest <= 2 * 4096 + 2 * 100 * 16
+
+
+def test_flash_bytes_written_per_reading(mpy):
+    # Every byte the spool writes goes through open(); count them over 1000 readings sent
+    # in batches of 20 (docs/firmware.md quotes this figure).
+    out = mpy.json(
+        spool(
+            5000,
+            """
+        import builtins
+        written = [0]
+        class Counting:
+            def __init__(self, f):
+                self.f = f
+            def write(self, b):
+                written[0] += len(b)
+                return self.f.write(b)
+            def __getattr__(self, name):
+                return getattr(self.f, name)
+            def __enter__(self):
+                return self
+            def __exit__(self, *a):
+                self.f.close()
+        def counting_open(path, mode="r"):
+            return Counting(builtins.open(path, mode))
+        spool.open = counting_open
+        for i in range(1000):
+            sp.append(1795000000 + i, 215, 450, True)
+            if sp.depth() == 20:
+                sp.ack(len(sp.peek(20)))
+        print(json.dumps(written[0] / 1000))
+    """,
+        )
+    )
+    assert 16 <= out <= 24
+    print("flash bytes per reading:", out)
