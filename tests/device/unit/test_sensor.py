@@ -127,3 +127,27 @@ def test_adafruit_driver_under_cpython(monkeypatch):
 def test_heap_stays_small(mpy, kind):
     values = read(mpy, [[21.0, 40.0]], kind=kind)[0]
     assert values == [[210, 400]]
+
+
+@pytest.mark.parametrize(
+    ("kind", "powered_up_ms", "wait_ms"), [("DHT22", 0, 2000), ("DHT11", 0, 1000), ("DHT22", 10000, 0)]
+)
+def test_power_up_delay_before_the_first_read(mpy, kind, powered_up_ms, wait_ms):
+    # After power-on the sensor needs its settle time; after deep sleep it stayed powered.
+    mpy.fake("dht", FAKE_DHT)
+    mpy.fake("machine", FAKE_MACHINE)
+    (mpy.workdir / "frames.json").write_text("[[20.0, 40.0]]")
+    value, elapsed = mpy.json(f"""
+        import json, time, sensor
+        t0 = time.ticks_ms()
+        s = sensor.Sensor({kind!r}, 4, powered_up_ms={powered_up_ms})
+        value = s.read()
+        print(json.dumps([value, time.ticks_diff(time.ticks_ms(), t0)]))
+    """)
+    assert value == [200, 400]
+    assert wait_ms - 50 <= elapsed <= wait_ms + 500
+
+
+def test_humidity_over_100_is_rejected(mpy):
+    values, errors, last, _ = read(mpy, [[20.0, 100.1], [20.0, 100.1], [20.0, 100.1]])
+    assert values == [None] and errors == 3 and "out of range" in last
