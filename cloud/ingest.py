@@ -7,7 +7,7 @@ from typing import Any
 from cloud import protocol
 from cloud.observability import log, metrics
 from cloud.responses import error, respond
-from cloud.settings import Settings, from_env
+from cloud.settings import lambda_store
 from cloud.stores.base import Delivery, Store
 
 
@@ -60,26 +60,10 @@ def handle(event: dict[str, Any], store: Store, now: float, retention_s: int) ->
     )
 
 
-_settings: Settings | None = None
-_store: Store | None = None
-
-
-def _lambda_store() -> tuple[Settings, Store]:
-    # Created on first use and kept for the life of the execution environment.
-    global _settings, _store
-    if _store is None:
-        from cloud.stores.dynamodb import DynamoDBStore
-
-        _settings = from_env()
-        _store = DynamoDBStore(_settings.readings_table, _settings.devices_table)
-    assert _settings is not None
-    return _settings, _store
-
-
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    settings, store = _lambda_store()
+    settings, store = lambda_store()
     return handle(event, store, time.time(), settings.retention_s)
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-    _lambda_store()  # in the init phase, which runs at full CPU, not on the first request
+    lambda_store()  # in the init phase, which runs at full CPU, not on the first request

@@ -2,6 +2,8 @@
 
 import os
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -26,3 +28,12 @@ def from_env() -> Settings:
         read_token=os.environ.get("READ_TOKEN", ""),
         retention_days=int(days),
     )
+
+
+@cache
+def lambda_store() -> tuple[Settings, Any]:
+    """Settings and the DynamoDB store, made once per execution environment and reused."""
+    from cloud.stores.dynamodb import DynamoDBStore
+
+    settings = from_env()
+    return settings, DynamoDBStore(settings.readings_table, settings.devices_table)

@@ -111,11 +111,12 @@ class DynamoDBStore:
                 return rows
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _update_existing(self, device_id: str, **kwargs: Any) -> None:
+    def _on_existing(self, operation: str, device_id: str, **kwargs: Any) -> None:
+        """update_item or delete_item of a device row that must exist."""
         from botocore.exceptions import ClientError
 
         try:
-            self.db.update_item(
+            getattr(self.db, operation)(
                 TableName=self.devices,
                 Key={"device_id": {"S": device_id}},
                 ConditionExpression="attribute_exists(device_id)",
@@ -127,22 +128,14 @@ class DynamoDBStore:
             raise
 
     def remove_device(self, device_id: str) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.db.delete_item(
-                TableName=self.devices,
-                Key={"device_id": {"S": device_id}},
-                ConditionExpression="attribute_exists(device_id)",
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise NoSuchDevice(device_id) from None
-            raise
+        self._on_existing("delete_item", device_id)
 
     def set_secret(self, device_id: str, secret_hex: str) -> None:
-        self._update_existing(
-            device_id, UpdateExpression="SET secret = :s", ExpressionAttributeValues={":s": {"S": secret_hex}}
+        self._on_existing(
+            "update_item",
+            device_id,
+            UpdateExpression="SET secret = :s",
+            ExpressionAttributeValues={":s": {"S": secret_hex}},
         )
 
     # -- readings -----------------------------------------------------------

@@ -29,3 +29,23 @@ def test_a_batch_costs_at_most_four_calls(aws_env):
         second = json.loads(ingest.handle(post_event(overlap), store, now, 86400 * 400)["body"])
         assert (second["accepted"], second["duplicates"]) == (10, 10)
         assert len(calls) <= 4, calls
+
+
+def test_lambda_entry_points_use_the_environment(aws_env, monkeypatch):
+    from cloud import read_api, settings
+    from tests.cloud.helpers import get_event
+
+    monkeypatch.setenv("READINGS_TABLE", "r")
+    monkeypatch.setenv("DEVICES_TABLE", "d")
+    monkeypatch.setenv("READ_TOKEN", "read-token")
+    settings.lambda_store.cache_clear()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_tables(client, "r", "d")
+        DynamoDBStore("r", "d", client).add_device(DEVICE, SECRET, 1)
+        now = int(time.time())
+        answer = ingest.handler(post_event(body_of([reading(1, ts=now - 5)])), None)
+        assert answer["statusCode"] == 200 and json.loads(answer["body"])["accepted"] == 1
+        latest = read_api.handler(get_event("/data/latest", device_id=DEVICE), None)
+        assert json.loads(latest["body"])["seq"] == 1
+    settings.lambda_store.cache_clear()
