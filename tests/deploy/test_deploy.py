@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -6,6 +8,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
+from cloud.stores.dynamodb import create_tables
 from host_tools import deploy
 from host_tools.cli import main
 
@@ -38,7 +41,6 @@ def test_template_lints_clean():
 def test_ingest_may_only_write_readings_and_touch_devices():
     assert actions("IngestFunction") == {
         "dynamodb:PutItem",
-        "dynamodb:ConditionCheckItem",
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
     }
@@ -47,6 +49,43 @@ def test_ingest_may_only_write_readings_and_touch_devices():
 
 def test_read_function_may_only_read():
     assert actions("ReadFunction") <= {"dynamodb:Query", "dynamodb:GetItem"}
+
+
+def test_every_statement_names_exact_table_arns():
+    for function in ("IngestFunction", "ReadFunction"):
+        for statement in TEMPLATE["Resources"][function]["Properties"]["Policies"][0]["Statement"]:
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            for resource in resources:
+                assert resource in (
+                    {"GetAtt": "ReadingsTable.Arn"},
+                    {"GetAtt": "DevicesTable.Arn"},
+                    {"Sub": "${ReadingsTable.Arn}/index/by_time"},
+                    {"Sub": "${DevicesTable.Arn}/index/all_devices"},
+                ), (function, resource)
+
+
+class RecordingDynamoDB:
+    def __init__(self):
+        self.tables = {}
+
+    def create_table(self, TableName, **definition):  # noqa: N803 - boto3's argument name
+        self.tables[TableName] = definition
+
+
+def test_tables_are_defined_exactly_as_the_store_creates_them():
+    recorded = RecordingDynamoDB()
+    create_tables(recorded, "readings", "devices")
+    for resource, name in (("ReadingsTable", "readings"), ("DevicesTable", "devices")):
+        template = TEMPLATE["Resources"][resource]["Properties"]
+        store = recorded.tables[name]
+        for key in (
+            "BillingMode",
+            "AttributeDefinitions",
+            "KeySchema",
+            "LocalSecondaryIndexes",
+            "GlobalSecondaryIndexes",
+        ):
+            assert template.get(key) == store.get(key), (resource, key)
 
 
 def test_tables_match_the_store():
@@ -72,7 +111,14 @@ def test_artifact_is_cloud_only(tmp_path):
 
 
 def test_without_credentials_it_validates_and_says_what_is_missing(tmp_path, monkeypatch, capsys):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ):
         monkeypatch.delenv(name, raising=False)
     empty = tmp_path / "empty"
     empty.write_text("")
@@ -83,29 +129,80 @@ def test_without_credentials_it_validates_and_says_what_is_missing(tmp_path, mon
     assert main(["deploy"]) == 1
     captured = capsys.readouterr()
     assert "validated" in captured.out
-    assert "no AWS credentials" in captured.err and "Nothing was deployed" in captured.err
+    assert "built" in captured.out and "bytes, cloud/ only" in captured.out
+    assert "missing AWS credentials" in captured.err and "an AWS region" in captured.err
+    assert f"the artifact is ready at {tmp_path / 'build' / 'dhtlink-lambda.zip'}" in captured.err
     assert captured.err.count("\n") == 1
 
 
-def test_deploy_uploads_the_artifact_and_creates_a_change_set(tmp_path, monkeypatch):
+def test_with_credentials_but_no_region_only_the_region_is_missing(tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setattr(deploy, "BUILD", tmp_path / "build")
+    assert main(["deploy"]) == 1
+    err = capsys.readouterr().err
+    assert "missing an AWS region" in err and "AWS credentials" not in err
+
+
+def test_deploy_against_moto_uploads_creates_then_updates_keeping_parameters(tmp_path, monkeypatch):
+    # moto runs CreateChangeSet/ExecuteChangeSet but does not expand the SAM transform: the
+    # AWS::Serverless::* resources (functions, API) and the alarms are skipped, so ApiUrl is
+    # not produced. What is checked here: the upload, the calls and their parameters, and the
+    # DynamoDB tables, which moto does create from the template.
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
         session = boto3.Session(region_name="eu-west-1")
         archive = deploy.build_artifact(tmp_path)
         calls = []
-        session.events.register("before-call.cloudformation", lambda model, **_: calls.append(model.name))
-        try:
-            deploy.deploy(session, "dhtlink-test", archive, None)
-        except Exception as error:  # noqa: BLE001 - moto cannot run the SAM transform; see below
-            # moto stops at the Serverless transform; everything before it happened for real.
-            assert "CreateChangeSet" in calls, error
+        session.events.register(
+            "before-parameter-build.cloudformation", lambda model, params, **_: calls.append((model.name, dict(params)))
+        )
+        created = deploy.deploy(session, "dhtlink-test", archive, None, {"RetentionDays": "30"})
+        names = [name for name, _ in calls]
+        assert names.index("CreateChangeSet") < names.index("ExecuteChangeSet")
+        change_set = dict(calls)["CreateChangeSet"]
+        assert change_set["ChangeSetType"] == "CREATE"
+        assert change_set["Capabilities"] == ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
+        given = {p["ParameterKey"]: p.get("ParameterValue") for p in change_set["Parameters"]}
+        assert given["RetentionDays"] == "30" and len(given["ReadToken"]) >= 32
+        assert created["ReadToken"] == given["ReadToken"], "a new stack's token is shown once"
+
         s3 = session.client("s3")
         (bucket,) = [b["Name"] for b in s3.list_buckets()["Buckets"]]
         assert bucket.startswith("dhtlink-artifacts-") and bucket.endswith("eu-west-1")
         (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        assert body == archive.read_bytes()
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == archive.read_bytes()
+        assert f"Bucket: {bucket}" in change_set["TemplateBody"] and f"Key: {key}" in change_set["TemplateBody"]
+
+        tables = session.client("dynamodb").list_tables()["TableNames"]
+        assert len(tables) == 2, tables
+
+        calls.clear()
+        # Deploying the same sources again: an update that changes nothing, and says so.
+        updated = deploy.deploy(session, "dhtlink-test", deploy.build_artifact(tmp_path), None)
+        assert "ReadToken" not in updated, "an update never prints the token again"
+        names = [name for name, _ in calls]
+        assert "CreateChangeSet" in names and "ExecuteChangeSet" not in names
+        change_set = dict(calls)["CreateChangeSet"]
+        assert change_set["ChangeSetType"] == "UPDATE"
+        assert all(p.get("UsePreviousValue") for p in change_set["Parameters"]), change_set["Parameters"]
+
+
+def test_update_parameters_keep_what_was_not_given():
+    kept = deploy.stack_parameters(True, {"ReadToken": None, "RetentionDays": "90"})
+    assert kept == [
+        {"ParameterKey": "ReadToken", "UsePreviousValue": True},
+        {"ParameterKey": "RetentionDays", "ParameterValue": "90"},
+    ]
+    new = deploy.stack_parameters(False, {"ReadToken": None, "RetentionDays": None})
+    assert [p["ParameterKey"] for p in new] == ["ReadToken"], "a new stack takes the template defaults"
+    assert new[0]["ParameterValue"] != deploy.stack_parameters(False, {"ReadToken": None})[0]["ParameterValue"]
 
 
 def test_codeuri_is_rewritten_for_the_upload():
@@ -121,3 +218,32 @@ def test_bad_stack_names(stack, capsys):
 
 def test_build_dir_is_ignored_by_git():
     assert ".build/" in (Path(deploy.REPO) / ".gitignore").read_text()
+
+
+def test_the_artifact_runs_on_its_own(tmp_path):
+    """The handlers import and answer from the built artifact alone (as Lambda unpacks it), without cloud.local."""
+    deploy.build_artifact(tmp_path)
+    code = (
+        "import json, sys, cloud.ingest, cloud.read_api\n"
+        "assert cloud.ingest.__file__.startswith(sys.argv[1]), cloud.ingest.__file__\n"
+        "event = {'version': '2.0', 'rawPath': '/data', 'headers': {'content-type': 'application/json'},"
+        " 'body': '{}', 'isBase64Encoded': False, 'requestContext': {'http': {'method': 'POST', 'path': '/data'}}}\n"
+        "answer = cloud.ingest.handler(event, None)\n"
+        "assert not any(m.startswith('cloud.local') for m in sys.modules)\n"
+        "print(answer['statusCode'])\n"
+    )
+    artifact = tmp_path / "lambda"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(artifact),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "READINGS_TABLE": "readings",
+        "DEVICES_TABLE": "devices",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(artifact)], cwd=artifact, env=env, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "401"  # unsigned: refused before any DynamoDB call
