@@ -20,11 +20,14 @@ LOGS_STORE_GB_MONTH = 0.03
 SECONDS_PER_MONTH = 30 * 86400
 
 # What one request costs the backend, from the handler's design (docs/performance.md):
-WRITE_UNITS_PER_READING = 2  # TransactWriteItems: 2 WRU per item up to 1 KB
-WRITE_UNITS_PER_REQUEST = 1  # UpdateItem of the device row (last_seen, status, health)
-READ_UNITS_PER_REQUEST = 1  # consistent GetItem of the device row
-BYTES_PER_STORED_READING = 200  # item + its by_time LSI copy
-LOG_BYTES_PER_REQUEST = 700  # one JSON log line + one EMF record
+# TransactWriteItems: 2 WRU per item up to 1 KB, plus 1 WRU for the by_time LSI entry.
+WRITE_UNITS_PER_READING = 3
+# UpdateItem of the device row (last_seen, status, health), plus 1 WRU for its all_devices GSI copy.
+WRITE_UNITS_PER_REQUEST = 2
+READ_UNITS_PER_REQUEST = 1  # consistent GetItem of the device row (< 4 KB)
+# DynamoDB bills ~110 B of attributes + 100 B overhead per item, twice (table + LSI, ALL projection).
+BYTES_PER_STORED_READING = 420
+LOG_BYTES_PER_REQUEST = 700  # one JSON log line + one EMF record + Lambda's START/END/REPORT lines
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,10 @@ def cost_per_device_month(
     retention_days: int = 400,
 ) -> DeviceMonthCost:
     """Monthly cost of one device sending a reading every `reading_interval_s` seconds in
-    requests of `readings_per_request` readings (retries included: pass the measured ratio)."""
+    requests of `readings_per_request` readings (the batch size; pass the measured readings
+    per request to include retries). `lambda_ms` is the billed duration of one request,
+    `retention_days` how long readings are kept (steady-state storage). Returns the
+    breakdown in USD per month; `.as_dict()` gives it as a dict."""
     if reading_interval_s <= 0 or readings_per_request <= 0:
         raise ValueError("reading_interval_s and readings_per_request must be positive")
     readings = SECONDS_PER_MONTH / reading_interval_s
@@ -61,7 +67,8 @@ def cost_per_device_month(
     millions = requests / 1e6
     billed_ms = max(1.0, round(lambda_ms))
     gb_seconds = requests * billed_ms / 1000 * memory_mb / 1024
-    stored_gb = readings * min(retention_days, 30 * 12) / 30 * BYTES_PER_STORED_READING / 1e9
+    # Steady state of a long-running device: retention_days of readings kept.
+    stored_gb = readings / 30 * retention_days * BYTES_PER_STORED_READING / 1e9
     parts = {
         "api_gateway": millions * HTTP_API_PER_MILLION,
         "lambda_requests": millions * LAMBDA_PER_MILLION,
@@ -70,7 +77,7 @@ def cost_per_device_month(
         / 1e6
         * DYNAMODB_WRITE_PER_MILLION,
         "dynamodb_reads": requests * READ_UNITS_PER_REQUEST / 1e6 * DYNAMODB_READ_PER_MILLION,
-        # A year's readings kept (steady state of a long-running device), with PITR on top.
+        # PITR is billed on the table size on top of storage.
         "dynamodb_storage": stored_gb * (DYNAMODB_STORAGE_GB_MONTH + DYNAMODB_PITR_GB_MONTH),
         "logs": requests * LOG_BYTES_PER_REQUEST / 1e9 * (LOGS_INGEST_PER_GB + LOGS_STORE_GB_MONTH),
     }

@@ -52,8 +52,10 @@ def test_dropped_readings_are_accounted_not_lost(tmp_path):
 
 
 def test_battery_model_sends_cost_more():
-    model = battery.awake_model(cpu_s=0.05)
-    assert model.sending_s > model.buffering_s
+    model = battery.awake_model()
+    extra_cpu = (battery.HOST_CPU_SENDING_S - battery.HOST_CPU_BUFFERING_S) * battery.ESP32_SLOWDOWN
+    assert model.sending_s - model.buffering_s == pytest.approx(battery.figure("wifi_cached_s") + extra_cpu)
+    assert battery.awake_model(tls=True).sending_s == pytest.approx(model.sending_s + battery.figure("tls_handshake_s"))
     every_wake = battery.battery_days(60, 1.0, model)
     batched = battery.battery_days(60, 0.05, model)
     assert batched > 3 * every_wake
@@ -65,7 +67,7 @@ def test_cost_scales_with_traffic():
     assert minute.readings == pytest.approx(43200)
     assert minute.requests == pytest.approx(2160)
     assert minute.api_gateway == pytest.approx(2160 / 1e6 * costs.HTTP_API_PER_MILLION)
-    assert minute.dynamodb_writes == pytest.approx((43200 * 2 + 2160) / 1e6 * costs.DYNAMODB_WRITE_PER_MILLION)
+    assert minute.dynamodb_writes == pytest.approx((43200 * 3 + 2160 * 2) / 1e6 * costs.DYNAMODB_WRITE_PER_MILLION)
     assert minute.total == pytest.approx(
         sum(v for k, v in minute.as_dict().items() if k not in ("readings", "requests", "total", "prices_as_of"))
     )
