@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cloud import observability  # noqa: E402
 from cloud.local import LocalEndpoint  # noqa: E402
+from host_tools import battery  # noqa: E402
+from host_tools.battery import CITED, ESP32_SLOWDOWN  # noqa: E402
 from host_tools.sim import board_config  # noqa: E402
 from host_tools.vboard import VirtualBoard  # noqa: E402
 from host_tools.vboard import board as vboard  # noqa: E402
@@ -34,32 +36,6 @@ from host_tools.vboard import board as vboard  # noqa: E402
 DEVICE = "bench-device"
 BATCH_SIZES = (1, 10, 20, 50)
 INTERVAL_S = 60
-
-# Cited figures for what the host cannot measure (docs/performance.md lists the sources).
-CITED = {
-    "boot_to_app_s": (
-        0.30,
-        "ESP32 power-on/wake to app_main, unoptimised: ~300 ms (Espressif, 'ESP Chip Startup Time Optimization')",
-    ),
-    "wifi_cached_s": (
-        0.80,
-        "association with cached channel+BSSID, no DHCP: ~120 ms one-channel scan + 600-700 ms connect "
-        "at 240 MHz (esp32.io forum, topic 8942)",
-    ),
-    "wifi_full_s": (
-        2.50,
-        "association without the cache: all-channel scan (~13 x 120 ms) + connect + DHCP, derived from the same",
-    ),
-    "tls_handshake_s": (
-        1.25,
-        "mbedTLS RSA key exchange at 216 MHz: 1.2-1.3 s; ECDHE ~5 s "
-        "(Stratify Labs, 'Handshake Times by Cipher using mbedTLS')",
-    ),
-    "dht22_read_s": (0.025, "DHT22 transaction: 18 ms start signal + 40-bit frame ~5 ms (datasheet timing)"),
-}
-# Assumption, not a measurement: MicroPython bytecode on an ESP32 at 240 MHz runs roughly
-# 20-60x slower than on a desktop x86 core; 40x is used. Verify on hardware.
-ESP32_SLOWDOWN = 40
 
 
 def _flash_files(directory: Path) -> dict[str, tuple[int, int, int]]:
@@ -162,11 +138,11 @@ def run_series(batch_size: int, cycles: int, workdir: Path) -> dict[str, Any]:
 def awake_model(series: list[dict[str, Any]]) -> dict[str, Any]:
     """Modelled ESP32 awake time per wake, from the batch-20 series."""
     row = next(s for s in series if s["batch_size"] == 20)
-    c = {k: v for k, (v, _) in CITED.items()}
     cpu_buffer = row["host_cpu_buffering_s"] * ESP32_SLOWDOWN
     cpu_send = row["host_cpu_sending_s"] * ESP32_SLOWDOWN
-    buffering = c["boot_to_app_s"] + c["dht22_read_s"] + cpu_buffer
-    sending = c["boot_to_app_s"] + c["dht22_read_s"] + cpu_send + c["wifi_cached_s"]
+    model = battery.awake_model(cpu_buffer, cpu_send)
+    buffering, sending = model.buffering_s, model.sending_s
+    c = {k: v for k, (v, _) in CITED.items()}
     return {
         "cpu_buffering_s (measured x assumed slowdown)": round(cpu_buffer, 3),
         "cpu_sending_s (measured x assumed slowdown)": round(cpu_send, 3),

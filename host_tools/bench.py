@@ -295,7 +295,7 @@ def _report(
     requests = sum(r.requests for r in results.values())
     wire = sum(r.bytes_on_wire for r in results.values())
     per_reading = requests / produced if produced else 0.0
-    model = battery.awake_model(cpu_s=0.05)
+    model = battery.awake_model()
     cost = costs.cost_per_device_month(interval, stored / requests if requests else 1.0)
     return Report(
         devices=devices,
