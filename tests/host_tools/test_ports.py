@@ -1,0 +1,34 @@
+from host_tools.cli import main
+
+
+class Info:
+    def __init__(self, device, vid, pid, description="USB serial"):
+        self.device, self.vid, self.pid, self.description = device, vid, pid, description
+
+
+def test_lists_only_boards_with_their_chips(monkeypatch, capsys):
+    monkeypatch.setattr(
+        "serial.tools.list_ports.comports",
+        lambda: [
+            Info("/dev/ttyUSB0", 0x1A86, 0x55D4),
+            Info("/dev/ttyS0", None, None),
+            Info("/dev/ttyACM0", 0x303A, 0x1001),
+            Info("/dev/ttyACM1", 0x2341, 0x0043, "Arduino Uno"),
+        ],
+    )
+    assert main(["ports", "--no-probe"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["/dev/ttyUSB0", "/dev/ttyACM0"]
+    assert "1A86:55D4" in lines[0] and "CH9102" in lines[0] and "native USB" in lines[1]
+
+
+def test_probe_reports_micropython_on_a_virtual_board(vboard, monkeypatch, capsys):
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [Info(vboard.port, 0x10C4, 0xEA60)])
+    assert main(["ports"]) == 0
+    assert "MicroPython" in capsys.readouterr().out
+
+
+def test_port_from_the_environment(vboard, monkeypatch, capsys):
+    monkeypatch.setenv("DHTLINK_PORT", vboard.port)
+    assert main(["status"]) == 0
+    assert "MicroPython" in capsys.readouterr().out
