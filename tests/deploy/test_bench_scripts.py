@@ -35,6 +35,7 @@ def test_warm_handler_counts_dynamodb_calls_per_batch():
     dynamodb = result["dynamodb_moto"]
     assert dynamodb["calls_resent_detail"] == ["GetItem", "TransactWriteItems", "UpdateItem"]
     assert dynamodb["calls_new_batch"] == 3
+    assert 0 < dynamodb["outside_calls_ms"] <= dynamodb["median_ms"]
     assert result["sqlite"]["median_ms"] > 0
 
 
