@@ -4,6 +4,7 @@
 import gc
 import json
 import os
+import sys
 import time
 import machine
 import log
@@ -181,6 +182,10 @@ def main():
     except config.ConfigError as e:
         print("dhtlink: not starting:", e)
         return
+    # The validator is only needed once: unloading it frees ~5 KB for the send.
+    del config
+    sys.modules.pop("config", None)
+    gc.collect()
     wdt = machine.WDT(timeout=WDT_MS)
     try:
         node = Node(cfg, rtc)
