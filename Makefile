@@ -49,7 +49,7 @@ repl: $(STAMP)
 	$(DHTLINK) repl $(if $(PORT),--port $(PORT))
 
 deploy: $(STAMP)
-	$(DHTLINK) deploy $(if $(STACK),--stack $(STACK))
+	$(DHTLINK) deploy $(if $(STACK),--stack $(STACK)) $(if $(REGION),--region $(REGION)) $(if $(BUCKET),--bucket $(BUCKET))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

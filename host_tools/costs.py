@@ -7,16 +7,17 @@ costs once an account is past them. Check the pricing pages before budgeting.
 
 from dataclasses import asdict, dataclass
 
+# List prices as of 2025-06, us-east-1, in USD, from the AWS pricing pages named per line.
 PRICES_AS_OF = "2025-06, us-east-1, list prices, free tier ignored"
-HTTP_API_PER_MILLION = 1.00  # API Gateway HTTP API, first 300 M requests/month
-LAMBDA_PER_MILLION = 0.20
-LAMBDA_ARM_GB_SECOND = 0.0000133334
-DYNAMODB_WRITE_PER_MILLION = 0.625  # on-demand write request units
-DYNAMODB_READ_PER_MILLION = 0.125  # on-demand read request units
-DYNAMODB_STORAGE_GB_MONTH = 0.25
-DYNAMODB_PITR_GB_MONTH = 0.20
-LOGS_INGEST_PER_GB = 0.50
-LOGS_STORE_GB_MONTH = 0.03
+HTTP_API_PER_MILLION = 1.00  # "Amazon API Gateway pricing": HTTP APIs, first 300 M requests/month
+LAMBDA_PER_MILLION = 0.20  # "AWS Lambda pricing": requests
+LAMBDA_ARM_GB_SECOND = 0.0000133334  # "AWS Lambda pricing": duration, Arm, first 7.5 B GB-s/month
+DYNAMODB_WRITE_PER_MILLION = 0.625  # "Amazon DynamoDB pricing", on-demand: write request units (since 2024-11)
+DYNAMODB_READ_PER_MILLION = 0.125  # "Amazon DynamoDB pricing", on-demand: read request units (since 2024-11)
+DYNAMODB_STORAGE_GB_MONTH = 0.25  # "Amazon DynamoDB pricing": Standard table class storage, after 25 GB free
+DYNAMODB_PITR_GB_MONTH = 0.20  # "Amazon DynamoDB pricing": continuous backups (PITR)
+LOGS_INGEST_PER_GB = 0.50  # "Amazon CloudWatch pricing": Logs, standard ingestion
+LOGS_STORE_GB_MONTH = 0.03  # "Amazon CloudWatch pricing": Logs, archived storage
 SECONDS_PER_MONTH = 30 * 86400
 
 # What one request costs the backend, from the handler's design (docs/performance.md):

@@ -247,3 +247,32 @@ def test_the_artifact_runs_on_its_own(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "401"  # unsigned: refused before any DynamoDB call
+
+
+def test_the_deploy_command_prints_the_outputs_and_the_board_url(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setattr(deploy, "BUILD", tmp_path / "build")
+    with mock_aws():
+        assert main(["deploy", "--region", "eu-west-1", "--stack", "dhtlink-cli", "--retention-days", "90"]) == 0
+        parameters = boto3.client("cloudformation", region_name="eu-west-1").describe_stacks(StackName="dhtlink-cli")
+    given = {p["ParameterKey"]: p["ParameterValue"] for p in parameters["Stacks"][0]["Parameters"]}
+    assert given["RetentionDays"] == "90"
+    out = capsys.readouterr().out
+    assert (tmp_path / "build" / "dhtlink-lambda.zip").exists()
+    assert "ReadToken" in out and "shown once" in out and "/data" in out
+
+
+@pytest.mark.parametrize(
+    "flags, option",
+    [
+        (["--retention-days", "0"], "--retention-days"),
+        (["--log-retention-days", "2"], "--log-retention-days"),
+        (["--alarm-email", "not an address"], "--alarm-email"),
+    ],
+)
+def test_bad_options_are_refused_before_building(flags, option, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(deploy, "BUILD", tmp_path / "build")
+    assert main(["deploy", *flags]) == 2
+    assert option in capsys.readouterr().err
+    assert not (tmp_path / "build").exists()
