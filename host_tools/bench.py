@@ -55,6 +55,7 @@ class Report:
     duplicates_stored: int
     lost: int
     dropped: int
+    still_spooled: int
     requests_per_reading: float
     bytes_per_reading: float
     heap_high_water: int
@@ -310,6 +311,7 @@ def _report(
         duplicates_stored=sum(r.duplicates_stored for r in results.values()),
         lost=sum(r.lost for r in results.values()),
         dropped=sum(r.dropped for r in results.values()),
+        still_spooled=sum(r.still_spooled for r in results.values()),
         requests_per_reading=round(per_reading, 4),
         bytes_per_reading=round(wire / produced if produced else 0, 1),
         heap_high_water=max((r.heap_high_water for r in results.values()), default=0),
@@ -341,6 +343,7 @@ def render(report: Report) -> str:
         f"{' with chaos' if report.chaos else ''} (seed {report.seed}), {report.wall_s} s wall",
         f"  readings produced        {report.produced}",
         f"  stored                   {report.stored}",
+        f"  on the boards, unsent    {report.still_spooled}   (the batch each board is still filling)",
         f"  duplicates absorbed      {report.duplicates_absorbed}   (re-sent, answered as duplicates, stored once)",
         f"  duplicates stored        {report.duplicates_stored}",
         f"  lost                     {report.lost}",
