@@ -11,6 +11,16 @@ def read_log(board) -> bytes:
     return (board.read_file("log.1.txt") or b"") + (board.read_file("log.txt") or b"")
 
 
+def added(previous: bytes, current: bytes) -> bytes:
+    """What current adds to previous. The log only grows, except that a rotation drops its
+    oldest half, so the new part starts after where previous's tail now stands."""
+    if not previous:
+        return current
+    tail = previous[-200:]
+    at = current.rfind(tail)
+    return current[at + len(tail) :] if at >= 0 else current
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("logs", help="print the board's log file")
     parser.add_argument("--port", default=None)
