@@ -1,0 +1,84 @@
+"""The template's IAM statements grant exactly the DynamoDB calls the handlers make.
+
+Each handler runs against moto on every route and path it has (new batch, re-sent batch,
+rejected request; latest, range with a cursor, devices); a botocore hook records each
+call as (IAM action, table or index). That set must equal what the template grants the
+function: nothing the code needs is missing (AccessDenied in AWS), nothing granted is unused.
+"""
+
+import json
+import time
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from cloud import ingest, read_api
+from cloud.stores.dynamodb import DynamoDBStore, create_tables
+from tests.cloud.helpers import DEVICE, SECRET, body_of, get_event, post_event, reading
+from tests.deploy.test_deploy import TEMPLATE
+
+TABLES = {"readings": "ReadingsTable", "devices": "DevicesTable"}
+TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+
+
+def granted(function):
+    """(action, resource) pairs, the resource written as the template names it."""
+    pairs = set()
+    for statement in TEMPLATE["Resources"][function]["Properties"]["Policies"][0]["Statement"]:
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for resource in resources:
+            name = resource.get("GetAtt") or resource["Sub"].replace("${", "").replace("}", "")
+            pairs |= {(action.removeprefix("dynamodb:"), name) for action in statement["Action"]}
+    return pairs
+
+
+def resource(table, index=None):
+    return f"{TABLES[table]}.Arn" + (f"/index/{index}" if index else "")
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_tables(client, "readings", "devices")
+        store = DynamoDBStore("readings", "devices", client)
+        store.add_device(DEVICE, SECRET, 1)
+        calls = set()
+
+        def record(model, params, **_):
+            if model.name == "TransactWriteItems":
+                for item in params["TransactItems"]:
+                    ((kind, request),) = item.items()
+                    calls.add((TRANSACT[kind], resource(request["TableName"])))
+            else:
+                calls.add((model.name, resource(params["TableName"], params.get("IndexName"))))
+
+        client.meta.events.register("before-parameter-build.dynamodb", record)
+        yield store, calls
+
+
+def test_ingest_is_granted_exactly_what_it_calls(recorded):
+    store, calls = recorded
+    now = int(time.time())
+    batch = body_of([reading(seq, ts=now - 100 + seq) for seq in range(20)], status={"fw": "0.1.0"})
+    for event in (post_event(batch), post_event(batch), post_event(batch, secret="00" * 32)):
+        assert ingest.handle(event, store, now, 86400 * 400)["statusCode"] in (200, 401)
+    assert calls == granted("IngestFunction")
+
+
+def test_read_is_granted_exactly_what_it_calls(recorded):
+    store, calls = recorded
+    now = int(time.time())
+    ingest.handle(post_event(body_of([reading(s, ts=now - 100 + s) for s in range(5)])), store, now, 86400 * 400)
+    calls.clear()
+    assert read_api.handle(get_event("/data/latest", device_id=DEVICE), store, "read-token")["statusCode"] == 200
+    page = read_api.handle(get_event("/data", device_id=DEVICE, limit="2"), store, "read-token")
+    cursor = json.loads(page["body"])["next_cursor"]
+    assert cursor
+    more = read_api.handle(get_event("/data", device_id=DEVICE, limit="2", cursor=cursor), store, "read-token")
+    assert more["statusCode"] == 200
+    assert read_api.handle(get_event("/devices"), store, "read-token")["statusCode"] == 200
+    assert calls == granted("ReadFunction")
