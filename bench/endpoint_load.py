@@ -35,8 +35,7 @@ TARGET_P99_MS = 50
 SERVER = """
 import io, sys
 from cloud import observability
-from cloud.local import LocalEndpoint, server
-server._Handler.disable_nagle_algorithm = sys.argv[2] == "nodelay"  # --nodelay: the diagnosis, not the default
+from cloud.local import LocalEndpoint
 observability.set_output(io.StringIO())  # request logs are not the figures
 with LocalEndpoint(sys.argv[1], read_token="bench-read-token-not-secret") as endpoint:
     print(endpoint.port, flush=True)
@@ -94,14 +93,14 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def run_load(devices: int, batches: int, max_seconds: float, rate: float = 0, nodelay: bool = False) -> dict[str, Any]:
+def run_load(devices: int, batches: int, max_seconds: float, rate: float = 0) -> dict[str, Any]:
     """rate: readings/s offered by the whole fleet, spread evenly over the devices; 0 = back to back."""
     with tempfile.TemporaryDirectory() as data_dir:
         store = admin.local_store(data_dir)
         secrets = {f"load-{n:03d}": admin.add_device(store, f"load-{n:03d}") for n in range(devices)}
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         server = subprocess.Popen(
-            [sys.executable, "-c", SERVER, data_dir, "nodelay" if nodelay else "default"],
+            [sys.executable, "-c", SERVER, data_dir],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -136,7 +135,6 @@ def run_load(devices: int, batches: int, max_seconds: float, rate: float = 0, no
         "devices": devices,
         "batch": BATCH,
         "offered_readings_per_s": rate or None,
-        "nodelay": nodelay,
         "requests": len(latencies),
         "readings": stored,
         "wall_s": round(wall, 2),
@@ -154,7 +152,7 @@ def report(result: dict[str, Any]) -> None:
         else "back to back (capacity)"
     )
     print(
-        f"{result['devices']} devices, {mode}{', TCP_NODELAY' if result['nodelay'] else ''}: "
+        f"{result['devices']} devices, {mode}: "
         f"{result['requests']} requests in {result['wall_s']} s"
         + (" (stopped by --max-seconds)" if result["stopped_by_time_limit"] else "")
     )
@@ -176,7 +174,6 @@ def main() -> None:
         default=2 * TARGET_READINGS_S,
         help=f"readings/s the fleet offers in the paced phase (default {2 * TARGET_READINGS_S}: twice the target)",
     )
-    parser.add_argument("--nodelay", action="store_true", help="diagnosis: set TCP_NODELAY on the endpoint's sockets")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
     for name in ("devices", "batches", "max_seconds", "rate"):
@@ -185,8 +182,8 @@ def main() -> None:
     # Capacity: every device posts back to back. Then latency at the offered rate: a fleet
     # posting flat out measures queueing (latency = devices in flight / throughput), not service time.
     results = {
-        "capacity": run_load(args.devices, args.batches, args.max_seconds, 0, args.nodelay),
-        "paced": run_load(args.devices, args.batches, args.max_seconds, args.rate, args.nodelay),
+        "capacity": run_load(args.devices, args.batches, args.max_seconds, 0),
+        "paced": run_load(args.devices, args.batches, args.max_seconds, args.rate),
     }
     if args.json:
         print(json.dumps(results))

@@ -54,6 +54,9 @@ def to_event(method: str, target: str, headers: dict[str, str], body: bytes, sou
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes; with Nagle on, a keep-alive client's delayed
+    # ACK holds the second one ~40 ms (bench/endpoint_load.py).
+    disable_nagle_algorithm = True
     server: "_Server"
 
     def log_message(self, format: str, *args: Any) -> None:

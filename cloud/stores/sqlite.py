@@ -52,6 +52,9 @@ class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
+        # SQLite has one writer at a time; threads that queue here instead of in SQLite's
+        # busy handler (which sleeps with growing back-off) keep the tail latency short.
+        self._write_lock = threading.Lock()
         with self._connect() as db:
             db.executescript(SCHEMA)
 
@@ -103,25 +106,37 @@ class SQLiteStore:
     def put_readings(self, device_id: str, readings: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
         db = self._connect()
         stored = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for r in readings:
-                cursor = db.execute(
-                    "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (device_id, r.seq, r.ts, r.t, r.h, received_at, expires_at),
-                )
-                if cursor.rowcount:
-                    stored.append(r)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for r in readings:
+                    cursor = db.execute(
+                        "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (device_id, r.seq, r.ts, r.t, r.h, received_at, expires_at),
+                    )
+                    if cursor.rowcount:
+                        stored.append(r)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         return stored
 
     def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None:
         db = self._connect()
         stored = delivery.stored
         newest = max(stored, key=lambda r: (r.ts, r.seq)) if stored else None
+        with self._write_lock:
+            self._update_device(db, device, delivery, stored, newest)
+
+    def _update_device(
+        self,
+        db: sqlite3.Connection,
+        device: dict[str, Any],
+        delivery: Delivery,
+        stored: list[Reading],
+        newest: Reading | None,
+    ) -> None:
         db.execute(
             """UPDATE devices SET
                  last_seen = ?,
