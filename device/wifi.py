@@ -1,5 +1,6 @@
 # Station-mode Wi-Fi with a hard time cap, a fast path for the access point that
-# worked last time (BSSID and channel kept in RTC memory across deep sleep), and
+# worked last time (its BSSID kept in RTC memory across deep sleep; MicroPython's
+# connect() takes a BSSID but no channel), and
 # backoff while no access point answers, so an outage costs little battery.
 import time
 import network
