@@ -33,9 +33,10 @@ CITED: dict[str, tuple[float, str]] = {
 # Assumption, not a measurement: MicroPython bytecode on an ESP32 at 240 MHz runs roughly
 # 20-60x slower than on a desktop x86 core; 40x is used. Verify on hardware.
 ESP32_SLOWDOWN = 40
-# The firmware's host CPU per wake at batch 20, measured by bench/device_cycle.py (2026-11-23).
+# The firmware's host CPU per wake at batch 20, measured by bench/device_cycle.py (2026-11-23,
+# after the in-place request body).
 HOST_CPU_BUFFERING_S = 0.0018
-HOST_CPU_SENDING_S = 0.0121
+HOST_CPU_SENDING_S = 0.0070
 
 # Currents: ESP32-WROOM-32 datasheet typical figures, a low-quiescent 3.3 V LDO, a DHT22.
 RADIO_MA = 120.0  # Wi-Fi associating and sending, averaged
