@@ -43,3 +43,20 @@ def test_logs_follow_prints_only_what_is_new():
     old_log1, old_log = b"".join(b"line %d\n" % i for i in range(40)), b"".join(b"later %d\n" % i for i in range(40))
     assert added(old_log1 + old_log, old_log + b"fresh\n") == b"fresh\n"
     assert added(b"gone\n", b"unrelated\n") == b"unrelated\n"
+
+
+def test_repl_hands_the_terminal_to_mpremote_without_a_reset(vboard, monkeypatch):
+    import sys
+
+    import pytest
+
+    calls = []
+
+    def fake_execv(path, argv):
+        calls.append((path, argv))
+        raise SystemExit(0)
+
+    monkeypatch.setattr("os.execv", fake_execv)
+    with pytest.raises(SystemExit):
+        main(["repl", "--port", vboard.port])
+    assert calls == [(sys.executable, [sys.executable, "-m", "mpremote", "connect", vboard.port, "resume", "repl"])]
