@@ -58,6 +58,10 @@ class Batch:
     status: dict[str, Any] | None = None
 
 
+def oversize(size: int) -> Reject:
+    return Reject(413, "payload_too_large", f"body is {size} bytes; the limit is {MAX_BODY}")
+
+
 def header(event: dict[str, Any], name: str) -> str | None:
     headers = event.get("headers") or {}
     value = headers.get(name)
@@ -81,7 +85,7 @@ def raw_body(event: dict[str, Any]) -> bytes:
 def check_envelope(event: dict[str, Any], body: bytes) -> tuple[str, int, str]:
     """Size, content type and the auth headers' form. Returns (device_id, timestamp, signature)."""
     if len(body) > MAX_BODY:
-        raise Reject(413, "payload_too_large", f"body is {len(body)} bytes; the limit is {MAX_BODY}")
+        raise oversize(len(body))
     content_type = (header(event, "content-type") or "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise Reject(415, "unsupported_media_type", "Content-Type must be application/json")

@@ -6,6 +6,7 @@ gone from device/, and leaves config.json, the spool and the log alone.
 """
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -83,8 +84,6 @@ def upload_app(board, device_dir: Path = firmware.DEVICE) -> UploadResult:
     files = firmware.build(device_dir, compiled=compiled)
     result = UploadResult(compiled=compiled)
     old = json.loads((board.read_file(MANIFEST) or b"[]").decode())
-    import hashlib
-
     for name, content in files.items():
         if board.sha256(name) == hashlib.sha256(content).hexdigest():
             result.unchanged.append(name)

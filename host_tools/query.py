@@ -6,6 +6,7 @@ import json
 import os
 from typing import Any
 
+from cloud.admin import TOKEN_FILE
 from host_tools.common import data_dir, default_port
 from host_tools.errors import CommandError, UsageError
 
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _token(args: argparse.Namespace) -> str:
     if args.token or os.environ.get("READ_TOKEN"):
         return args.token or os.environ["READ_TOKEN"]
-    path = data_dir() / "read-token"
+    path = data_dir() / TOKEN_FILE
     if path.exists():
         return path.read_text().strip()
     raise UsageError("no read token: pass --token, set READ_TOKEN, or run `dhtlink serve` once to create one")
