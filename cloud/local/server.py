@@ -16,6 +16,7 @@ from typing import Any
 
 from cloud import admin, ingest, protocol, read_api
 from cloud.observability import log
+from cloud.responses import error
 from cloud.stores.base import Store
 
 Clock = Callable[[str | None], float]
@@ -74,15 +75,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes | None:
         length = self.headers.get("Content-Length", "0")
         if not length.isdigit():
-            self._send(read_api.error(400, "bad_request", "Content-Length must be a number"))
+            self._send(error(400, "bad_request", "Content-Length must be a number"))
             return None
         size = int(length)
         if size > protocol.MAX_BODY:
             # Not read: the handler's 413 answers without buffering an unbounded body.
             self.close_connection = True
-            self._send(
-                read_api.error(413, "payload_too_large", f"body is {size} bytes; the limit is {protocol.MAX_BODY}")
-            )
+            too_big = protocol.oversize(size)
+            self._send(error(too_big.status, too_big.error, too_big.message))
             return None
         return self.rfile.read(size)
 
@@ -95,7 +95,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path = self.path.partition("?")[0]
         if path != "/data":
-            self._send(read_api.error(404 if path not in READ_ROUTES else 405, "not_found", f"no route POST {path}"))
+            if path in READ_ROUTES:
+                self._send(error(405, "method_not_allowed", f"{path} answers GET only"))
+            else:
+                self._send(error(404, "not_found", f"no route POST {path}"))
             return
         srv = self.server
         response = ingest.handle(
@@ -107,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.partition("?")[0]
         if path not in READ_ROUTES:
-            self._send(read_api.error(404, "not_found", f"no route GET {path}"))
+            self._send(error(404, "not_found", f"no route GET {path}"))
             return
         self._send(read_api.handle(self._event(b""), self.server.store, self.server.read_token))
 

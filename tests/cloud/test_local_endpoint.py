@@ -27,7 +27,9 @@ def test_post_then_read_over_http(endpoint):
 
 def test_unknown_routes_and_oversize_bodies(endpoint):
     assert requests.get(endpoint.url + "/nope", timeout=5).status_code == 404
-    assert requests.post(endpoint.url + "/devices", data=b"{}", timeout=5).status_code == 405
+    wrong_method = requests.post(endpoint.url + "/devices", data=b"{}", timeout=5)
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"] == "method_not_allowed"
+    assert requests.post(endpoint.url + "/nope", data=b"{}", timeout=5).json()["error"] == "not_found"
     big = requests.post(
         endpoint.url + "/data", data=b"x" * 40_000, headers={"Content-Type": "application/json"}, timeout=5
     )
