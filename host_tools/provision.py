@@ -59,15 +59,13 @@ def check_endpoint(url: str) -> None:
 
 
 def identity(device_id: str, aws: bool, stack: str, rotate: bool) -> tuple[str, str]:
-    """(secret, what happened): the registered secret, new, kept or rotated."""
+    """(secret, what happened): the registered secret, new, kept or rotated. device_id is
+    already checked by run()."""
     from cloud import admin
     from host_tools.devices import open_store
 
     store = open_store(aws, stack)
-    try:
-        existing = store.get_device(admin.check_device_id(device_id))
-    except admin.InvalidDeviceId as error:
-        raise UsageError(f"--device-id: {error}") from None
+    existing = store.get_device(device_id)
     if existing is None:
         return admin.add_device(store, device_id), "registered"
     if rotate:
