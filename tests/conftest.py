@@ -10,6 +10,9 @@ from cloud import observability
 from cloud.local import LocalEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
+# The project's own copy of the protocol's signing vectors (request and answer): a user's
+# clone has no ../shared. tests/test_vectors_copy.py keeps it equal to the design's copy.
+VECTORS_FILE = REPO / "tests" / "fixtures" / "signing-vectors.json"
 SHARED = Path(os.environ.get("DHTLINK_SHARED", REPO.parent / "shared"))
 
 

@@ -3,9 +3,9 @@ import json
 import pytest
 
 from cloud import signing
-from tests.conftest import SHARED
+from tests.conftest import VECTORS_FILE
 
-VECTORS = json.loads((SHARED / "signing-vectors.json").read_text())["vectors"]
+VECTORS = json.loads(VECTORS_FILE.read_text())["vectors"]
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v["device_id"])

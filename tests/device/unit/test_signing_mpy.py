@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import VECTORS_FILE
 
-VECTORS = json.loads((SHARED / "signing-vectors.json").read_text())["vectors"]
+VECTORS = json.loads(VECTORS_FILE.read_text())["vectors"]
 
 # RFC 4231 HMAC-SHA256 test cases 1-4, 6, 7 (case 5 truncates the output).
 RFC4231 = [
