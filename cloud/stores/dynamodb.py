@@ -14,6 +14,8 @@ duplicate) from another reading under the same seq (a conflict) without another 
 import base64
 import json
 import os
+import random
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -44,6 +46,7 @@ THROTTLING = frozenset(
 # Reasons in a cancelled transaction that another attempt may not meet.
 TRANSIENT_REASONS = frozenset(("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"))
 WRITE_ATTEMPTS = 5
+RETRY_BASE_S = 0.05  # at most 0.75 s of back-off in all, well inside the Lambda timeout
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
@@ -225,7 +228,7 @@ class DynamoDBStore:
         if len(readings) > MAX_READINGS:
             raise ValueError(f"at most {MAX_READINGS} readings per call (one request), got {len(readings)}")
         pending = list(readings)
-        for _attempt in range(WRITE_ATTEMPTS):
+        for attempt in range(WRITE_ATTEMPTS):
             if not pending:
                 return []
             try:
@@ -251,6 +254,10 @@ class DynamoDBStore:
             if conflicts:
                 raise SeqConflict(conflicts, self._highest_seq(device_id) + 1)
             pending = [r for r in pending if r.seq not in held]  # the rest are duplicates
+            if codes & TRANSIENT_REASONS and attempt + 1 < WRITE_ATTEMPTS:
+                time.sleep(random.uniform(0, RETRY_BASE_S * 2**attempt))  # full jitter: racing writers spread out
+        if not pending:
+            return []
         raise StoreBusy(f"the readings transaction was cancelled {WRITE_ATTEMPTS} times by throttling or other writes")
 
     def _highest_seq(self, device_id: str) -> int:

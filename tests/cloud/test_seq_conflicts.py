@@ -72,3 +72,9 @@ def test_a_resend_after_a_clock_correction_of_the_unsent_only_is_no_conflict(sto
     send(store, sent)
     code, answer = send(store, [*sent, reading(3, ts=NOW - 1)])
     assert (code, answer["accepted"], answer["duplicates"]) == (200, 1, 3)
+
+
+def test_a_batch_of_only_implausible_readings_is_answered_without_a_write(store):
+    store.add_device(DEVICE, SECRET, NOW)
+    code, answer = send(store, [reading(0, t=99.0), reading(1, h=-5.0)])
+    assert (code, answer["accepted"], len(answer["rejected"])) == (200, 0, 2)
