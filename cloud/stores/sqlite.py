@@ -165,7 +165,9 @@ class SQLiteStore:
 
     @contextmanager
     def _transaction(self, db: sqlite3.Connection) -> Iterator[None]:
-        db.execute("BEGIN IMMEDIATE")  # the write lock now, so the reads above see what is committed
+        # The write lock before the first read: what the duplicate/conflict check reads
+        # cannot change before COMMIT, even with another process on the same file.
+        db.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
