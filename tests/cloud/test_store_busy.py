@@ -192,3 +192,12 @@ def test_a_throttled_read_is_a_503(dynamodb):
     answer = read_api.handle(get_event("/data/latest", device_id=DEVICE), dynamodb, "read-token")
     assert (answer["statusCode"], answer["headers"]["Retry-After"]) == (503, "5")
     assert json.loads(answer["body"])["error"] == "store_busy"
+
+
+def test_a_last_attempt_that_finds_only_duplicates_is_success(dynamodb):
+    event = post_event(body_of([reading(1), reading(2)]))
+    assert handle(dynamodb, event)[0] == 200
+    why = [{"Code": "TransactionConflict"}, {"Code": "None"}]
+    left = fail(dynamodb.db, "TransactWriteItems", "TransactionCanceledException", WRITE_ATTEMPTS - 1, why)
+    status, _, body = handle(dynamodb, event)  # the real last attempt: both conditions fail, both duplicates
+    assert left == [0] and (status, json.loads(body)["duplicates"]) == (200, 2)
