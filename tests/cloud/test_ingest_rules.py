@@ -278,6 +278,6 @@ def test_random_unsigned_requests_never_fail_or_store(db, body, device_id, times
 )
 def test_random_signed_bodies_never_fail(db, items):
     code, answer = call(db, post_event(body_of(items)))
-    assert code in (200, 400)
+    assert code in (200, 400, 409)  # 409: a seq an earlier example stored with other content
     if code == 200:
         assert answer["accepted"] + answer["duplicates"] + len(answer["rejected"]) == len(items)
