@@ -1,26 +1,41 @@
-"""POST /data: parse, authenticate, validate, store, answer (protocol v1)."""
+"""POST /data: parse, authenticate, validate, store, answer (protocol v1.1).
+
+Every answer to a request whose signature verified is signed (X-Signature over the exact
+body bytes sent): a board acts only on answers it can verify, so an unsigned 200 from a
+captive portal or a forged clock can never cost it a reading.
+"""
 
 import os
 import time
 from typing import Any
 
-from cloud import protocol
+from cloud import protocol, signing
 from cloud.observability import log, metrics
 from cloud.responses import error, respond
 from cloud.settings import lambda_store
-from cloud.stores.base import Delivery, Store
+from cloud.stores.base import Delivery, SeqConflict, Store, StoreBusy
+
+# How long a board waits after a 503 (store throttled or locked). Throttling in DynamoDB
+# clears within seconds; the board adds its own jitter so a fleet does not return at once.
+RETRY_AFTER_S = 5
 
 
 def handle(event: dict[str, Any], store: Store, now: float, retention_s: int) -> dict[str, Any]:
     started = time.perf_counter()
     device_id = None
+    signer: tuple[str, str] | None = None  # (secret, request X-Signature) once the request verified
     try:
         body = protocol.raw_body(event)
         device_id, timestamp, signature = protocol.check_envelope(event, body)
         device = store.get_device(device_id)
         protocol.check_signature(event, body, device_id, timestamp, signature, device["secret"] if device else None)
+        assert device is not None
+        signer = (device["secret"], signature)
         protocol.check_freshness(timestamp, now)
         batch = protocol.parse_body(body, device_id, now, retention_s)
+        received_at = int(now)
+        stored = store.put_readings(device_id, batch.readings, received_at, received_at + retention_s)
+        store.record_delivery(device, Delivery(received_at, batch.status, stored))
     except protocol.Reject as reject:
         log(
             "WARNING",
@@ -31,11 +46,25 @@ def handle(event: dict[str, Any], store: Store, now: float, retention_s: int) ->
             error=reject.error,
         )
         metrics("POST /data", **({"AuthFailed": 1} if reject.status == 401 else {"BadRequest": 1}))
-        return error(reject.status, reject.error, reject.message, **reject.extra)
-    assert device is not None
-    received_at = int(now)
-    stored = store.put_readings(device_id, batch.readings, received_at, received_at + retention_s)
-    store.record_delivery(device, Delivery(received_at, batch.status, stored))
+        return _signed(error(reject.status, reject.error, reject.message, **reject.extra), signer)
+    except SeqConflict as conflict:
+        log(
+            "WARNING",
+            "seq conflict",
+            route="POST /data",
+            device_id=device_id,
+            status=409,
+            conflicts=conflict.count,
+            next_seq=conflict.next_seq,
+        )
+        metrics("POST /data", SeqConflict=1)
+        return _signed(_conflict_answer(conflict), signer)
+    except StoreBusy as busy:
+        log("WARNING", "store busy", route="POST /data", device_id=device_id, status=503, cause=str(busy))
+        metrics("POST /data", StoreBusy=1)
+        answer = error(503, "store_busy", "the store is busy; nothing was stored: send the batch again later")
+        answer["headers"]["Retry-After"] = str(RETRY_AFTER_S)
+        return _signed(answer, signer)
     duplicates = len(batch.readings) - len(stored)
     log(
         "INFO",
@@ -49,15 +78,33 @@ def handle(event: dict[str, Any], store: Store, now: float, retention_s: int) ->
         ms=round((time.perf_counter() - started) * 1000, 2),
     )
     metrics("POST /data", Accepted=len(stored), Duplicates=duplicates, Rejected=len(batch.rejected))
-    return respond(
+    answer = respond(
         200,
-        {
-            "accepted": len(stored),
-            "duplicates": duplicates,
-            "rejected": batch.rejected,
-            "server_time": received_at,
-        },
+        {"accepted": len(stored), "duplicates": duplicates, "rejected": batch.rejected, "server_time": received_at},
     )
+    return _signed(answer, signer)
+
+
+def _conflict_answer(conflict: SeqConflict) -> dict[str, Any]:
+    named = ", ".join(map(str, conflict.seqs))
+    more = conflict.count - len(conflict.seqs)
+    return error(
+        409,
+        "seq_conflict",
+        f"seq {named}{f' and {more} more' if more else ''} already hold other readings: renumber from next_seq",
+        next_seq=conflict.next_seq,
+        conflicts=conflict.seqs,
+    )
+
+
+def _signed(answer: dict[str, Any], signer: tuple[str, str] | None) -> dict[str, Any]:
+    """Add the answer's X-Signature when the request verified (protocol v1.1); the body
+    string is what goes on the wire, as is (isBase64Encoded false)."""
+    if signer is not None:
+        secret, request_signature = signer
+        body = answer["body"].encode()
+        answer["headers"]["X-Signature"] = signing.sign_answer(secret, request_signature, answer["statusCode"], body)
+    return answer
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Protocol v1 request validation (docs/protocol.md): the server rules, in their order.
+"""Protocol v1.1 request validation (docs/protocol.md): the server rules, in their order.
 
 Each failed rule raises `Reject` carrying the HTTP status and the JSON error; nothing
 is stored for a rejected request. Readings that pass the request-level rules but are
@@ -24,7 +24,20 @@ H_RANGE = (0.0, 100.0)
 DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TIMESTAMP = re.compile(r"[0-9]{1,12}")
 READING_KEYS = frozenset(("seq", "ts", "t", "h"))
-STATUS_KEYS = ("fw", "rssi", "heap_free", "boot", "sensor_errors", "dropped")
+# dropped = drop_full + drop_clock + drop_poison (spool full, no clock, poison answer);
+# unverified counts answers the board could not verify (protocol v1.1).
+STATUS_KEYS = (
+    "fw",
+    "rssi",
+    "heap_free",
+    "boot",
+    "sensor_errors",
+    "dropped",
+    "drop_full",
+    "drop_clock",
+    "drop_poison",
+    "unverified",
+)
 # A well-formed secret nobody holds: unknown devices cost the same HMAC as known ones.
 _DUMMY_SECRET = hashlib.sha256(b"dhtlink-no-such-device").hexdigest()
 UNAUTHORIZED_MESSAGE = "unknown device or bad signature"

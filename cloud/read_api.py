@@ -8,9 +8,10 @@ from cloud import protocol
 from cloud.observability import log
 from cloud.responses import error, respond
 from cloud.settings import lambda_store
-from cloud.stores.base import Store, public_device
+from cloud.stores.base import Store, StoreBusy, public_device
 
 MAX_LIMIT = 1000
+RETRY_AFTER_S = 5
 
 
 class BadQuery(ValueError):
@@ -63,6 +64,11 @@ def handle(event: dict[str, Any], store: Store, read_token: str) -> dict[str, An
             return error(404, "not_found", f"no route {route}")
     except (BadQuery, ValueError) as bad:
         return error(400, "bad_query", str(bad))
+    except StoreBusy as busy:
+        log("WARNING", "store busy", route=route, status=503, cause=str(busy))
+        result = error(503, "store_busy", "the store is busy: try again shortly")
+        result["headers"]["Retry-After"] = str(RETRY_AFTER_S)
+        return result
     log(
         "INFO",
         "read",

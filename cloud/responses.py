@@ -8,7 +8,9 @@ def respond(status: int, body: dict[str, Any] | list[Any]) -> dict[str, Any]:
     return {
         "statusCode": status,
         "headers": {"content-type": "application/json"},
+        # Sent as is: a signed answer's X-Signature covers exactly these bytes.
         "body": json.dumps(body, separators=(",", ":")),
+        "isBase64Encoded": False,
     }
 
 

@@ -1,6 +1,8 @@
 """`dhtlink provision`: register a device and write its config.json onto the board.
 
-Everything is checked before the board is touched; the file is written under a temporary
+Everything is checked before the board is touched, the endpoint included: it must answer a
+probe signed with the device's identity with an answer signed by the receiver (protocol
+v1.1), as a board will require of every answer. The file is written under a temporary
 name, verified by hash, then renamed, so a cut cable never leaves a half config. The
 secret and the Wi-Fi password are never printed.
 """
@@ -11,8 +13,10 @@ import hashlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from host_tools.errors import CommandError, UsageError
 from host_tools.ports import choose
@@ -39,35 +43,118 @@ def wifi_password(path: Path | None) -> str:
     return password
 
 
-def check_endpoint(url: str) -> None:
-    """The receiver must answer (any HTTP status) before a board is pointed at it."""
-    import requests
-
+def check_endpoint_url(url: str) -> None:
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--endpoint must be an http:// or https:// URL, got {url!r}")
     if not url.rstrip("/").endswith("/data"):
         raise UsageError(
             f"--endpoint is the URL boards POST to and ends in /data: did you mean {url.rstrip('/')}/data?"
         )
+
+
+def _not_written(message: str) -> CommandError:
+    return CommandError(f"{message}; nothing was written to the board")
+
+
+def probe(url: str, device_id: str, secret: str, timeout: float = 5.0) -> None:
+    """Prove `url` is a dhtlink receiver that knows this device, as a board would: a signed
+    POST with no readings. Our receiver checks the signature and the clock first, then
+    answers this body with a 400 bad_batch_size signed with the device's secret (protocol
+    v1.1), and stores nothing. A board acts only on signed answers, so an endpoint that
+    cannot sign one would keep every reading on the board, unsent."""
+    import requests
+
+    from cloud import signing
+
+    body = json.dumps({"device_id": device_id, "readings": []}).encode()
+    headers = signing.signed_headers(secret, device_id, int(time.time()), urlsplit(url).path or "/", body)
     try:
-        requests.post(url, data=b"{}", headers={"Content-Type": "application/json"}, timeout=5)
-    except requests.RequestException:
-        raise CommandError(
-            f"the endpoint {url} does not answer: start it (`make serve`, with --host 0.0.0.0 "
-            "for a board on the LAN) or fix --endpoint; nothing was written to the board"
+        answer = requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+    except requests.Timeout:
+        raise _not_written(
+            f"the endpoint {url} did not answer within {timeout:g} s: is it running and reachable?"
         ) from None
+    except requests.exceptions.SSLError:
+        raise _not_written(
+            f"the endpoint {url} failed the TLS handshake: check the URL's scheme and certificate"
+        ) from None
+    except requests.RequestException:
+        raise _not_written(
+            f"the endpoint {url} does not answer: start it (`make serve`, with --host 0.0.0.0 "
+            "for a board on the LAN) or fix --endpoint"
+        ) from None
+    status, code = answer.status_code, _error_code(answer)
+    answer_signature = answer.headers.get("X-Signature")
+    if signing.verify_answer(secret, headers["X-Signature"], status, answer.content, answer_signature):
+        if (status, code) in ((400, "bad_batch_size"), (401, "stale_timestamp")):
+            return  # a clock this far off does not matter: the board takes server_time from a signed answer
+        raise _not_written(f"the receiver at {url} answered the probe {status} {code}, not 400 bad_batch_size")
+    seen = f"{url} answered {status}"
+    if answer_signature:
+        raise _not_written(
+            f"{seen} with a signature that does not verify: something on the way changes answers, "
+            "or it is not a dhtlink receiver"
+        )
+    if status == 401 and code == "unauthorized":
+        raise _not_written(
+            f"{seen} unauthorized: that receiver does not know this device's secret; register it in the "
+            "receiver's registry (--aws and --stack for a deployed stack, DATA_DIR of `dhtlink serve` for the "
+            "local endpoint)"
+        )
+    if code == "bad_batch_size":
+        raise _not_written(
+            f"{seen} unsigned: a dhtlink receiver older than protocol v1.1, which boards do not trust; "
+            "update and redeploy it"
+        )
+    if 300 <= status < 400:
+        raise _not_written(
+            f"{seen}, a redirect to {answer.headers.get('Location', '?')}: boards do not follow redirects "
+            "(a captive portal, or http to https?); give the final URL"
+        )
+    if 200 <= status < 300:
+        raise _not_written(
+            f"{seen} ({answer.headers.get('Content-Type', 'no content type')}) without a signature: "
+            "a captive portal or a proxy, not a dhtlink receiver"
+        )
+    if status in (403, 404, 405):
+        raise _not_written(
+            f"{seen} without a signature: wrong path? boards POST to <base>/data (a deployed stack's "
+            "ApiUrl + /data, or http://HOST:PORT/data for `dhtlink serve`)"
+        )
+    if status in (429, 503):
+        raise _not_written(f"{seen} without a signature: the receiver or a gateway before it is busy; try again")
+    if status >= 500:
+        raise _not_written(f"{seen} without a signature: the receiver or a gateway before it is failing; see its logs")
+    raise _not_written(f"{seen} without a signature: not a dhtlink receiver")
 
 
-def identity(device_id: str, aws: bool, stack: str, rotate: bool) -> tuple[str, str]:
-    """(secret, what happened): the registered secret, new, kept or rotated. device_id is
-    already checked by run()."""
+def _error_code(answer: Any) -> str:
+    try:
+        document = answer.json()
+    except ValueError:
+        return ""
+    return str(document.get("error", "")) if isinstance(document, dict) else ""
+
+
+def identity(device_id: str, aws: bool, stack: str, rotate: bool, endpoint: str) -> tuple[str, str]:
+    """(secret, what happened): the registered secret, new, kept or rotated, once the
+    endpoint has answered a signed probe with it. A device registered here is removed again
+    when the probe fails, and a secret is rotated only after the old one passed it: a failed
+    run leaves the registry as it was. device_id is already checked by run()."""
     from cloud import admin
     from host_tools.devices import open_store
 
     store = open_store(aws, stack)
     existing = store.get_device(device_id)
     if existing is None:
-        return admin.add_device(store, device_id), "registered"
+        secret = admin.add_device(store, device_id)
+        try:
+            probe(endpoint, device_id, secret)
+        except CommandError:
+            store.remove_device(device_id)
+            raise
+        return secret, "registered"
+    probe(endpoint, device_id, existing["secret"])
     if rotate:
         return admin.rotate_secret(store, device_id), "rotated its secret"
     return existing["secret"], "kept its registered identity"
@@ -123,10 +210,10 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= len(args.wifi_ssid.encode()) <= 32:
         raise UsageError("--wifi-ssid must be 1 to 32 bytes")
     password = wifi_password(args.wifi_password_file)
-    check_endpoint(args.endpoint)
+    check_endpoint_url(args.endpoint)
     port = choose(args.port)
     with Board(port) as board:  # opened before registering: no identity is minted for a board that isn't there
-        secret, what = identity(args.device_id, args.aws, args.stack, args.rotate)
+        secret, what = identity(args.device_id, args.aws, args.stack, args.rotate, args.endpoint)
         write_config(board, build_config(args.device_id, secret, args.wifi_ssid, password, args.endpoint))
     print(f"{args.device_id}: {what}; config.json written to {port} and verified")
     print(f"  wifi {args.wifi_ssid}, endpoint {args.endpoint}; `dhtlink reset` starts it with the new config")

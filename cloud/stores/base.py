@@ -14,6 +14,34 @@ class NoSuchDevice(ValueError):
     pass
 
 
+MAX_CONFLICTS = 10  # seqs named in a 409: enough to debug, bounded for a small board's buffer
+
+
+class SeqConflict(Exception):
+    """Some seqs of the batch are already stored with other content; nothing was stored."""
+
+    def __init__(self, seqs: list[int], next_seq: int) -> None:
+        super().__init__(f"{len(seqs)} seq(s) already hold other readings; next_seq {next_seq}")
+        self.count = len(seqs)
+        self.seqs = sorted(seqs)[:MAX_CONFLICTS]
+        self.next_seq = next_seq
+
+
+class StoreBusy(Exception):
+    """The store throttled or stayed locked through the store's own retries; nothing was
+    stored by the failed call, and the same request may be sent again later."""
+
+
+def same_content(stored: Reading, sent: Reading) -> bool:
+    """A re-send or another reading under the same seq? ts exactly, t and h at the 0.1
+    resolution of the sensors, so a float's round trip through a store is no conflict."""
+    return (
+        stored.ts == sent.ts
+        and round(stored.t * 10) == round(sent.t * 10)
+        and round(stored.h * 10) == round(sent.h * 10)
+    )
+
+
 @dataclass(frozen=True)
 class Delivery:
     """What one accepted request did, for the device row."""
@@ -54,7 +82,9 @@ class Store(Protocol):
     def remove_device(self, device_id: str) -> None: ...
     def set_secret(self, device_id: str, secret_hex: str) -> None: ...
     def put_readings(self, device_id: str, readings: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
-        """Store the readings not already stored; returns those newly stored."""
+        """Store the readings (at most MAX_READINGS: one request) not already stored, all or
+        nothing; returns those newly stored. A seq already stored with the same content is
+        a duplicate; with other content it raises SeqConflict and stores nothing."""
         ...
 
     def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None: ...

@@ -5,19 +5,65 @@ readings: partition device_id, sort seq (N): a reading's identity, so a re-sent 
           the latest reading and a time range are each one Query. TTL: expires_at.
 devices:  partition device_id. GSI `all_devices` (partition kind = "device") lists the
           registry with one Query, and projects everything but the secret.
-Writes are conditional (attribute_not_exists) in TransactWriteItems of up to 100.
+Writes are conditional (attribute_not_exists) in one TransactWriteItems per request (up to
+100 readings, DynamoDB's transaction limit): all or nothing. A failed condition returns the
+stored item (ReturnValuesOnConditionCheckFailure=ALL_OLD), which tells a re-send (a
+duplicate) from another reading under the same seq (a conflict) without another read.
 """
 
 import base64
 import json
 import os
-from typing import Any
+import random
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
 
-from cloud.protocol import Reading
-from cloud.stores.base import Delivery, DeviceExists, NoSuchDevice, reading_item
+from cloud.protocol import MAX_READINGS, Reading
+from cloud.stores.base import (
+    Delivery,
+    DeviceExists,
+    NoSuchDevice,
+    SeqConflict,
+    StoreBusy,
+    reading_item,
+    same_content,
+)
 
 TRANSACTION_LIMIT = 100
+assert MAX_READINGS <= TRANSACTION_LIMIT, "a request's readings must fit one transaction"
 DEVICE_KIND = "device"
+# Error codes that mean "later", after botocore's own retries: the caller answers 503.
+THROTTLING = frozenset(
+    (
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ThrottlingException",
+        "TransactionConflictException",
+    )
+)
+# Reasons in a cancelled transaction that another attempt may not meet.
+TRANSIENT_REASONS = frozenset(("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"))
+WRITE_ATTEMPTS = 5
+RETRY_BASE_S = 0.05  # at most 0.75 s of back-off in all, well inside the Lambda timeout
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _throttling_is_store_busy(method: _Method) -> _Method:
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        try:
+            return method(*args, **kwargs)
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code in THROTTLING:
+                raise StoreBusy(f"DynamoDB answered {code}") from error
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 def client(endpoint_url: str | None = None) -> Any:
@@ -48,6 +94,18 @@ def _reading(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _stored_reading(reason: dict[str, Any]) -> Reading:
+    item = reason.get("Item")
+    if item is None:
+        raise RuntimeError(
+            "DynamoDB did not return the stored item of a failed condition "
+            "(ReturnValuesOnConditionCheckFailure): this store needs DynamoDB or an emulator "
+            "that supports it, such as moto 5.2"
+        )
+    r = _reading(item)
+    return Reading(r["seq"], r["ts"], r["t"], r["h"])
+
+
 def _json_attr(item: dict[str, Any], key: str) -> Any:
     return json.loads(item[key]["S"]) if key in item else None
 
@@ -70,6 +128,7 @@ class DynamoDBStore:
         out["last_reading"] = _json_attr(item, "last_reading")
         return out
 
+    @_throttling_is_store_busy
     def add_device(self, device_id: str, secret_hex: str, created_at: int) -> None:
         from botocore.exceptions import ClientError
 
@@ -90,12 +149,14 @@ class DynamoDBStore:
                 raise DeviceExists(device_id) from None
             raise
 
+    @_throttling_is_store_busy
     def get_device(self, device_id: str) -> dict[str, Any] | None:
         item = self.db.get_item(TableName=self.devices, Key={"device_id": {"S": device_id}}, ConsistentRead=True).get(
             "Item"
         )
         return self._device(item) if item else None
 
+    @_throttling_is_store_busy
     def list_devices(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
@@ -127,9 +188,11 @@ class DynamoDBStore:
                 raise NoSuchDevice(device_id) from None
             raise
 
+    @_throttling_is_store_busy
     def remove_device(self, device_id: str) -> None:
         self._on_existing("delete_item", device_id)
 
+    @_throttling_is_store_busy
     def set_secret(self, device_id: str, secret_hex: str) -> None:
         self._on_existing(
             "update_item",
@@ -139,51 +202,79 @@ class DynamoDBStore:
         )
 
     # -- readings -----------------------------------------------------------
-    def put_readings(self, device_id: str, readings: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
-        stored: list[Reading] = []
-        for start in range(0, len(readings), TRANSACTION_LIMIT):
-            stored += self._put_chunk(device_id, readings[start : start + TRANSACTION_LIMIT], received_at, expires_at)
-        return stored
+    def _put(self, device_id: str, r: Reading, received_at: int, expires_at: int) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.readings,
+                "Item": {
+                    "device_id": {"S": device_id},
+                    "seq": _n(r.seq),
+                    "ts": _n(r.ts),
+                    "tsq": {"S": tsq(r.ts, r.seq)},
+                    "t": _n(r.t),
+                    "h": _n(r.h),
+                    "received_at": _n(received_at),
+                    "expires_at": _n(expires_at),
+                },
+                "ConditionExpression": "attribute_not_exists(seq)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
 
-    def _put_chunk(self, device_id: str, chunk: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
+    @_throttling_is_store_busy
+    def put_readings(self, device_id: str, readings: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
         from botocore.exceptions import ClientError
 
-        pending = list(chunk)
-        for _attempt in range(5):
+        if len(readings) > MAX_READINGS:
+            raise ValueError(f"at most {MAX_READINGS} readings per call (one request), got {len(readings)}")
+        pending = list(readings)
+        for attempt in range(WRITE_ATTEMPTS):
             if not pending:
                 return []
-            items = [
-                {
-                    "Put": {
-                        "TableName": self.readings,
-                        "Item": {
-                            "device_id": {"S": device_id},
-                            "seq": _n(r.seq),
-                            "ts": _n(r.ts),
-                            "tsq": {"S": tsq(r.ts, r.seq)},
-                            "t": _n(r.t),
-                            "h": _n(r.h),
-                            "received_at": _n(received_at),
-                            "expires_at": _n(expires_at),
-                        },
-                        "ConditionExpression": "attribute_not_exists(seq)",
-                    }
-                }
-                for r in pending
-            ]
             try:
-                self.db.transact_write_items(TransactItems=items)
+                self.db.transact_write_items(
+                    TransactItems=[self._put(device_id, r, received_at, expires_at) for r in pending]
+                )
                 return pending
             except ClientError as error:
-                if error.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
                 reasons = error.response.get("CancellationReasons") or []
-                # Already stored: duplicates. Anything else (a conflict): try again.
-                pending = [
-                    r for r, why in zip(pending, reasons, strict=False) if why.get("Code") != "ConditionalCheckFailed"
-                ]
-        raise RuntimeError("readings write kept conflicting; the device will retry")
+                codes = {why.get("Code") for why in reasons}
+                if (
+                    error.response["Error"]["Code"] != "TransactionCanceledException"
+                    or len(reasons) != len(pending)
+                    or not codes <= {"None", "ConditionalCheckFailed", *TRANSIENT_REASONS}
+                ):
+                    raise
+            held = {
+                r.seq: _stored_reading(why)
+                for r, why in zip(pending, reasons, strict=True)
+                if why["Code"] == "ConditionalCheckFailed"
+            }
+            conflicts = [r.seq for r in pending if r.seq in held and not same_content(held[r.seq], r)]
+            if conflicts:
+                raise SeqConflict(conflicts, self._highest_seq(device_id) + 1)
+            pending = [r for r in pending if r.seq not in held]  # the rest are duplicates
+            if codes & TRANSIENT_REASONS and attempt + 1 < WRITE_ATTEMPTS:
+                time.sleep(random.uniform(0, RETRY_BASE_S * 2**attempt))  # full jitter: racing writers spread out
+        if not pending:
+            return []
+        raise StoreBusy(f"the readings transaction was cancelled {WRITE_ATTEMPTS} times by throttling or other writes")
 
+    def _highest_seq(self, device_id: str) -> int:
+        # Only on a conflict: the device row's max_seq lags when a request ends between the
+        # readings write and the row update, and a stale next_seq would cost the board a round.
+        items = self.db.query(
+            TableName=self.readings,
+            KeyConditionExpression="device_id = :d",
+            ExpressionAttributeValues={":d": {"S": device_id}},
+            ProjectionExpression="seq",
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )["Items"]
+        return int(items[0]["seq"]["N"])
+
+    @_throttling_is_store_busy
     def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None:
         # Seq bounds and the last reading are computed from the row read for this request:
         # a device posts one batch at a time, so a lost race only delays the health figures.
@@ -213,6 +304,7 @@ class DynamoDBStore:
             ExpressionAttributeValues=values,
         )
 
+    @_throttling_is_store_busy
     def latest_reading(self, device_id: str) -> dict[str, Any] | None:
         items = self.db.query(
             TableName=self.readings,
@@ -224,6 +316,7 @@ class DynamoDBStore:
         )["Items"]
         return _reading(items[0]) if items else None
 
+    @_throttling_is_store_busy
     def query_readings(
         self,
         device_id: str,

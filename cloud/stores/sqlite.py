@@ -4,11 +4,41 @@ import base64
 import json
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from cloud.protocol import Reading
-from cloud.stores.base import Delivery, DeviceExists, NoSuchDevice, reading_item
+from cloud.protocol import MAX_READINGS, Reading
+from cloud.stores.base import (
+    Delivery,
+    DeviceExists,
+    NoSuchDevice,
+    SeqConflict,
+    StoreBusy,
+    reading_item,
+    same_content,
+)
+
+# Under the device's 5 s HTTP timeout: a board waiting on another process's write (a CLI
+# command, a second endpoint on the same DATA_DIR) gets a 503 with Retry-After, not silence.
+BUSY_TIMEOUT_S = 3.0
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _busy_is_store_busy(method: _Method) -> _Method:
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise StoreBusy(f"SQLite file stayed locked: {error}") from error
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -49,8 +79,9 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = str(path)
+        self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         # SQLite has one writer at a time; threads that queue here instead of in SQLite's
         # busy handler (which sleeps with growing back-off) keep the tail latency short.
@@ -61,10 +92,9 @@ class SQLiteStore:
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
             db.row_factory = sqlite3.Row
             self._local.db = db
         return db
@@ -77,6 +107,7 @@ class SQLiteStore:
             out[key] = json.loads(out[key]) if out[key] else None
         return out
 
+    @_busy_is_store_busy
     def add_device(self, device_id: str, secret_hex: str, created_at: int) -> None:
         try:
             self._connect().execute(
@@ -86,42 +117,65 @@ class SQLiteStore:
         except sqlite3.IntegrityError:
             raise DeviceExists(device_id) from None
 
+    @_busy_is_store_busy
     def get_device(self, device_id: str) -> dict[str, Any] | None:
         row = self._connect().execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
         return self._device_row(row)
 
+    @_busy_is_store_busy
     def list_devices(self) -> list[dict[str, Any]]:
         rows = self._connect().execute("SELECT * FROM devices ORDER BY device_id").fetchall()
         return [self._device_row(row) for row in rows]
 
+    @_busy_is_store_busy
     def remove_device(self, device_id: str) -> None:
         if not self._connect().execute("DELETE FROM devices WHERE device_id = ?", (device_id,)).rowcount:
             raise NoSuchDevice(device_id)
 
+    @_busy_is_store_busy
     def set_secret(self, device_id: str, secret_hex: str) -> None:
         cursor = self._connect().execute("UPDATE devices SET secret = ? WHERE device_id = ?", (secret_hex, device_id))
         if not cursor.rowcount:
             raise NoSuchDevice(device_id)
 
+    @_busy_is_store_busy
     def put_readings(self, device_id: str, readings: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
+        if len(readings) > MAX_READINGS:
+            raise ValueError(f"at most {MAX_READINGS} readings per call (one request), got {len(readings)}")
         db = self._connect()
-        stored = []
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for r in readings:
-                    cursor = db.execute(
-                        "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (device_id, r.seq, r.ts, r.t, r.h, received_at, expires_at),
-                    )
-                    if cursor.rowcount:
-                        stored.append(r)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        return stored
+        with self._write_lock, self._transaction(db):
+            held = {
+                row["seq"]: Reading(row["seq"], row["ts"], row["t"], row["h"])
+                for row in db.execute(
+                    "SELECT seq, ts, t, h FROM readings"
+                    " WHERE device_id = ? AND seq IN (SELECT value FROM json_each(?))",
+                    (device_id, json.dumps([r.seq for r in readings])),
+                )
+            }
+            conflicts = [r.seq for r in readings if r.seq in held and not same_content(held[r.seq], r)]
+            if conflicts:
+                (highest,) = db.execute("SELECT MAX(seq) FROM readings WHERE device_id = ?", (device_id,)).fetchone()
+                raise SeqConflict(conflicts, highest + 1)
+            new = [r for r in readings if r.seq not in held]
+            db.executemany(
+                "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(device_id, r.seq, r.ts, r.t, r.h, received_at, expires_at) for r in new],
+            )
+        return new
 
+    @contextmanager
+    def _transaction(self, db: sqlite3.Connection) -> Iterator[None]:
+        # The write lock before the first read: what the duplicate/conflict check reads
+        # cannot change before COMMIT, even with another process on the same file.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @_busy_is_store_busy
     def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None:
         db = self._connect()
         stored = delivery.stored
@@ -165,6 +219,7 @@ class SQLiteStore:
             ),
         )
 
+    @_busy_is_store_busy
     def latest_reading(self, device_id: str) -> dict[str, Any] | None:
         row = (
             self._connect()
@@ -176,6 +231,7 @@ class SQLiteStore:
         )
         return dict(row) if row else None
 
+    @_busy_is_store_busy
     def query_readings(
         self,
         device_id: str,

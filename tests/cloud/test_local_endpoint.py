@@ -37,17 +37,15 @@ def test_unknown_routes_and_oversize_bodies(endpoint):
 
 
 def test_restart_keeps_readings_devices_and_token(tmp_path):
+    reading = {"seq": 3, "ts": int(time.time()), "t": 1.0, "h": 2.0}
     with LocalEndpoint(tmp_path) as first:
         secret = first.add_device("porch")
         token = first.read_token
-        assert post(first, secret, "porch", [{"seq": 3, "ts": int(time.time()), "t": 1.0, "h": 2.0}]).ok
+        assert post(first, secret, "porch", [reading]).ok
     with LocalEndpoint(tmp_path) as second:
         assert second.read_token == token
         assert second.store.latest_reading("porch")["seq"] == 3
-        assert (
-            post(second, secret, "porch", [{"seq": 3, "ts": int(time.time()), "t": 1.0, "h": 2.0}]).json()["duplicates"]
-            == 1
-        )
+        assert post(second, secret, "porch", [reading]).json()["duplicates"] == 1
     assert (tmp_path / "read-token").stat().st_mode & 0o077 == 0
 
 
@@ -66,3 +64,24 @@ def test_concurrent_devices_store_everything(endpoint):
         list(pool.map(send, secrets_))
     for device_id in secrets_:
         assert len(endpoint.store.query_readings(device_id, limit=100)[0]) == 50
+
+
+def test_answers_are_signed_over_the_exact_bytes_on_the_wire(endpoint):
+    secret = endpoint.add_device("shed")
+    now = int(time.time())
+
+    def send(readings, timestamp=None, device_secret=secret):
+        body = json.dumps({"device_id": "shed", "readings": readings}).encode()
+        headers = signing.signed_headers(device_secret, "shed", timestamp or int(time.time()), "/data", body)
+        answer = requests.post(endpoint.url + "/data", data=body, headers=headers, timeout=5)
+        signed = signing.verify_answer(
+            secret, headers["X-Signature"], answer.status_code, answer.content, answer.headers.get("X-Signature")
+        )
+        return answer.status_code, answer.json().get("error"), signed
+
+    first = {"seq": 0, "ts": now - 5, "t": 22.5, "h": 40.0}
+    assert send([first]) == (200, None, True)
+    assert send([{**first, "t": 23.0}]) == (409, "seq_conflict", True)
+    assert send([]) == (400, "bad_batch_size", True)
+    assert send([first], timestamp=now - 3600) == (401, "stale_timestamp", True)
+    assert send([first], device_secret="ee" * 32) == (401, "unauthorized", False)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from cloud.protocol import Reading
-from cloud.stores.base import Delivery, DeviceExists, NoSuchDevice, public_device
+from cloud.protocol import MAX_READINGS, Reading
+from cloud.stores.base import Delivery, DeviceExists, NoSuchDevice, SeqConflict, public_device
 
 SECRET = "ab" * 32
 
@@ -51,10 +51,59 @@ def test_distinct_readings_with_the_same_ts_both_stay(store):
     assert len(store.query_readings("a")[0]) == 2
 
 
-def test_more_than_a_transaction_at_once(store):
+def test_a_full_request_at_once_and_no_more(store):
     store.add_device("a", SECRET, 1)
-    assert len(store.put_readings("a", readings(range(130)), 10, 99)) == 130
-    assert len(store.put_readings("a", readings(range(120, 140)), 10, 99)) == 10
+    assert len(store.put_readings("a", readings(range(MAX_READINGS)), 10, 99)) == MAX_READINGS
+    assert len(store.put_readings("a", readings(range(90, 90 + MAX_READINGS)), 10, 99)) == 90
+    with pytest.raises(ValueError, match="at most 100"):
+        store.put_readings("a", readings(range(500, 501 + MAX_READINGS)), 10, 99)
+    assert len(store.query_readings("a", limit=1000)[0]) == 190
+
+
+def test_other_content_under_a_stored_seq_is_a_conflict_and_stores_nothing(store):
+    store.add_device("a", SECRET, 1)
+    store.put_readings("a", readings(range(10)), 10, 99)
+    before = store.query_readings("a", limit=100)[0]
+    restarted = [Reading(seq, 1_796_000_000 + seq, 19.0, 60.0) for seq in range(3)]  # a board counting from 0 again
+    with pytest.raises(SeqConflict) as raised:
+        store.put_readings("a", [*readings([10, 11]), *restarted], 11, 99)
+    assert (raised.value.seqs, raised.value.count, raised.value.next_seq) == ([0, 1, 2], 3, 10)
+    assert store.query_readings("a", limit=100)[0] == before, "new seqs 10 and 11 were not stored either"
+    assert [r.seq for r in store.put_readings("a", readings([10, 11]), 12, 99)] == [10, 11]
+
+
+@pytest.mark.parametrize(
+    ("change", "conflict"),
+    [
+        ({"ts": 1}, True),
+        ({"t": 0.1}, True),
+        ({"h": -0.1}, True),
+        ({"t": 0.04}, False),  # below the sensors' 0.1 resolution: a float's round trip, not other content
+        ({"h": 0.03}, False),
+    ],
+)
+def test_what_counts_as_other_content(store, change, conflict):
+    store.add_device("a", SECRET, 1)
+    first = Reading(5, 1_795_000_000, 21.4, 45.2)
+    store.put_readings("a", [first], 10, 99)
+    again = Reading(5, first.ts + change.get("ts", 0), first.t + change.get("t", 0), first.h + change.get("h", 0))
+    if conflict:
+        with pytest.raises(SeqConflict):
+            store.put_readings("a", [again], 11, 99)
+    else:
+        assert store.put_readings("a", [again], 11, 99) == []
+    assert store.query_readings("a")[0] == [{"seq": 5, "ts": 1_795_000_000, "t": 21.4, "h": 45.2}]
+
+
+def test_a_conflict_names_at_most_ten_seqs_and_the_next_free_one(store):
+    store.add_device("a", SECRET, 1)
+    store.put_readings("a", readings(range(0, 100)), 10, 99)
+    store.put_readings("a", readings([250]), 10, 99)  # a gap: next_seq is past the highest, not the count
+    moved = [Reading(r.seq, r.ts + 1, r.t, r.h) for r in readings(range(30, 45))]
+    with pytest.raises(SeqConflict) as raised:
+        store.put_readings("a", moved, 11, 99)
+    assert raised.value.seqs == list(range(30, 40)) and raised.value.count == 15
+    assert raised.value.next_seq == 251
 
 
 def test_latest_and_time_range_with_pagination(store):

@@ -1,7 +1,7 @@
 """The template's IAM statements grant exactly the DynamoDB calls the handlers make.
 
 Each handler runs against moto on every route and path it has (new batch, re-sent batch,
-rejected request; latest, range with a cursor, devices); a botocore hook records each
+seq conflict, rejected request; latest, range with a cursor, devices); a botocore hook records each
 call as (IAM action, table or index). That set must equal what the template grants the
 function: nothing the code needs is missing (AccessDenied in AWS), nothing granted is unused.
 """
@@ -64,8 +64,12 @@ def test_ingest_is_granted_exactly_what_it_calls(recorded):
     store, calls = recorded
     now = int(time.time())
     batch = body_of([reading(seq, ts=now - 100 + seq) for seq in range(20)], status={"fw": "0.1.0"})
-    for event in (post_event(batch), post_event(batch), post_event(batch, secret="00" * 32)):
-        assert ingest.handle(event, store, now, 86400 * 400)["statusCode"] in (200, 401)
+    conflict = body_of([reading(seq, ts=now - 10, t=30.0) for seq in range(3)])
+    statuses = [
+        ingest.handle(event, store, now, 86400 * 400)["statusCode"]
+        for event in (post_event(batch), post_event(batch), post_event(conflict), post_event(batch, secret="00" * 32))
+    ]
+    assert statuses == [200, 200, 409, 401]
     assert calls == granted("IngestFunction")
 
 

@@ -1,0 +1,203 @@
+"""A throttled or locked store answers 503 with Retry-After (signed when the request
+verified), never a 500, and loses nothing: the same batch sent later lands.
+
+DynamoDB errors are raised by the boto3 client itself (a before-call hook on the moto
+client raises the ClientError DynamoDB would); SQLite's lock is a real second connection
+holding the file's write lock."""
+
+import json
+import sqlite3
+import time
+
+import boto3
+import pytest
+import requests
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from cloud import ingest, settings, signing
+from cloud.local import LocalEndpoint
+from cloud.stores.dynamodb import WRITE_ATTEMPTS, DynamoDBStore, create_tables
+from cloud.stores.sqlite import SQLiteStore
+from tests.cloud.helpers import DEVICE, SECRET, body_of, post_event, reading
+
+RETENTION_S = 400 * 86400
+
+
+def fail(client, operation, code, times=1, reasons=None):
+    """Make the next `times` calls of `operation` raise ClientError `code` (with
+    CancellationReasons for a cancelled transaction)."""
+    left = [times]
+
+    def raise_error(**_):
+        if left[0]:
+            left[0] -= 1
+            response = {"Error": {"Code": code, "Message": f"injected {code}"}}
+            if reasons is not None:
+                response["CancellationReasons"] = reasons
+            raise ClientError(response, operation)
+
+    client.meta.events.register(f"before-call.dynamodb.{operation}", raise_error)
+    return left
+
+
+@pytest.fixture
+def dynamodb(aws_env):
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_tables(client, "readings", "devices")
+        store = DynamoDBStore("readings", "devices", client)
+        store.add_device(DEVICE, SECRET, 1)
+        yield store
+
+
+def check_busy(status, headers, body, request_signature, signed=True):
+    assert status == 503
+    assert json.loads(body)["error"] == "store_busy"
+    assert headers["Retry-After"] == str(ingest.RETRY_AFTER_S)
+    if signed:
+        assert signing.verify_answer(SECRET, request_signature, 503, body, headers.get("X-Signature"))
+    else:
+        assert "X-Signature" not in headers
+
+
+def handle(store, event):
+    response = ingest.handle(event, store, time.time(), RETENTION_S)
+    return response["statusCode"], response["headers"], response["body"].encode()
+
+
+THROTTLING_CODES = [
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "ThrottlingException",
+    "TransactionConflictException",
+]
+
+
+@pytest.mark.parametrize("code", THROTTLING_CODES)
+def test_throttled_write_is_a_signed_503_and_the_resend_lands(dynamodb, code):
+    event = post_event(body_of([reading(1), reading(2)]))
+    fail(dynamodb.db, "TransactWriteItems", code)
+    check_busy(*handle(dynamodb, event), event["headers"]["x-signature"])
+    assert dynamodb.query_readings(DEVICE)[0] == []
+    assert dynamodb.get_device(DEVICE)["last_seen"] is None
+    status, _, body = handle(dynamodb, event)
+    assert (status, json.loads(body)["accepted"]) == (200, 2)
+
+
+@pytest.mark.parametrize("reason", ["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"])
+def test_a_transaction_cancelled_on_every_attempt_is_a_503(dynamodb, reason):
+    event = post_event(body_of([reading(1), reading(2)]))
+    why = [{"Code": "None"}, {"Code": reason}]
+    left = fail(dynamodb.db, "TransactWriteItems", "TransactionCanceledException", WRITE_ATTEMPTS, why)
+    check_busy(*handle(dynamodb, event), event["headers"]["x-signature"])
+    assert left == [0] and dynamodb.query_readings(DEVICE)[0] == []
+
+
+def test_a_transaction_cancelled_once_is_retried_in_the_same_request(dynamodb):
+    fail(dynamodb.db, "TransactWriteItems", "TransactionCanceledException", 2, [{"Code": "TransactionConflict"}])
+    status, _, body = handle(dynamodb, post_event(body_of([reading(1)])))
+    assert (status, json.loads(body)["accepted"]) == (200, 1)
+
+
+def test_throttled_registry_read_is_an_unsigned_503(dynamodb):
+    # Before the device row is read nothing is verified, so nothing can be signed.
+    fail(dynamodb.db, "GetItem", "ProvisionedThroughputExceededException")
+    check_busy(*handle(dynamodb, post_event(body_of([reading(1)]))), None, signed=False)
+
+
+def test_throttled_device_row_update_keeps_the_readings_and_the_resend_is_a_duplicate(dynamodb):
+    event = post_event(body_of([reading(1)]))
+    fail(dynamodb.db, "UpdateItem", "ThrottlingException")
+    check_busy(*handle(dynamodb, event), event["headers"]["x-signature"])
+    status, _, body = handle(dynamodb, event)
+    assert (status, json.loads(body)["duplicates"]) == (200, 1)
+
+
+def test_other_dynamodb_errors_are_not_hidden_as_busy(dynamodb):
+    fail(dynamodb.db, "TransactWriteItems", "ValidationException")
+    with pytest.raises(ClientError):
+        handle(dynamodb, post_event(body_of([reading(1)])))
+
+
+def test_lambda_entry_point_answers_503(aws_env, monkeypatch):
+    monkeypatch.setenv("READINGS_TABLE", "r")
+    monkeypatch.setenv("DEVICES_TABLE", "d")
+    settings.lambda_store.cache_clear()
+    try:
+        with mock_aws():
+            _, store = settings.lambda_store()
+            create_tables(store.db, "r", "d")
+            store.add_device(DEVICE, SECRET, 1)
+            fail(store.db, "TransactWriteItems", "RequestLimitExceeded")
+            event = post_event(body_of([reading(1)]))
+            answer = ingest.handler(event, None)
+            check_busy(
+                answer["statusCode"], answer["headers"], answer["body"].encode(), event["headers"]["x-signature"]
+            )
+    finally:
+        settings.lambda_store.cache_clear()
+
+
+def post_http(endpoint, readings):
+    body = body_of(readings)
+    headers = signing.signed_headers(SECRET, DEVICE, int(time.time()), "/data", body)
+    answer = requests.post(endpoint.url + "/data", data=body, headers=headers, timeout=10)
+    return answer, headers["X-Signature"]
+
+
+def test_local_endpoint_on_dynamodb_answers_503_over_http(dynamodb, tmp_path):
+    fail(dynamodb.db, "TransactWriteItems", "ProvisionedThroughputExceededException")
+    with LocalEndpoint(tmp_path, store=dynamodb, read_token="t") as endpoint:
+        answer, request_signature = post_http(endpoint, [reading(1)])
+        check_busy(answer.status_code, answer.headers, answer.content, request_signature)
+        assert post_http(endpoint, [reading(1)])[0].json()["accepted"] == 1
+
+
+@pytest.fixture
+def locked_sqlite(tmp_path):
+    """A store whose file another connection holds the write lock of (a CLI command, a
+    second endpoint on the same DATA_DIR)."""
+    store = SQLiteStore(tmp_path / "s.sqlite3", busy_timeout_s=0.2)
+    store.add_device(DEVICE, SECRET, 1)
+    other = sqlite3.connect(tmp_path / "s.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    yield store, other
+    other.close()
+
+
+def test_locked_sqlite_is_a_signed_503(locked_sqlite):
+    store, other = locked_sqlite
+    event = post_event(body_of([reading(1)]))
+    check_busy(*handle(store, event), event["headers"]["x-signature"])
+    other.execute("ROLLBACK")
+    status, _, body = handle(store, event)
+    assert (status, json.loads(body)["accepted"]) == (200, 1)
+
+
+def test_local_endpoint_on_locked_sqlite_answers_503_over_http(locked_sqlite, tmp_path):
+    store, other = locked_sqlite
+    with LocalEndpoint(tmp_path / "ep", store=store, read_token="t") as endpoint:
+        answer, request_signature = post_http(endpoint, [reading(1)])
+        check_busy(answer.status_code, answer.headers, answer.content, request_signature)
+        other.execute("ROLLBACK")
+        assert post_http(endpoint, [reading(1)])[0].json()["accepted"] == 1
+
+
+def test_a_throttled_read_is_a_503(dynamodb):
+    from cloud import read_api
+    from tests.cloud.helpers import get_event
+
+    fail(dynamodb.db, "Query", "ThrottlingException")
+    answer = read_api.handle(get_event("/data/latest", device_id=DEVICE), dynamodb, "read-token")
+    assert (answer["statusCode"], answer["headers"]["Retry-After"]) == (503, "5")
+    assert json.loads(answer["body"])["error"] == "store_busy"
+
+
+def test_a_last_attempt_that_finds_only_duplicates_is_success(dynamodb):
+    event = post_event(body_of([reading(1), reading(2)]))
+    assert handle(dynamodb, event)[0] == 200
+    why = [{"Code": "TransactionConflict"}, {"Code": "None"}]
+    left = fail(dynamodb.db, "TransactWriteItems", "TransactionCanceledException", WRITE_ATTEMPTS - 1, why)
+    status, _, body = handle(dynamodb, event)  # the real last attempt: both conditions fail, both duplicates
+    assert left == [0] and (status, json.loads(body)["duplicates"]) == (200, 2)
