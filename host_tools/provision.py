@@ -108,12 +108,12 @@ def probe(url: str, device_id: str, secret: str, timeout: float = 5.0) -> None:
         )
     if 300 <= status < 400:
         raise _not_written(
-            f"{seen}, a redirect to {answer.headers.get('Location', '?')}: boards do not follow redirects "
+            f"{seen}, a redirect to {answer.headers.get('Location', '?')[:120]}: boards do not follow redirects "
             "(a captive portal, or http to https?); give the final URL"
         )
     if 200 <= status < 300:
         raise _not_written(
-            f"{seen} ({answer.headers.get('Content-Type', 'no content type')}) without a signature: "
+            f"{seen} ({answer.headers.get('Content-Type', 'no content type')[:60]}) without a signature: "
             "a captive portal or a proxy, not a dhtlink receiver"
         )
     if status in (403, 404, 405):
