@@ -8,6 +8,7 @@ returns the exit status. The work itself is in library functions that tests call
 import argparse
 import importlib
 import sys
+from typing import Any, NoReturn
 
 from cloud import __version__
 from host_tools.errors import CommandError, UsageError
@@ -31,10 +32,30 @@ VERB_MODULES = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """No abbreviated options (`--wifi-password` must never be taken for
+    `--wifi-password-file`), and an error never echoes what was typed after an option:
+    it may be a password."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            words = message[len(prefix) :].split()
+            options = [word.split("=", 1)[0] for word in words if word.startswith("-")]
+            message = (
+                f"unknown option(s) {' '.join(options)} (values not shown)"
+                if options
+                else f"{len(words)} unexpected argument(s) (not shown)"
+            ) + f"; see `{self.prog} --help`"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dhtlink", description="Flash, provision, serve and bench-test dhtlink sensor nodes."
-    )
+    parser = Parser(prog="dhtlink", description="Flash, provision, serve and bench-test dhtlink sensor nodes.")
     parser.add_argument("--version", action="version", version=f"dhtlink {__version__}")
     subparsers = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
     for name in VERB_MODULES:
