@@ -49,6 +49,13 @@ def sandbox_available() -> bool:
                 env=_env(),
             )
         _sandbox = done.returncode == 0 and done.stdout.strip() == "1"
+        if not _sandbox:
+            why = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no reason given"]
+            print(
+                f"virtual board: no OS sandbox on this host ({why[0]}); boards are confined by MicroPython "
+                "alone (docs/virtual-board.md)",
+                file=sys.stderr,
+            )
     return _sandbox
 
 
@@ -84,7 +91,8 @@ def shim_heap_bytes() -> int:
     firmware's budget."""
     global _shim_bytes
     if _shim_bytes is None:
-        code = "import gc; gc.collect(); a = gc.mem_alloc()\n" + _CHIP_CODE.format(mode="code") + "gc.collect(); print(gc.mem_alloc() - a)"
+        start = _CHIP_CODE.format(mode="code")
+        code = f"import gc; gc.collect(); a = gc.mem_alloc()\n{start}gc.collect(); print(gc.mem_alloc() - a)"
         with tempfile.TemporaryDirectory() as scratch:
             done = subprocess.run(
                 [*launcher, "-c", code], env=_env(), capture_output=True, text=True, check=True, cwd=scratch

@@ -73,6 +73,8 @@ def sandbox(board_dir, read_only):
     os.chdir("/")
     call("umount2", b"/.old", MNT_DETACH)
     os.rmdir("/.old")
+    # The scaffolding itself is read-only: only the board's directory can be written.
+    call("mount", None, b"/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
     os.chdir(board_dir)
 
 

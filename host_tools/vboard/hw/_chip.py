@@ -102,6 +102,9 @@ def _flash(posix, root):
         return total
 
     class Flash:
+        def __repr__(self):
+            return "<VfsFlash>"
+
         def mount(self, readonly, mkfs):
             pass
 
@@ -133,6 +136,8 @@ def _flash(posix, root):
             posix.mkdir(changing(path))
 
         def rmdir(self, path):
+            if norm(path) == "/":
+                raise OSError(EINVAL)  # a mount point, as the ESP32 port answers
             posix.rmdir(changing(path))
 
         def remove(self, path):
@@ -167,6 +172,16 @@ def _refuse(*args):
     raise OSError(EPERM)
 
 
+def _mounts(flash):
+    # vfs.mount() lists the mounts, as on the ESP32 port; mounting anything is refused.
+    def mount(*args):
+        if args:
+            raise OSError(EPERM)
+        return [(flash, "/")]
+
+    return mount
+
+
 def _lock_down(root):
     flash = _flash(vfs.VfsPosix(), root)
     vfs.umount("/")
@@ -195,7 +210,7 @@ def _lock_down(root):
         mount=_refuse,
         umount=_refuse,
     )
-    safe_vfs = _Module("vfs", (), vfs, mount=_refuse, umount=_refuse)
+    safe_vfs = _Module("vfs", (), vfs, mount=_mounts(flash), umount=_refuse)
     for name in ("os", "uos"):
         sys.modules[name] = safe_os
     for name in ("vfs", "uvfs"):
