@@ -13,6 +13,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,9 +61,78 @@ def sandbox_available() -> bool:
 
 
 _sandbox: bool | None = None
-# Set to WRAPPER to measure the old launcher; "sandboxed" to False to run without the OS wall.
-launcher: list[str] = MICROPYTHON
+# How boot() starts a wake: "fork" (forked by one fork server, the default), "direct" (a
+# process of its own through launch.py) or "wrapper" (the micropython command's way);
+# the last two are kept to measure against (bench/fleet_capacity.py).
+launcher = "fork"
 sandboxed: bool | None = None  # None: wherever the host allows it
+
+
+class _Wake:
+    def __init__(self) -> None:
+        self.pid = 0
+        self.status: int | None = None
+        self.event = threading.Event()
+
+
+class ForkServer:
+    """launch.py --fork-server: one process that forks every wake of this host process."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [*MICROPYTHON[:-1], "--fork-server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_env()
+        )
+        self.lock = threading.Lock()
+        self.wakes: dict[int, _Wake] = {}
+        self.next_id = 0
+        threading.Thread(target=self._read, name="vboard-fork-server", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            number, kind, value = line.split()
+            with self.lock:
+                wake = self.wakes[int(number)]
+                if kind == b"pid":
+                    wake.pid = int(value)
+                else:
+                    wake.status = int(value)
+                    del self.wakes[int(number)]
+            wake.event.set()
+
+    def start(self, argv: list[str], directory: Path, output: Path, sandbox: bool) -> _Wake:
+        wake = _Wake()
+        with self.lock:
+            self.next_id += 1
+            self.wakes[self.next_id] = wake
+            request = {
+                "id": self.next_id,
+                "argv": argv,
+                "dir": str(directory.resolve()),
+                "output": str(output),
+                "sandbox": sandbox,
+                "ro": [str(_hw_dir())],
+            }
+            assert self.process.stdin is not None
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.flush()
+        wake.event.wait()  # the pid
+        wake.event.clear()
+        if wake.status is not None:
+            wake.event.set()
+        return wake
+
+
+_fork_server: ForkServer | None = None
+_fork_lock = threading.Lock()
+
+
+def fork_server() -> ForkServer:
+    global _fork_server
+    with _fork_lock:
+        if _fork_server is None or _fork_server.process.poll() is not None:
+            _fork_server = ForkServer()
+        return _fork_server
 
 
 @dataclass
@@ -95,7 +165,7 @@ def shim_heap_bytes() -> int:
         code = f"import gc; gc.collect(); a = gc.mem_alloc()\n{start}gc.collect(); print(gc.mem_alloc() - a)"
         with tempfile.TemporaryDirectory() as scratch:
             done = subprocess.run(
-                [*launcher, "-c", code], env=_env(), capture_output=True, text=True, check=True, cwd=scratch
+                [*MICROPYTHON, "-c", code], env=_env(), capture_output=True, text=True, check=True, cwd=scratch
             )
         _shim_bytes = int(done.stdout.split()[-1])
     return _shim_bytes
@@ -114,13 +184,24 @@ def _env() -> dict[str, str]:
     return {"MICROPYPATH": f"{_hw_dir()}:.frozen", "HOME": "/", "LANG": "C.UTF-8"}
 
 
+def _use_sandbox() -> bool:
+    return sandboxed if sandboxed is not None else sandbox_available()
+
+
+def interpreter_args(heap_flag: str, mode: str, code: str = "") -> list[str]:
+    """MicroPython's arguments for one boot: the chip's start-up (_chip.start(mode)), then `code`."""
+    return ["-X", heap_flag, "-c", _CHIP_CODE.format(mode=mode) + code]
+
+
 def command(directory: Path, heap_flag: str, mode: str, code: str = "") -> list[str]:
-    """The process of one boot: the chip's start-up (_chip.start(mode)), then `code`."""
-    use_sandbox = sandboxed if sandboxed is not None else sandbox_available()
-    head = list(launcher)
-    if use_sandbox and launcher is MICROPYTHON:
+    """The process of one boot, started on its own (launch.py, in the sandbox)."""
+    if launcher == "wrapper":
+        head = WRAPPER
+    elif _use_sandbox():
         head = [*MICROPYTHON[:-1], "--sandbox", str(Path(directory).resolve()), "--ro", str(_hw_dir()), "--"]
-    return [*head, "-X", heap_flag, "-c", _CHIP_CODE.format(mode=mode) + code]
+    else:
+        head = MICROPYTHON
+    return [*head, *interpreter_args(heap_flag, mode, code)]
 
 
 def _virtual_ms(state: dict[str, Any]) -> int:
@@ -233,6 +314,17 @@ class VirtualBoard:
         state = self._read_state()
         state.pop("wdt", None)  # the watchdog is off until this boot's firmware arms it
         self._write_state(state)
+        result = self._boot(power_cut_after, timeout)
+        if power_cut_after is not None and result.status in ("deepsleep", "reset", "watchdog"):
+            # The wake ended before the cut came: the power goes while the chip sleeps or
+            # restarts, which costs it the same (RTC memory, the RTC).
+            self._power_on(self._read_state())
+            return BootResult("power_cut", -9, result.output)
+        return result
+
+    def _boot(self, power_cut_after: float | None, timeout: float) -> BootResult:
+        if launcher == "fork":
+            return self._boot_forked(power_cut_after, timeout)
         process = subprocess.Popen(
             command(self.dir, self._heap_flag(), "main"),
             stdin=subprocess.DEVNULL,  # the REPL that follows a main.py that returns ends at once
@@ -244,6 +336,7 @@ class VirtualBoard:
             start_new_session=True,
         )
         limit = time.monotonic() + (power_cut_after if power_cut_after is not None else timeout)
+        hung = False
         while True:
             try:
                 output, _ = process.communicate(timeout=max(0.0, min(0.2, limit - time.monotonic())))
@@ -252,17 +345,42 @@ class VirtualBoard:
                 hung = self._watchdog_expired()
                 if not hung and time.monotonic() < limit:
                     continue
-            # A hang the watchdog catches resets the chip; RTC memory keeps what was last saved.
             os.killpg(process.pid, signal.SIGKILL)
             output, _ = process.communicate()
-            if hung:
-                self.mark_reset(EXIT_WDT)
-                return BootResult("watchdog", EXIT_WDT, output)
-            if power_cut_after is None:
-                raise RuntimeError(f"board did not sleep within {timeout} s:\n{output}") from None
-            self._power_on(self._read_state())
-            return BootResult("power_cut", -9, output)
-        code = process.returncode
+            return self._killed(hung, power_cut_after, timeout, output)
+        return self._ended(process.returncode, output)
+
+    def _boot_forked(self, power_cut_after: float | None, timeout: float) -> BootResult:
+        console = self.state_dir / "console.txt"
+        wake = fork_server().start(interpreter_args(self._heap_flag(), "main"), self.dir, console, _use_sandbox())
+        limit = time.monotonic() + (power_cut_after if power_cut_after is not None else timeout)
+        hung = False
+        while not wake.event.wait(max(0.0, min(0.2, limit - time.monotonic()))):
+            hung = self._watchdog_expired()
+            if hung or time.monotonic() >= limit:
+                try:
+                    os.killpg(wake.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # it ended meanwhile
+                wake.event.wait()
+                break
+        output = console.read_text(errors="replace")
+        if wake.status == -signal.SIGKILL and (hung or time.monotonic() >= limit):
+            return self._killed(hung, power_cut_after, timeout, output)
+        assert wake.status is not None
+        return self._ended(wake.status, output)
+
+    def _killed(self, hung: bool, power_cut_after: float | None, timeout: float, output: str) -> BootResult:
+        # A hang the watchdog catches resets the chip; RTC memory keeps what was last saved.
+        if hung:
+            self.mark_reset(EXIT_WDT)
+            return BootResult("watchdog", EXIT_WDT, output)
+        if power_cut_after is None:
+            raise RuntimeError(f"board did not sleep within {timeout} s:\n{output}")
+        self._power_on(self._read_state())
+        return BootResult("power_cut", -9, output)
+
+    def _ended(self, code: int, output: str) -> BootResult:
         if code == EX_SANDBOX:
             raise RuntimeError(output.strip())
         status = self.mark_reset(code)
