@@ -108,6 +108,7 @@ class ForkServer:
             request = {
                 "id": self.next_id,
                 "argv": argv,
+                "env": _env(),
                 "dir": str(directory.resolve()),
                 "output": str(output),
                 "sandbox": sandbox,
@@ -401,6 +402,14 @@ class VirtualBoard:
         state["reset_cause"] = causes[exit_code][0]
         self._write_state(state)
         return causes[exit_code][1]
+
+    def wake_real_s(self) -> float:
+        """Host time the last wake took, from the hardware's start to its end (not the
+        interpreter's start, nor virtual sleeps): the bench's CPU time of a wake."""
+        try:
+            return int((self.state_dir / "wake_real_us").read_text()) / 1e6
+        except (OSError, ValueError):
+            return 0.0
 
     def last_sleep_s(self) -> float:
         """How long the last machine.deepsleep asked to sleep."""

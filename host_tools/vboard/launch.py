@@ -97,6 +97,8 @@ def _wake(request, run_main):
     os.dup2(fd, 2)
     os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
     os.chdir(request["dir"])
+    os.environ.clear()
+    os.environ.update(request["env"])
     if request.get("sandbox"):
         try:
             sandbox(request["dir"], request.get("ro", []))

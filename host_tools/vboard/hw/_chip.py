@@ -31,8 +31,11 @@ RESET_LINES = {
 }
 
 
-# The host's VfsPosix is used without a root of its own, with each path prefixed here:
-# VfsPosix(root).rename() builds both paths in one buffer and gets the first one wrong.
+# The host's VfsPosix is used without a root of its own, with each path prefixed here
+# (VfsPosix(root).rename() builds both paths in one buffer and gets the first one wrong).
+# The prefix is relative to the process's working directory, the board's directory,
+# which nothing inside can change (os.chdir is the flash's own): so the board's heap
+# does not depend on where on the host its directory is.
 def _chip_io(posix, root):
     # Plain names only: the chip's files are few and flat.
     def check(name):
@@ -218,7 +221,7 @@ def _lock_down(root):
     sys.path[:] = ["", ".frozen", "/lib"]
 
 
-read, write, remove = _chip_io(vfs.VfsPosix(), os.getcwd() + "/" + CHIP)
+read, write, remove = _chip_io(vfs.VfsPosix(), CHIP)
 
 
 def start(mode):
@@ -234,7 +237,7 @@ def start(mode):
     import ntptime
 
     putenv = os.putenv
-    _lock_down(os.getcwd())
+    _lock_down(".")
     del time, socket, network, dht, ntptime
     _board.boot_real_us = _board.real_us()
     if mode == "code":

@@ -98,7 +98,9 @@ def _exit(status):
 
     # Every reset stops the watchdog; the next boot's firmware arms it again.
     _board.state.pop("wdt", None)
-    _board.state["wake_real_us"] = utime.ticks_diff(utime.ticks_us(), _board.boot_real_us)
+    # Host time, kept apart from the state the next boot loads: a figure whose digits vary
+    # with the host's load must not change what the firmware's heap holds.
+    _chip.write("wake_real_us", str(utime.ticks_diff(utime.ticks_us(), _board.boot_real_us)))
     if _rtc_memory is not None:
         _chip.write(RTC_FILE, _rtc_memory)
     _board.save()
