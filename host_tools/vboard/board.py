@@ -6,6 +6,7 @@ or a watchdog reset (77); a power cut is a SIGKILL from here, after which the RT
 memory is gone and the RTC restarts at 2000-01-01.
 """
 
+import atexit
 import json
 import os
 import signal
@@ -100,6 +101,12 @@ class ForkServer:
                     del self.wakes[int(number)]
             wake.event.set()
 
+    def close(self) -> None:
+        """End the server once its wakes have ended (it reaps them)."""
+        if self.process.stdin:
+            self.process.stdin.close()
+        self.process.wait()
+
     def start(self, argv: list[str], directory: Path, output: Path, sandbox: bool) -> _Wake:
         wake = _Wake()
         with self.lock:
@@ -133,6 +140,7 @@ def fork_server() -> ForkServer:
     with _fork_lock:
         if _fork_server is None or _fork_server.process.poll() is not None:
             _fork_server = ForkServer()
+            atexit.register(_fork_server.close)
         return _fork_server
 
 
