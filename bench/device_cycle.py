@@ -87,10 +87,11 @@ def run_series(batch_size: int, cycles: int, workdir: Path) -> dict[str, Any]:
             _reset_heap_mark(board)
             result = board.boot()
             if result.status != "deepsleep":
-                # A crash is a finding, not a bench failure: report it and how far the board got.
+                # A crash, a watchdog reset: a finding, not a bench failure. Report it and go on
+                # with the next wake, as the board itself does after a reset.
                 errors = [line for line in result.output.splitlines() if "Error" in line] or [result.status]
                 crashes.append(errors[0][:200])
-                if result.status != "reset":
+                if result.status not in ("reset", "watchdog"):
                     break
                 continue
             now = board.net()
@@ -100,7 +101,7 @@ def run_series(batch_size: int, cycles: int, workdir: Path) -> dict[str, Any]:
                     "sending": now.get("connects", 0) > net.get("connects", 0),
                     "heap": max(0, _rtc(board).get("heap_hw", 0) - vboard.shim_heap_bytes()),
                     "flash": _bytes_written(files, _flash_files(board.dir)),
-                    "cpu_s": board._read_state().get("wake_real_us", 0) / 1e6,
+                    "cpu_s": board.wake_real_s(),
                 }
             )
         report = board.report()
@@ -113,6 +114,8 @@ def run_series(batch_size: int, cycles: int, workdir: Path) -> dict[str, Any]:
     steady = wakes[1:]  # the first wake is a power-on: it reports at once and settles the DHT
     sending = [w for w in steady if w["sending"]]
     buffering = [w for w in steady if not w["sending"]]
+    if not steady:
+        raise SystemExit(f"batch {batch_size}: no wake ended in deep sleep after the first; crashes: {crashes}")
     return {
         "batch_size": batch_size,
         "wakes": cycles,

@@ -39,6 +39,10 @@ class DeviceResult:
     heap_high_water: int
     sensor_errors: int
     power_cuts: int
+    watchdog_resets: int
+    # How each phase's wakes ended ({"run": {...}, "drain": {...}}): a cut or a watchdog
+    # reset counts in the phase it happened in.
+    boots: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +63,8 @@ class Report:
     requests_per_reading: float
     bytes_per_reading: float
     heap_high_water: int
+    power_cuts: int
+    watchdog_resets: int
     battery: dict[str, Any]
     aws_cost_per_device_month: dict[str, Any]
     chaos_faults: dict[str, int] = field(default_factory=dict)
@@ -106,8 +112,12 @@ def seqs_in_store(store: Any, device_id: str) -> list[int]:
     return [item["seq"] for item in items]
 
 
-def verify(rows: list[int], device_id: str, summary: Summary) -> DeviceResult:
-    """Loss and duplicates from what the store holds, against the board's own seq counter."""
+def verify(
+    rows: list[int], device_id: str, summary: Summary, phases: dict[str, dict[str, int]] | None = None
+) -> DeviceResult:
+    """Loss and duplicates from what the store holds, against the board's own seq counter.
+    `phases`: how the wakes of each phase ended (default: the summary's, as one "run")."""
+    phases = phases or {"run": summary.boots}
     stored = set(rows)
     sent_range = set(range(summary.readings_taken - summary.still_spooled))
     missing = sorted(sent_range - stored)
@@ -126,7 +136,9 @@ def verify(rows: list[int], device_id: str, summary: Summary) -> DeviceResult:
         bytes_on_wire=summary.bytes_sent + summary.bytes_received,
         heap_high_water=summary.heap_high_water,
         sensor_errors=summary.sensor_errors,
-        power_cuts=summary.power_cuts,
+        power_cuts=sum(boots.get("power_cut", 0) for boots in phases.values()),
+        watchdog_resets=sum(boots.get("watchdog", 0) for boots in phases.values()),
+        boots=phases,
     )
 
 
@@ -163,19 +175,23 @@ class ProgressView:
         self.drawn = True
 
 
-def _drain(board: VirtualBoard, endpoint_url: str, scenario: dict[str, Any]) -> Summary:
-    """Faults over: the board posts straight to the receiver, every wake, until its spool is empty."""
+def _drain(board: VirtualBoard, endpoint_url: str, scenario: dict[str, Any]) -> tuple[Summary, dict[str, int]]:
+    """Faults over: the board posts straight to the receiver, every wake, until its spool is
+    empty. Returns the last summary and how all the drain's wakes ended."""
     config = json.loads((board.dir / "config.json").read_text())
     config.update(endpoint=endpoint_url + "/data", max_batch_delay_s=0)
     (board.dir / "config.json").write_text(json.dumps(config))
     calm = {k: v for k, v in scenario.items() if k in ("seed", "t_mean")}
     (board.state_dir / "scenario.json").write_text(json.dumps(calm))
     summary = run_board(board, DRAIN_STEP, calm)
+    boots = dict(summary.boots)
     for _ in range(DRAIN_ROUNDS):
         if summary.still_spooled == 0:
             break
         summary = run_board(board, DRAIN_STEP, calm)
-    return summary
+        for status, count in summary.boots.items():
+            boots[status] = boots.get(status, 0) + count
+    return summary, boots
 
 
 @dataclass
@@ -191,8 +207,12 @@ class Fleet:
     compressed: bool
     view: ProgressView | None
 
-    def fly(self, secrets: dict[str, str], target: str, drain_to: str | None) -> dict[str, Summary]:
-        def one(device_id: str) -> Summary:
+    def fly(
+        self, secrets: dict[str, str], target: str, drain_to: str | None
+    ) -> dict[str, tuple[Summary, dict[str, dict[str, int]]]]:
+        """Each board's final summary and how its wakes ended, phase by phase."""
+
+        def one(device_id: str) -> tuple[Summary, dict[str, dict[str, int]]]:
             board = self.boards[device_id]
             config = board_config(device_id, secrets[device_id], target + "/data", self.interval)
             board.install(config, self.scenarios[device_id], start=self.start, compressed=self.compressed)
@@ -202,7 +222,10 @@ class Fleet:
                     self.view.update(device_id, step["boot"])
 
             summary = run_board(board, self.cycles, self.scenarios[device_id], progress)
-            return _drain(board, drain_to, self.scenarios[device_id]) if drain_to else summary
+            if not drain_to:
+                return summary, {"run": summary.boots}
+            drained, drain_boots = _drain(board, drain_to, self.scenarios[device_id])
+            return drained, {"run": summary.boots, "drain": drain_boots}
 
         # Every board at once: each wake is its own process, so the OS shares the cores.
         with ThreadPoolExecutor(min(len(self.ids), 64)) as pool:
@@ -241,8 +264,8 @@ def run_bench(
         # The receiver keeps its wall clock: boards keep real dates and skip their sleeps.
         fleet = Fleet(ids, boards, scenarios, cycles, interval, None, True, view)
         secrets = {device_id: admin.add_device(registry, device_id) for device_id in ids}
-        summaries = fleet.fly(secrets, endpoint.rstrip("/"), None)
-        results = {d: verify(seqs_in_store(registry, d), d, summaries[d]) for d in ids}
+        flown = fleet.fly(secrets, endpoint.rstrip("/"), None)
+        results = {d: verify(seqs_in_store(registry, d), d, *flown[d]) for d in ids}
         report = _report(devices, hours, interval, seed, chaos, time.monotonic() - started, results, {}, {}, root, "")
         report.endpoint = endpoint
         return report
@@ -262,17 +285,17 @@ def run_bench(
             secrets = {device_id: admin.add_device(local.store, device_id) for device_id in ids}
             if chaos:
                 with ChaosProxy(local.url, CHAOS_RATES, seed=seed, delay_s=5.5) as proxy:
-                    summaries = fleet.fly(secrets, proxy.url, drain_to=local.url)
+                    flown = fleet.fly(secrets, proxy.url, drain_to=local.url)
                     faults = proxy.stats.faults
             else:
-                summaries = fleet.fly(secrets, local.url, drain_to=None)
+                flown = fleet.fly(secrets, local.url, drain_to=None)
             totals = local.totals
             store_file = local.data_dir / admin.STORE_FILE
             read_token = local.read_token
     finally:
         observability.set_output(None)
         log_file.close()
-    results = {d: verify(seqs_in_file(store_file, d), d, summaries[d]) for d in ids}
+    results = {d: verify(seqs_in_file(store_file, d), d, *flown[d]) for d in ids}
     return _report(
         devices, hours, interval, seed, chaos, time.monotonic() - started, results, totals, faults, root, read_token
     )
@@ -315,6 +338,8 @@ def _report(
         requests_per_reading=round(per_reading, 4),
         bytes_per_reading=round(wire / produced if produced else 0, 1),
         heap_high_water=max((r.heap_high_water for r in results.values()), default=0),
+        power_cuts=sum(r.power_cuts for r in results.values()),
+        watchdog_resets=sum(r.watchdog_resets for r in results.values()),
         battery={
             "days": round(battery.battery_days(interval, per_reading, model), 1),
             "battery": battery.BATTERY,
@@ -357,6 +382,14 @@ def render(report: Report) -> str:
     ]
     if report.chaos_faults:
         lines.append(f"  faults injected          {report.chaos_faults}")
+    lines.append(f"  power cuts               {report.power_cuts}   watchdog resets {report.watchdog_resets}")
+    if report.power_cuts or report.watchdog_resets:
+        for device_id, figures in report.per_device.items():
+            phases = ", ".join(
+                f"{phase} {boots.get('power_cut', 0)}/{boots.get('watchdog', 0)}"
+                for phase, boots in figures["boots"].items()
+            )
+            lines.append(f"    {device_id:<22} cuts/watchdog resets by phase: {phases}")
     first = next(iter(report.per_device), "bench-01")
     if report.endpoint:
         lines += [

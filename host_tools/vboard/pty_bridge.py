@@ -7,9 +7,14 @@ them and plays the chip around the process:
 - Ctrl-D in the raw REPL ends the Unix port; the bridge answers "soft reboot" and starts
   a fresh interpreter in the raw REPL, as a board does (main.py does not run then).
 - machine.deepsleep / reset / a watchdog end the process with 75 / 76 / 77; the bridge
-  boots it again with boot.py and main.py. A deep sleep lasts its real duration, unless
-  the host sends something first: then the board wakes at once, as if its reset button
-  had been pressed, so tools never wait out a long sleep.
+  boots it again with boot.py and main.py, so a provisioned board keeps cycling on its
+  own in real time. A deep sleep lasts its real duration, unless the host sends
+  something first: then the board wakes at once, as if its reset button had been
+  pressed, so tools never wait out a long sleep.
+- Host bytes are held while a board boots, until its first line (the ROM's reset line,
+  or the REPL's banner): a Ctrl-C that reached the process before MicroPython handles
+  SIGINT would kill it instead of interrupting main.py. After that, Ctrl-C interrupts
+  main.py and the REPL takes over, as on the chip's UART.
 """
 
 import fcntl
@@ -23,7 +28,7 @@ import time
 import tty
 from pathlib import Path
 
-from host_tools.vboard.board import EXIT_DEEPSLEEP, EXIT_RESET, EXIT_WDT, MICROPYTHON, VirtualBoard, _env
+from host_tools.vboard.board import EXIT_DEEPSLEEP, EXIT_RESET, EXIT_WDT, VirtualBoard, _env, command
 
 CTRL_A, CTRL_B = 0x01, 0x02
 
@@ -46,6 +51,7 @@ class PtyBridge:
         self.board_fd = -1
         self.raw_repl = False
         self.pending = b""  # host bytes that arrived while the board was asleep or booting
+        self.booting = False  # no line from the board yet since it started
 
     def _start(self, run_main: bool) -> None:
         board_fd, board_slave = pty.openpty()
@@ -55,9 +61,7 @@ class PtyBridge:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        args = [*MICROPYTHON, "-X", self.board._heap_flag()]
-        if run_main and (self.board.dir / "main.py").exists():
-            args += ["-i", "main.py"]
+        args = command(self.board.dir, self.board._heap_flag(), "main" if run_main else "repl")
         self.process = subprocess.Popen(
             args,
             stdin=board_slave,
@@ -69,9 +73,7 @@ class PtyBridge:
         )
         os.close(board_slave)
         self.board_fd = board_fd
-        if self.pending:
-            os.write(self.board_fd, self.pending)
-            self.pending = b""
+        self.booting = True
 
     def _reboot(self, status: int) -> None:
         os.close(self.board_fd)
@@ -92,7 +94,7 @@ class PtyBridge:
             in_raw = self.raw_repl
             self._start(run_main=not in_raw)
             if in_raw:
-                os.write(self.board_fd, bytes([CTRL_A]))
+                self.pending = bytes([CTRL_A]) + self.pending
 
     def serve(self) -> None:
         self._start(run_main=True)
@@ -106,7 +108,10 @@ class PtyBridge:
                         self.raw_repl = True
                     elif byte == CTRL_B:
                         self.raw_repl = False
-                os.write(self.board_fd, data)
+                if self.booting:
+                    self.pending += data
+                else:
+                    os.write(self.board_fd, data)
             if self.board_fd in readable:
                 try:
                     data = os.read(self.board_fd, 4096)
@@ -114,6 +119,11 @@ class PtyBridge:
                     data = b""
                 if data:
                     os.write(self.host_fd, data)
+                    if self.booting and b"\n" in data:
+                        self.booting = False
+                        if self.pending:
+                            os.write(self.board_fd, self.pending)
+                            self.pending = b""
             assert self.process is not None
             status = self.process.poll()
             if status is not None:

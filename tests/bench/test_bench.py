@@ -1,13 +1,17 @@
+import io
 import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from cloud import observability
+from cloud.local import LocalEndpoint
 from host_tools import battery, costs
-from host_tools.bench import seqs_in_file, verify
+from host_tools.bench import Fleet, seqs_in_file, seqs_in_store, verify
 from host_tools.cli import main
 from host_tools.sim import Summary
+from host_tools.vboard import VirtualBoard
 
 JSON_KEYS = {
     "produced",
@@ -161,3 +165,21 @@ def test_fleet_against_a_separately_served_endpoint(endpoint, tmp_path, capsys, 
 def test_endpoint_flag_errors(args, needle, capsys):
     assert main(["bench", *args]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_power_cuts_count_in_the_phase_they_happened_in(tmp_path):
+    """The calm drain after a chaos run used to replace the run's figures: cuts vanished."""
+    observability.set_output(io.StringIO())
+    board = VirtualBoard(tmp_path / "board")
+    scenario = {"seed": 1, "power_cuts": [2, 5, 9]}
+    fleet = Fleet(["cut-01"], {"cut-01": board}, {"cut-01": scenario}, 12, 60, None, False, None)
+    try:
+        with LocalEndpoint(tmp_path / "endpoint", clock=lambda _d: board.now()) as local:
+            secret = local.add_device("cut-01")
+            summary, phases = fleet.fly({"cut-01": secret}, local.url, drain_to=local.url)["cut-01"]
+            result = verify(seqs_in_store(local.store, "cut-01"), "cut-01", summary, phases)
+    finally:
+        observability.set_output(None)
+    assert phases["run"]["power_cut"] == 3 and "power_cut" not in phases["drain"]
+    assert result.power_cuts == 3 and result.watchdog_resets == 0
+    assert result.lost == 0 and result.boots == phases

@@ -1,22 +1,26 @@
-# Shared state of the virtual board's hardware, kept under .vboard/ in the board
-# directory (the process's cwd) so it survives the process ending, as deep sleep,
+# Shared state of the virtual board's hardware, kept by the chip (_chip.read/write,
+# .vboard/ beside the board's flash) so it survives the process ending, as deep sleep,
 # resets and power cuts end it.
 #
-# Virtual time = real time + skew. Sleeping adds to skew instead of waiting, so an
-# hour of 60 s cycles runs in seconds; awake time passes for real. The RTC reads
-# virtual time + rtc_offset_ms (0 once set; 2000-01-01 after a power cut).
+# Two clocks, chosen when the board is installed:
+# - shared (state "virtual_ms"): the board's world has its own time, which moves only
+#   when the board sleeps or waits on modelled hardware (Wi-Fi association, scans, NTP).
+#   Awake CPU time costs no virtual time, so the same scenario gives the same readings,
+#   batches and bytes however busy the host is.
+# - compressed (state "compressed"): real time plus skew; sleeping adds to the skew
+#   instead of waiting, and dates stay real for a receiver with a wall clock.
+# The RTC reads the board's time + rtc_offset_ms (0 once set; 2000-01-01 after a power cut).
 import json
 import utime
+import _chip
 
-DIR = ".vboard/"
 state = {}
 scenario = {}
 
 
 def _load(name, default):
     try:
-        with open(DIR + name) as f:
-            return json.loads(f.read())
+        return json.loads(_chip.read(name))
     except (OSError, ValueError):
         return default
 
@@ -28,18 +32,17 @@ def load():
     state["boot_ms"] = now_ms()  # ticks_ms() counts from this boot
 
 
-# Real (host) time since the hardware was first imported: the bench's CPU time of a wake,
-# without the interpreter's start and without the virtual sleeps.
-boot_real_us = utime.ticks_us()
+def real_us():
+    return utime.ticks_us()
+
+
+# Real (host) time since the hardware came up: the bench's CPU time of a wake, without
+# the interpreter's start and without the virtual sleeps (_chip sets it once confined).
+boot_real_us = real_us()
 
 
 def save():
-    tmp = DIR + "state.tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(state))
-    import os
-
-    os.rename(tmp, DIR + "state.json")
+    _chip.write("state.json", json.dumps(state))
 
 
 def real_ms():
@@ -48,6 +51,8 @@ def real_ms():
 
 def now_ms():
     """True virtual time, Unix ms: what the simulated world's clocks read."""
+    if "virtual_ms" in state:
+        return state["virtual_ms"]
     return real_ms() + state.get("skew_ms", 0)
 
 
@@ -62,9 +67,20 @@ def rtc_ms():
     return epoch_ms() + state.get("rtc_offset_ms", 0)
 
 
-def advance(ms):
+def advance(ms, **changes):
+    """Move the board's time on by ms, applying `changes` to the state in the same write
+    (deep sleep disarms the watchdog in the write that moves the clock past it)."""
+    for key in changes:
+        if changes[key] is None:
+            state.pop(key, None)
+        else:
+            state[key] = changes[key]
     if ms > 0:
-        state["skew_ms"] = state.get("skew_ms", 0) + int(ms)
+        if "virtual_ms" in state:
+            state["virtual_ms"] += int(ms)
+        else:
+            state["skew_ms"] = state.get("skew_ms", 0) + int(ms)
+    if ms > 0 or changes:
         save()
 
 

@@ -2,6 +2,7 @@
 # the process with a status the runner reads to boot the board again.
 import sys
 import _board
+import _chip
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -40,21 +41,21 @@ class WDT:
         self.feed()
 
     def feed(self):
-        # Saved, so that the runner can reset a board that hangs without sleeping.
+        # Saved with the real time too: the board's clock stands still while it computes,
+        # so the runner resets a board that hangs without sleeping by the real time since.
         self.fed_ms = _board.now_ms()
-        _board.state["wdt"] = [self.timeout, self.fed_ms]
+        _board.state["wdt"] = [self.timeout, self.fed_ms, _board.real_ms()]
         _board.save()
 
 
 def _check_wdt(extra_ms=0):
     # A watchdog that is not fed within its timeout resets the chip.
     if _wdt is not None and _board.now_ms() + extra_ms - _wdt.fed_ms > _wdt.timeout:
-        _board.advance(_wdt.timeout - (_board.now_ms() - _wdt.fed_ms))
+        _board.advance(_wdt.timeout - (_board.now_ms() - _wdt.fed_ms), wdt=None)
         _exit(EXIT_WDT)
 
 
-def _rtc_file():
-    return _board.DIR + "rtc_memory.bin"
+RTC_FILE = "rtc_memory.bin"
 
 
 class RTC:
@@ -63,8 +64,7 @@ class RTC:
         if data is None:
             if _rtc_memory is None:
                 try:
-                    with open(_rtc_file(), "rb") as f:
-                        _rtc_memory = f.read()
+                    _rtc_memory = _chip.read(RTC_FILE, True)
                 except OSError:
                     _rtc_memory = b""
             return _rtc_memory
@@ -96,17 +96,21 @@ def _utc_seconds(y, m, d):
 def _exit(status):
     import utime
 
-    _board.state["wake_real_us"] = utime.ticks_diff(utime.ticks_us(), _board.boot_real_us)
+    # Every reset stops the watchdog; the next boot's firmware arms it again.
+    _board.state.pop("wdt", None)
+    # Host time, kept apart from the state the next boot loads: a figure whose digits vary
+    # with the host's load must not change what the firmware's heap holds.
+    _chip.write("wake_real_us", str(utime.ticks_diff(utime.ticks_us(), _board.boot_real_us)))
     if _rtc_memory is not None:
-        with open(_rtc_file(), "wb") as f:
-            f.write(_rtc_memory)
+        _chip.write(RTC_FILE, _rtc_memory)
     _board.save()
     sys.exit(status)
 
 
 def deepsleep(ms=0):
-    _board.state["sleep_ms"] = ms
-    _board.advance(ms)
+    # Disarmed in the same write that moves the clock on: a runner reading the state
+    # between this write and the process's end never sees an armed watchdog overdue.
+    _board.advance(ms, sleep_ms=ms, wdt=None)
     _exit(EXIT_DEEPSLEEP)
 
 

@@ -27,6 +27,18 @@ if step == "sleep":
     machine.deepsleep(600000)
 elif step == "reset":
     machine.reset()
+elif step == "slow_sleep":
+    # The old race, forced: the host reads the state after deepsleep's write and long
+    # before the process ends, with the watchdog's timeout long past in real time.
+    import _chip, utime
+    write = _chip.write
+    def slow(name, data):
+        write(name, data)
+        if name == "state.json" and "sleep_ms" in data:
+            utime.sleep_ms(1500)
+    _chip.write = slow
+    wdt = machine.WDT(timeout=1000)
+    machine.deepsleep(600000)
 elif step == "hang":
     wdt = machine.WDT(timeout=5000)
     time.sleep(6)
@@ -78,6 +90,13 @@ def test_exit_statuses_and_reset_causes(tmp_path):
     assert (third.status, third.exit_code) == ("watchdog", 77), "a 6 s stall past a 5 s watchdog resets"
     fourth = board.boot()
     assert _said(fourth)["cause"] == WDT_RESET and _said(fourth)["n"] == 3, "RTC memory kept across resets"
+
+
+def test_deep_sleep_never_races_the_watchdog(tmp_path):
+    board = _board(tmp_path, ["slow_sleep", "sleep"])
+    result = board.boot()
+    assert (result.status, result.exit_code) == ("deepsleep", 75), result.output
+    assert _said(board.boot())["cause"] == DEEPSLEEP_RESET
 
 
 def test_scenario_start_sets_the_boards_world(tmp_path):

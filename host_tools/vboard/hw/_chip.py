@@ -1,0 +1,262 @@
+# The chip around the firmware: runs first in every virtual board process and makes
+# the MicroPython Unix port look like an ESP32 from the inside.
+#
+# - Confinement: the board's directory (the process's cwd) becomes `/`, through a
+#   filesystem object mounted at `/` in place of the host's VfsPosix. Every path any
+#   code gives (open, import, execfile, os.*, mpremote's fs verbs) is normalised against
+#   the board's own working directory; `..` stops at `/` as on any filesystem, so no path
+#   names anything outside. The chip's own state (.vboard/: RTC memory, clock) is not
+#   part of the flash: hidden from the board, reached only through read()/write() below.
+#   The doors around the mount are shut: `os`/`uos` and `vfs` are replaced by modules
+#   without mount, umount, VfsPosix, system or the environment; the host's VfsPosix
+#   objects live only in closures. This is the first wall; the OS sandbox that the host
+#   runs the process in (launch.py) is the second, for code that goes around MicroPython.
+# - Boot: boot.py then main.py, as the ESP32 port runs them; if main.py returns or
+#   raises (Ctrl-C included), the REPL follows. Deep sleep, reset and the watchdog end
+#   the process with SystemExit(75/76/77), which is never caught here.
+import sys
+import os
+import vfs
+
+EPERM, ENOENT, EACCES, EEXIST, EINVAL = 1, 2, 13, 17, 22
+CHIP = ".vboard"
+FLASH_BYTES = 0x200000  # the vfs partition of a 4 MB ESP32 (MicroPython's default table)
+BLOCK = 4096
+
+RESET_LINES = {
+    1: "rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+    3: "rst:0x8 (TG1WDT_SYS_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+    4: "rst:0x5 (DEEPSLEEP_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+    5: "rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+}
+
+
+# The host's VfsPosix is used without a root of its own, with each path prefixed here
+# (VfsPosix(root).rename() builds both paths in one buffer and gets the first one wrong).
+# The prefix is relative to the process's working directory, the board's directory,
+# which nothing inside can change (os.chdir is the flash's own): so the board's heap
+# does not depend on where on the host its directory is.
+def _chip_io(posix, root):
+    # Plain names only: the chip's files are few and flat.
+    def check(name):
+        if not name or "/" in name or "\0" in name or name in (".", ".."):
+            raise OSError(EINVAL)
+        return root + "/" + name
+
+    def read(name, binary=False):
+        with posix.open(check(name), "rb" if binary else "r") as f:
+            return f.read()
+
+    def write(name, data):
+        # Atomic, as the RTC's and the clock's state must never be half-written.
+        tmp = check(name + ".tmp")
+        with posix.open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        posix.rename(tmp, check(name))
+
+    def remove(name):
+        try:
+            posix.remove(check(name))
+        except OSError:
+            pass
+
+    return read, write, remove
+
+
+def _flash(posix, root):
+    cwd = ["/"]
+
+    def norm(path):
+        if not isinstance(path, str) or "\0" in path:
+            raise OSError(EINVAL)
+        if not path.startswith("/"):
+            path = cwd[0] + "/" + path
+        parts = []
+        for part in path.split("/"):
+            if part == "..":
+                if parts:
+                    parts.pop()
+            elif part and part != ".":
+                parts.append(part)
+        if parts and parts[0] == CHIP:
+            raise OSError(ENOENT)
+        return "/" + "/".join(parts)
+
+    def host(full):
+        return root + full if full != "/" else root
+
+    def changing(path):
+        # The root itself cannot be removed, renamed or replaced.
+        full = norm(path)
+        if full == "/":
+            raise OSError(EPERM)
+        return host(full)
+
+    def used_blocks(path):
+        total = 0
+        for entry in posix.ilistdir(host(path)):
+            if path == "/" and entry[0] == CHIP:
+                continue
+            child = path.rstrip("/") + "/" + entry[0]
+            if entry[1] == 0x4000:
+                total += 1 + used_blocks(child)
+            else:
+                total += (posix.stat(host(child))[6] + BLOCK - 1) // BLOCK
+        return total
+
+    class Flash:
+        def __repr__(self):
+            return "<VfsFlash>"
+
+        def mount(self, readonly, mkfs):
+            pass
+
+        def umount(self):
+            pass
+
+        def open(self, path, mode):
+            full = norm(path)
+            if full == "/":
+                raise OSError(EACCES)
+            return posix.open(host(full), mode)
+
+        def ilistdir(self, path):
+            full = norm(path)
+            for entry in posix.ilistdir(host(full)):
+                if not (full == "/" and entry[0] == CHIP):
+                    yield entry
+
+        def stat(self, path):
+            return posix.stat(host(norm(path)))
+
+        def statvfs(self, path):
+            norm(path)
+            blocks = FLASH_BYTES // BLOCK
+            free = max(0, blocks - used_blocks("/"))
+            return (BLOCK, BLOCK, blocks, free, free, 0, 0, 0, 0, 255)
+
+        def mkdir(self, path):
+            posix.mkdir(changing(path))
+
+        def rmdir(self, path):
+            if norm(path) == "/":
+                raise OSError(EINVAL)  # a mount point, as the ESP32 port answers
+            posix.rmdir(changing(path))
+
+        def remove(self, path):
+            posix.remove(changing(path))
+
+        def rename(self, old, new):
+            posix.rename(changing(old), changing(new))
+
+        def chdir(self, path):
+            full = norm(path)
+            if posix.stat(host(full))[0] & 0x4000 == 0:
+                raise OSError(ENOENT)
+            cwd[0] = full
+
+        def getcwd(self):
+            return cwd[0]
+
+    return Flash()
+
+
+class _Module:
+    def __init__(self, name, names, source, **extra):
+        self.__name__ = name
+        for attr in names:
+            if hasattr(source, attr):
+                setattr(self, attr, getattr(source, attr))
+        for attr in extra:
+            setattr(self, attr, extra[attr])
+
+
+def _refuse(*args):
+    raise OSError(EPERM)
+
+
+def _mounts(flash):
+    # vfs.mount() lists the mounts, as on the ESP32 port; mounting anything is refused.
+    def mount(*args):
+        if args:
+            raise OSError(EPERM)
+        return [(flash, "/")]
+
+    return mount
+
+
+def _lock_down(root):
+    flash = _flash(vfs.VfsPosix(), root)
+    vfs.umount("/")
+    vfs.mount(flash, "/")
+    os.chdir("/")
+    # What os offers on an ESP32: files, dirs, urandom; no shell, no environment, no mounts.
+    safe_os = _Module(
+        "os",
+        (
+            "sep",
+            "chdir",
+            "getcwd",
+            "ilistdir",
+            "listdir",
+            "mkdir",
+            "remove",
+            "rename",
+            "rmdir",
+            "stat",
+            "statvfs",
+            "unlink",
+            "urandom",
+            "errno",
+        ),
+        os,
+        mount=_refuse,
+        umount=_refuse,
+    )
+    safe_vfs = _Module("vfs", (), vfs, mount=_mounts(flash), umount=_refuse)
+    for name in ("os", "uos"):
+        sys.modules[name] = safe_os
+    for name in ("vfs", "uvfs"):
+        sys.modules[name] = safe_vfs
+    sys.path[:] = ["", ".frozen", "/lib"]
+
+
+read, write, remove = _chip_io(vfs.VfsPosix(), CHIP)
+
+
+def start(mode):
+    """mode: "main" (a wake: boot.py, main.py, then the REPL if main returns), "repl"
+    (straight to the REPL, as after Ctrl-C at boot or a soft reset in the raw REPL), or
+    "code" (the caller's code follows, as typed at the REPL)."""
+    import _board
+    import machine
+    import time
+    import socket
+    import network
+    import dht
+    import ntptime
+
+    putenv = os.putenv
+    _lock_down(".")
+    del time, socket, network, dht, ntptime
+    _board.boot_real_us = _board.real_us()
+    if mode == "code":
+        return
+    # Set first, so that a Ctrl-C landing anywhere from here on ends at the REPL.
+    putenv("MICROPYINSPECT", "1")
+    if mode == "main":
+        scope = {"__name__": "__main__"}
+        try:
+            # The ROM's first line; the host side waits for it before passing the UART's bytes on.
+            print(RESET_LINES.get(machine.reset_cause(), RESET_LINES[1]))
+            for script in ("boot.py", "main.py"):
+                try:
+                    os.stat(script)
+                except OSError:
+                    continue
+                execfile(script, scope)  # noqa: F821 - a MicroPython builtin
+        except SystemExit:
+            putenv("MICROPYINSPECT", "")  # deep sleep, reset, watchdog: the process ends
+            raise
+        except BaseException as e:  # noqa: BLE001 - a crash or Ctrl-C: the REPL takes over, as on a board
+            sys.print_exception(e)
