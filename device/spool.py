@@ -6,8 +6,8 @@
 # record being written; its CRC (or a short tail) shows it and it is ignored.
 # State: spool.state, JSON replaced atomically (write temp, rename): the generation,
 # the head offset (first unacknowledged record), counters and clock offsets.
-# Compaction copies the unacked tail into spool.<gen+1> before the state names it,
-# so a crash at any point leaves one complete generation.
+# Compaction and renumbering write the unacked tail into spool.<gen+1> before the state
+# names it, so a crash at any point leaves one complete generation.
 import os
 import json
 import struct
@@ -16,6 +16,10 @@ import binascii
 REC = 16
 _FMT = "<IIhHBB"
 UNSYNCED = 1  # ts is the device's raw clock, not yet Unix time
+# Why readings were dropped (status keys; `dropped` is their sum): the spool was full,
+# the clock epoch's offset can never be known or the record is damaged, or the receiver
+# refused the batch in a signed answer (poison).
+FULL, CLOCK, POISON = "drop_full", "drop_clock", "drop_poison"
 
 
 def _crc(b):
@@ -38,6 +42,7 @@ class Spool:
         self.head = 0
         self.next_seq = 0
         self.dropped = 0
+        self.drops = {FULL: 0, CLOCK: 0, POISON: 0}
         self.offsets = {}
         self.epoch = 0
         self._load()
@@ -54,6 +59,8 @@ class Spool:
             self.head = s["head"]
             self.next_seq = s["next_seq"]
             self.dropped = s["dropped"]
+            for k in self.drops:
+                self.drops[k] = s.get(k, 0)
             self.epoch = s.get("epoch", 0)
             self.offsets = s.get("offsets", {})
         except (OSError, ValueError, KeyError):
@@ -61,8 +68,9 @@ class Spool:
         self.end = self._valid_end()
         if self.end >= self.head + REC:
             self.next_seq = max(self.next_seq, self._record_seq(self.end - REC) + 1)
-        # A removed older generation left behind by a crash mid-compaction.
-        for g in (self.gen - 1, self.gen - 2):
+        # A removed older generation, or a next one never switched to, left behind by a
+        # crash mid-compaction or mid-renumbering.
+        for g in (self.gen - 1, self.gen - 2, self.gen + 1):
             if g >= 0 and _exists(self._data(g)):
                 os.remove(self._data(g))
 
@@ -72,6 +80,9 @@ class Spool:
             "head": self.head,
             "next_seq": self.next_seq,
             "dropped": self.dropped,
+            FULL: self.drops[FULL],
+            CLOCK: self.drops[CLOCK],
+            POISON: self.drops[POISON],
             "epoch": self.epoch,
             "offsets": self.offsets,
         }
@@ -122,10 +133,15 @@ class Spool:
                         chunk = f.read(min(left, 512))
                         out.write(chunk)
                         left -= len(chunk)
+        self._switch(new, end - start)
+
+    def _switch(self, new, end):
+        # The state names the new generation in one rename: before it the old one is
+        # whole and in force, after it the new one.
         old = self._data()
         self.gen = new
         self.head = 0
-        self.end = end - start
+        self.end = end
         self._save()
         try:
             os.remove(old)
@@ -141,7 +157,7 @@ class Spool:
         if self.depth() >= self.max_items:
             # Full: drop the oldest 1 % at once, so the head pointer (and compaction)
             # is written once per hundred readings rather than on every append.
-            self.drop(max(1, self.max_items // 100))
+            self.drop(max(1, self.max_items // 100), FULL)
         seq = self.next_seq
         rec = struct.pack(_FMT, seq, ts, t10, h10, self.epoch & 0xFF, 0 if synced else UNSYNCED)
         rec += struct.pack("<H", _crc(rec))
@@ -182,7 +198,7 @@ class Spool:
             del out[k:]
             if not skip:
                 return out
-            self.drop(skip)
+            self.drop(skip, CLOCK)
 
     def _resolve(self, rec):
         # (seq, ts, t10, h10); None: can never be sent; False: wait for the clock.
@@ -200,11 +216,50 @@ class Spool:
         """The first n readings (as returned by peek) were delivered."""
         self._advance(n)
 
-    def drop(self, n):
-        """The first n readings can never be delivered: count them as dropped."""
+    def drop(self, n, cause):
+        """The first n readings can never be delivered: count them as dropped, by cause
+        (FULL, CLOCK or POISON)."""
         n = min(n, self.depth())
         self.dropped += n
+        self.drops[cause] += n
         self._advance(n)
+
+    def renumber(self, first):
+        """Give the unsent readings the seqs first, first + 1, ... in order, and move
+        next_seq past them: the receiver holds other readings under their seqs (409
+        seq_conflict, after the flash was erased). Only seq changes: ts, values, clock
+        epoch and flags are kept, so each reading's ts stays the one it was first sent
+        with. Atomic: the renumbered records go into the next generation, which the
+        state names in one rename, so a power cut at any point leaves either the old
+        numbering or the new one, whole, and every reading exactly once."""
+        new = self.gen + 1
+        seq = first
+        chunk = bytearray(32 * REC)
+        with open(self._data(new), "wb") as out:
+            with open(self._data(), "rb") as f:
+                f.seek(self.head)
+                left = self.end - self.head
+                while left:
+                    got = f.readinto(memoryview(chunk)[: min(left, len(chunk))])
+                    if not got:
+                        break
+                    left -= got
+                    kept = 0
+                    for off in range(0, got - got % REC, REC):
+                        rec = memoryview(chunk)[off : off + REC]
+                        if not self._ok(rec):
+                            self.dropped += 1  # damaged: it could never be sent anyway
+                            self.drops[CLOCK] += 1
+                            continue
+                        if kept != off:
+                            chunk[kept : kept + REC] = rec
+                        struct.pack_into("<I", chunk, kept, seq)
+                        struct.pack_into("<H", chunk, kept + 14, _crc(memoryview(chunk)[kept : kept + 14]))
+                        seq += 1
+                        kept += REC
+                    out.write(memoryview(chunk)[:kept])
+        self.next_seq = seq
+        self._switch(new, (seq - first) * REC)
 
     def _advance(self, n):
         self.head = min(self.end, self.head + n * REC)
@@ -222,8 +277,13 @@ class Spool:
         self._save()
 
     def set_clock_offset(self, offset):
-        """The clock was set: raw ts of this epoch + offset = Unix ts."""
-        self.offsets[str(self.epoch & 0xFF)] = offset
+        """The clock was set: raw ts of this epoch + offset = Unix ts. The first offset
+        known for an epoch stays: a reading converted with it may have been sent, and a
+        re-send must be byte-for-byte the first send."""
+        key = str(self.epoch & 0xFF)
+        if key in self.offsets:
+            return
+        self.offsets[key] = offset
         if len(self.offsets) > 4:
             for k in list(self.offsets)[:-4]:
                 self.offsets.pop(k)
