@@ -72,14 +72,17 @@ class Node:
         self.wifi = wifi.WiFi(cfg["wifi"], rtc, cfg["static_ip"])
 
     def status(self):
-        return {
+        out = {
             "fw": FW,
             "rssi": self.wifi.rssi(),
             "heap_free": gc.mem_free(),
             "boot": self.rtc["boot"],
             "sensor_errors": self.rtc.get("sensor_errors", 0),
+            "unverified": self.rtc.get("unverified", 0),
             "dropped": self.spool.dropped,
         }
+        out.update(self.spool.drops)
+        return out
 
     def _heap_mark(self):
         used = gc.mem_alloc()
@@ -110,12 +113,12 @@ class Node:
         self._heap_mark()
         wdt.feed()
         if self.spool.depth() and _batch_due(cfg, self.spool, clock, self.fresh):
-            import transport
+            import delivery
 
-            if transport.backoff_due(rtc, clock.unix()):
+            if delivery.backoff_due(rtc, clock.unix()):
                 if self._online(deadline):
                     gc.collect()
-                    n = transport.deliver(cfg, self.spool, clock, rtc, self.status(), log, deadline)
+                    n = delivery.deliver(cfg, self.spool, clock, rtc, self.status(), log, deadline)
                     rtc["requests"] = rtc.get("requests", 0) + n
                     self._heap_mark()
                     if cfg["mode"] == "deep_sleep":
@@ -138,6 +141,7 @@ def report():
     out["heap_hw"] = rtc.get("heap_hw", 0)
     out["requests"] = rtc.get("requests", 0)
     out["boot"] = rtc.get("boot", 0)
+    out["unverified"] = rtc.get("unverified", 0)
     try:
         cfg = config.load()
         out["device_id"] = cfg["device_id"]
@@ -149,6 +153,7 @@ def report():
     out["spool_depth"] = sp.depth()
     out["next_seq"] = sp.next_seq
     out["dropped"] = sp.dropped
+    out.update(sp.drops)
     print(json.dumps(out))
 
 

@@ -16,10 +16,6 @@ import binascii
 REC = 16
 _FMT = "<IIhHBB"
 UNSYNCED = 1  # ts is the device's raw clock, not yet Unix time
-# Why readings were dropped (status keys; `dropped` is their sum): the spool was full,
-# the clock epoch's offset can never be known or the record is damaged, or the receiver
-# refused the batch in a signed answer (poison).
-FULL, CLOCK, POISON = "drop_full", "drop_clock", "drop_poison"
 
 
 def _crc(b):
@@ -35,6 +31,11 @@ def _exists(path):
 
 
 class Spool:
+    # Why readings were dropped (status keys; `dropped` is their sum): the spool was
+    # full, the clock epoch's offset can never be known or the record is damaged, or
+    # the receiver refused the batch in a signed answer (poison).
+    FULL, CLOCK, POISON = "drop_full", "drop_clock", "drop_poison"
+
     def __init__(self, max_items=5000, prefix="spool"):
         self.max_items = max_items
         self.prefix = prefix
@@ -42,7 +43,7 @@ class Spool:
         self.head = 0
         self.next_seq = 0
         self.dropped = 0
-        self.drops = {FULL: 0, CLOCK: 0, POISON: 0}
+        self.drops = {self.FULL: 0, self.CLOCK: 0, self.POISON: 0}
         self.offsets = {}
         self.epoch = 0
         self._load()
@@ -80,12 +81,10 @@ class Spool:
             "head": self.head,
             "next_seq": self.next_seq,
             "dropped": self.dropped,
-            FULL: self.drops[FULL],
-            CLOCK: self.drops[CLOCK],
-            POISON: self.drops[POISON],
             "epoch": self.epoch,
             "offsets": self.offsets,
         }
+        s.update(self.drops)
         tmp = self.prefix + ".tmp"
         with open(tmp, "w") as f:
             f.write(json.dumps(s))
@@ -157,7 +156,7 @@ class Spool:
         if self.depth() >= self.max_items:
             # Full: drop the oldest 1 % at once, so the head pointer (and compaction)
             # is written once per hundred readings rather than on every append.
-            self.drop(max(1, self.max_items // 100), FULL)
+            self.drop(max(1, self.max_items // 100), self.FULL)
         seq = self.next_seq
         rec = struct.pack(_FMT, seq, ts, t10, h10, self.epoch & 0xFF, 0 if synced else UNSYNCED)
         rec += struct.pack("<H", _crc(rec))
@@ -198,7 +197,7 @@ class Spool:
             del out[k:]
             if not skip:
                 return out
-            self.drop(skip, CLOCK)
+            self.drop(skip, self.CLOCK)
 
     def _resolve(self, rec):
         # (seq, ts, t10, h10); None: can never be sent; False: wait for the clock.
@@ -249,7 +248,7 @@ class Spool:
                         rec = memoryview(chunk)[off : off + REC]
                         if not self._ok(rec):
                             self.dropped += 1  # damaged: it could never be sent anyway
-                            self.drops[CLOCK] += 1
+                            self.drops[self.CLOCK] += 1
                             continue
                         if kept != off:
                             chunk[kept : kept + REC] = rec

@@ -245,7 +245,7 @@ def test_drops_are_counted_per_cause_and_total(mpy):
         for i in range(14):
             sp.append(1795000000 + i, 1, 1, True)   # 15 readings in a spool of 10
         sp.peek(3)
-        sp.drop(2, spool.POISON)
+        sp.drop(2, sp.POISON)
     """,
         )
         + "sp = spool.Spool(10)\nprint(json.dumps([sp.dropped, sp.drops, sp.depth()]))\n"
