@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +116,14 @@ def test_equal_compares_every_byte(mpy):
                           signing.equal(a, a[:-1]), signing.equal(b"", b"")]))
     """)
     assert out == [True, False, False, False, True]
+
+
+def test_the_verification_benchmark_runs_and_verifies():
+    # bench/device_verify.py prints the figures docs/performance.md quotes: it must not rot.
+    bench = Path(__file__).resolve().parents[3] / "bench" / "device_verify.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--n", "50", "--json"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["rows"]
+    assert [r["body_bytes"] > 0 and 0 < r["heap_bytes"] < 8192 for r in rows] == [True, True]
