@@ -113,11 +113,13 @@ class Node:
         self._heap_mark()
         wdt.feed()
         if self.spool.depth() and _batch_due(cfg, self.spool, clock, self.fresh):
-            import delivery
-
-            if delivery.backoff_due(rtc, clock.unix()):
+            if clock.unix() >= rtc.get("tx_next", 0):  # the send backoff (delivery._fail) allows it
                 if self._online(deadline):
+                    # Loaded only now, after Wi-Fi's allocations: the send's buffer (6.5 KB at
+                    # batch 100) then finds one free block.
                     gc.collect()
+                    import delivery
+
                     n = delivery.deliver(cfg, self.spool, clock, rtc, self.status(), log, deadline)
                     rtc["requests"] = rtc.get("requests", 0) + n
                     self._heap_mark()

@@ -14,14 +14,13 @@ RENUMBER = 3  # the receiver holds other readings under these seqs: renumber, re
 POISON = 4  # the receiver will never take this batch: drop it, count it
 
 
-def reaction(resp, answer):
-    """The reaction table. resp: a transport.Response; answer: its JSON object ({} if
-    unverified, so nothing of an unverified answer is ever read)."""
-    if not resp.verified:
+def reaction(status, verified, answer):
+    """The reaction table. answer: the answer's JSON object ({} if unverified)."""
+    if not verified:
         # A captive portal's page, a gateway's own 403/404/413/429/5xx, a proxy, a
         # forgery, a replayed answer, or a 401 unauthorized (never signed).
         return KEEP
-    status, error = resp.status, answer.get("error")
+    error = answer.get("error")
     if 200 <= status < 300:
         return ACK
     if status == 401:
@@ -32,10 +31,6 @@ def reaction(resp, answer):
     if 400 <= status < 500:
         return POISON
     return KEEP  # 5xx, or a signed status the protocol does not use
-
-
-def backoff_due(rtc, now):
-    return now >= rtc.get("tx_next", 0)
 
 
 def _fail(rtc, now, interval_s, retry_after):
@@ -67,7 +62,8 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
     requests = 0
     stale_retry = renumber_retry = True
     # Allocated before the spool is read, while the heap still has a large free block.
-    buf = transport.buffer(cfg["batch_size"])
+    # The request body, then the answer.
+    buf = bytearray(max(transport.ANSWER_MIN, cfg["batch_size"] * transport.READING_MAX + transport.ENVELOPE_MAX))
     ca = None
     if cfg.get("tls_ca"):
         with open(cfg["tls_ca"], "rb") as f:
@@ -85,7 +81,7 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
         timeout = min(transport.TIMEOUT_S, time.ticks_diff(deadline_ms, time.ticks_ms()) // 1000)
         requests += 1
         try:
-            resp = transport.post(
+            code, verified, answer, retry_after = transport.post(
                 cfg["endpoint"], cfg["device_id"], cfg["secret"], clock.unix(), body, buf, timeout, ca
             )
         except (OSError, ValueError) as e:
@@ -93,9 +89,8 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             rtc["last_error"] = "send: %s" % e
             _fail(rtc, clock.unix(), cfg["interval_s"], None)
             return requests
-        answer = resp.json() if resp.verified else {}
-        act = reaction(resp, answer)
-        if not resp.verified:
+        act = reaction(code, verified, answer)
+        if not verified:
             rtc["unverified"] = rtc.get("unverified", 0) + 1
         if act == CLOCK:
             server_time = answer["server_time"]
@@ -125,20 +120,19 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             spool.renumber(answer["next_seq"])
         elif act == POISON:
             spool.drop(len(items), spool.POISON)
-            rtc["last_error"] = "%d %s" % (resp.status, answer.get("error"))
+            rtc["last_error"] = "%d %s" % (code, answer.get("error"))
             log.error(
                 "batch of %d dropped, receiver said %d %s: %s"
-                % (len(items), resp.status, answer.get("error"), answer.get("message"))
+                % (len(items), code, answer.get("error"), answer.get("message"))
             )
         else:
-            if not resp.verified:
-                why = "answer %d not signed for this request" % resp.status
-                hint = " (re-provision if the receiver lost this board)" if resp.status == 401 else ""
-                log.warn("%s (portal, proxy, gateway, forgery?)%s: %d readings kept" % (why, hint, len(items)))
+            if verified:
+                why = "receiver %d %s" % (code, answer.get("error"))
             else:
-                why = "receiver %d %s" % (resp.status, answer.get("error"))
-                log.warn("%s: %d readings kept" % (why, len(items)))
+                # 401: the receiver does not know this board or its secret.
+                why = "answer %d not signed for this request%s" % (code, ": re-provision?" if code == 401 else "")
+            log.warn("%s, %d readings kept" % (why, len(items)))
             rtc["last_error"] = why
-            _fail(rtc, clock.unix(), cfg["interval_s"], resp.retry_after)
+            _fail(rtc, clock.unix(), cfg["interval_s"], retry_after)
             return requests
     return requests

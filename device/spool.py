@@ -120,27 +120,38 @@ class Spool:
             f.seek(off)
             return struct.unpack("<I", f.read(4))[0]
 
-    def _rewrite(self, start, end):
-        # Copy records [start, end) into the next generation, then switch to it.
+    def _rewrite(self, start, end, first=None):
+        # Copy records [start, end) into the next generation, then switch to it. With
+        # first: renumber the valid records first, first + 1, ... on the way (a damaged
+        # one keeps its bad CRC, so it is still never sent).
         new = self.gen + 1
+        seq = first
+        chunk = bytearray(32 * REC)
+        view = memoryview(chunk)
         with open(self._data(new), "wb") as out:
             if end > start:
                 with open(self._data(), "rb") as f:
                     f.seek(start)
                     left = end - start
                     while left:
-                        chunk = f.read(min(left, 512))
-                        out.write(chunk)
-                        left -= len(chunk)
-        self._switch(new, end - start)
-
-    def _switch(self, new, end):
+                        got = f.readinto(view[: min(left, len(chunk))])
+                        if not got:
+                            break
+                        left -= got
+                        for off in range(0, got if first is not None else 0, REC):
+                            if self._ok(view[off : off + REC]):
+                                struct.pack_into("<I", chunk, off, seq)
+                                struct.pack_into("<H", chunk, off + 14, _crc(view[off : off + 14]))
+                                seq += 1
+                        out.write(view[:got])
+        if first is not None:
+            self.next_seq = seq
         # The state names the new generation in one rename: before it the old one is
         # whole and in force, after it the new one.
         old = self._data()
         self.gen = new
         self.head = 0
-        self.end = end
+        self.end = end - start
         self._save()
         try:
             os.remove(old)
@@ -231,34 +242,7 @@ class Spool:
         with. Atomic: the renumbered records go into the next generation, which the
         state names in one rename, so a power cut at any point leaves either the old
         numbering or the new one, whole, and every reading exactly once."""
-        new = self.gen + 1
-        seq = first
-        chunk = bytearray(32 * REC)
-        with open(self._data(new), "wb") as out:
-            with open(self._data(), "rb") as f:
-                f.seek(self.head)
-                left = self.end - self.head
-                while left:
-                    got = f.readinto(memoryview(chunk)[: min(left, len(chunk))])
-                    if not got:
-                        break
-                    left -= got
-                    kept = 0
-                    for off in range(0, got - got % REC, REC):
-                        rec = memoryview(chunk)[off : off + REC]
-                        if not self._ok(rec):
-                            self.dropped += 1  # damaged: it could never be sent anyway
-                            self.drops[self.CLOCK] += 1
-                            continue
-                        if kept != off:
-                            chunk[kept : kept + REC] = rec
-                        struct.pack_into("<I", chunk, kept, seq)
-                        struct.pack_into("<H", chunk, kept + 14, _crc(memoryview(chunk)[kept : kept + 14]))
-                        seq += 1
-                        kept += REC
-                    out.write(memoryview(chunk)[:kept])
-        self.next_seq = seq
-        self._switch(new, (seq - first) * REC)
+        self._rewrite(self.head, self.end, first)
 
     def _advance(self, n):
         self.head = min(self.end, self.head + n * REC)

@@ -8,27 +8,8 @@ import socket
 import signing
 
 TIMEOUT_S = 5
-HEADER_MAX = 512  # longer header lines are not our receiver's
+HEADER_MAX = 128  # bytes read per header line: readline(n) allocates n, and our longest is 80
 RETRY_AFTER_MAX = 3600  # s: what a Retry-After may ask for at most
-
-
-class Response:
-    """status; body (a memoryview, empty when it could not be read); verified: the
-    X-Signature signs this status and body as the answer to this very request;
-    retry_after: seconds asked for by a Retry-After header, or None."""
-
-    def __init__(self, status, body, verified, retry_after):
-        self.status = status
-        self.body = body
-        self.verified = verified
-        self.retry_after = retry_after
-
-    def json(self):
-        try:
-            answer = json.loads(self.body)
-        except ValueError:
-            return {}
-        return answer if isinstance(answer, dict) else {}
 
 
 def split_url(url):
@@ -64,16 +45,14 @@ def _tls(s, host, ca):
     return ctx.wrap_socket(s, server_hostname=host)
 
 
-def _seconds(value):
-    # Retry-After in delay-seconds; an HTTP-date (or garbage) is ignored.
-    value = value.strip()
-    return min(int(value), RETRY_AFTER_MAX) if value.isdigit() else None
-
-
 def post(url, device_id, secret, timestamp, body, buf, timeout=TIMEOUT_S, ca=None):
-    """One signed POST of body; returns a Response or raises OSError on any network
-    failure or truncated answer. buf receives the answer's body (body may be a view into
-    it: it has been sent by then); an answer longer than buf is not read, and unverified.
+    """One signed POST of body; returns (status, verified, answer, retry_after), or
+    raises OSError on any network failure or truncated answer. verified: the answer's
+    X-Signature signs its status and body as the answer to this very request; answer:
+    its JSON object if verified, else {} (nothing of an unverified answer is read);
+    retry_after: seconds a Retry-After header asked for (capped), or None.
+    buf receives the answer's body (body may be a view into it: it has been sent by
+    then); an answer longer than buf is not read, and unverified.
     ca: DER bytes of the certificate an https server must chain to (None: not checked)."""
     host, port, path, tls = split_url(url)
     addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
@@ -107,11 +86,11 @@ def post(url, device_id, secret, timestamp, body, buf, timeout=TIMEOUT_S, ca=Non
                 length = int(value.strip())
             elif name == b"x-signature":
                 answer_sig = value.strip()
-            elif name == b"retry-after":
-                retry_after = _seconds(value)
+            elif name == b"retry-after" and value.strip().isdigit():
+                retry_after = min(int(value.strip()), RETRY_AFTER_MAX)  # an HTTP-date is ignored
         if length < 0 or length > len(buf):
             # Not our receiver's answer (it always sends a length, and a short body).
-            return Response(status, memoryview(buf)[:0], False, retry_after)
+            return status, False, {}, retry_after
         view = memoryview(buf)
         got = 0
         while got < length:
@@ -119,9 +98,13 @@ def post(url, device_id, secret, timestamp, body, buf, timeout=TIMEOUT_S, ca=Non
             if not n:
                 raise OSError("response truncated")
             got += n
-        answer = view[:length]
-        verified = signing.verify_answer(secret, sig, status, answer, answer_sig)
-        return Response(status, answer, verified, retry_after)
+        if not signing.verify_answer(secret, sig, status, view[:length], answer_sig):
+            return status, False, {}, retry_after
+        try:
+            answer = json.loads(view[:length])
+        except ValueError:
+            answer = None
+        return status, True, answer if isinstance(answer, dict) else {}, retry_after
     finally:
         s.close()
 
@@ -134,11 +117,6 @@ def _dec(v):
 READING_MAX = 60
 ENVELOPE_MAX = 512  # device id, status and the JSON around the readings
 ANSWER_MIN = 1024  # the receiver's longest error answer, with room to spare
-
-
-def buffer(batch_size):
-    """The one buffer a send needs: the request body, then the answer."""
-    return bytearray(max(ANSWER_MIN, batch_size * READING_MAX + ENVELOPE_MAX))
 
 
 def _put(buf, n, data):
