@@ -78,6 +78,11 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             items = ()
         _counters(status, spool, rtc)
         body = transport.encode(cfg["device_id"], items, status, buf)
+        # The batch is in buf now: free its records (5 KB at batch 100) before the send
+        # and before the next batch is read.
+        n = len(items)
+        first, last = (items[0][0], items[-1][0]) if n else (0, 0)
+        items = None
         timeout = min(transport.TIMEOUT_S, time.ticks_diff(deadline_ms, time.ticks_ms()) // 1000)
         requests += 1
         try:
@@ -85,7 +90,7 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
                 cfg["endpoint"], cfg["device_id"], cfg["secret"], clock.unix(), body, buf, timeout, ca
             )
         except (OSError, ValueError) as e:
-            log.warn("send failed, %d readings kept: %s" % (len(items), e))
+            log.warn("send failed, %d readings kept: %s" % (n, e))
             rtc["last_error"] = "send: %s" % e
             _fail(rtc, clock.unix(), cfg["interval_s"], None)
             return requests
@@ -99,11 +104,11 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             if not stale_retry:
                 return requests
             stale_retry = False
-        elif not items:
+        elif not n:
             stale_retry = False  # the clock probe got no usable time: wait for NTP
         elif act == ACK:
-            spool.ack(len(items))
-            log.info("sent %d readings, seq %d-%d" % (len(items), items[0][0], items[-1][0]))
+            spool.ack(n)
+            log.info("sent %d readings, seq %d-%d" % (n, first, last))
             rtc["tx_fails"] = 0
             rtc["tx_next"] = 0
             for r in answer.get("rejected", ()):
@@ -115,15 +120,14 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             renumber_retry = False
             log.warn(
                 "receiver holds other readings under seq %d-%d: %d unsent renumbered from %d"
-                % (items[0][0], items[-1][0], spool.depth(), answer["next_seq"])
+                % (first, last, spool.depth(), answer["next_seq"])
             )
             spool.renumber(answer["next_seq"])
         elif act == POISON:
-            spool.drop(len(items), spool.POISON)
+            spool.drop(n, spool.POISON)
             rtc["last_error"] = "%d %s" % (code, answer.get("error"))
             log.error(
-                "batch of %d dropped, receiver said %d %s: %s"
-                % (len(items), code, answer.get("error"), answer.get("message"))
+                "batch of %d dropped, receiver said %d %s: %s" % (n, code, answer.get("error"), answer.get("message"))
             )
         else:
             if verified:
@@ -131,7 +135,7 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             else:
                 # 401: the receiver does not know this board or its secret.
                 why = "answer %d not signed for this request%s" % (code, ": re-provision?" if code == 401 else "")
-            log.warn("%s, %d readings kept" % (why, len(items)))
+            log.warn("%s, %d readings kept" % (why, n))
             rtc["last_error"] = why
             _fail(rtc, clock.unix(), cfg["interval_s"], retry_after)
             return requests
