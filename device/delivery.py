@@ -119,10 +119,12 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
         elif act == RENUMBER and renumber_retry:
             renumber_retry = False
             log.warn(
-                "receiver holds other readings under seq %d-%d: %d unsent renumbered from %d"
-                % (first, last, spool.depth(), answer["next_seq"])
+                "receiver holds other readings under seqs in %d-%d: renumbering from %d"
+                % (first, last, answer["next_seq"])
             )
-            spool.renumber(answer["next_seq"])
+            conflicts = answer.get("conflicts")
+            ok = isinstance(conflicts, list) and conflicts and all(isinstance(c, int) for c in conflicts)
+            spool.renumber(answer["next_seq"], min(conflicts) if ok else 0)
         elif act == POISON:
             spool.drop(n, spool.POISON)
             rtc["last_error"] = "%d %s" % (code, answer.get("error"))

@@ -120,10 +120,10 @@ class Spool:
             f.seek(off)
             return struct.unpack("<I", f.read(4))[0]
 
-    def _rewrite(self, start, end, first=None):
+    def _rewrite(self, start, end, first=None, since=0):
         # Copy records [start, end) into the next generation, then switch to it. With
-        # first: renumber the valid records first, first + 1, ... on the way (a damaged
-        # one keeps its bad CRC, so it is still never sent).
+        # first: renumber the valid records whose seq is >= since first, first + 1, ...
+        # on the way (a damaged one keeps its bad CRC, so it is still never sent).
         new = self.gen + 1
         seq = first
         chunk = bytearray(32 * REC)
@@ -139,12 +139,12 @@ class Spool:
                             break
                         left -= got
                         for off in range(0, got if first is not None else 0, REC):
-                            if self._ok(view[off : off + REC]):
+                            if self._ok(view[off : off + REC]) and struct.unpack_from("<I", chunk, off)[0] >= since:
                                 struct.pack_into("<I", chunk, off, seq)
                                 struct.pack_into("<H", chunk, off + 14, _crc(view[off : off + 14]))
                                 seq += 1
                         out.write(view[:got])
-        if first is not None:
+        if first is not None and seq != first:
             self.next_seq = seq
         # The state names the new generation in one rename: before it the old one is
         # whole and in force, after it the new one.
@@ -234,15 +234,17 @@ class Spool:
         self.drops[cause] += n
         self._advance(n)
 
-    def renumber(self, first):
-        """Give the unsent readings the seqs first, first + 1, ... in order, and move
-        next_seq past them: the receiver holds other readings under their seqs (409
-        seq_conflict, after the flash was erased). Only seq changes: ts, values, clock
+    def renumber(self, first, since=0):
+        """Give the unsent readings whose seq is >= since (the lowest conflict) the seqs
+        first, first + 1, ... in order, and move next_seq past them: the receiver holds
+        other readings under their seqs (409 seq_conflict, after the flash was erased).
+        Those below since keep theirs: they may be re-sends the receiver already stored
+        under them. Only seq changes: ts, values, clock
         epoch and flags are kept, so each reading's ts stays the one it was first sent
         with. Atomic: the renumbered records go into the next generation, which the
         state names in one rename, so a power cut at any point leaves either the old
         numbering or the new one, whole, and every reading exactly once."""
-        self._rewrite(self.head, self.end, first)
+        self._rewrite(self.head, self.end, first, since)
 
     def _advance(self, n):
         self.head = min(self.end, self.head + n * REC)

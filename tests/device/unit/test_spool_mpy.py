@@ -302,6 +302,38 @@ def test_renumbering_keeps_every_reading_and_its_ts(mpy):
     assert (next_seq, last) == (1036, 1035)
 
 
+def test_renumbering_from_a_conflict_keeps_the_seqs_below_it(mpy):
+    out = mpy.json(
+        spool(
+            100,
+            """
+        for i in range(10):
+            sp.append(1795000000 + i, i, 500, True)
+        sp.ack(2)
+        sp.renumber(700, 6)
+        sp = spool.Spool(100)
+        print(json.dumps([[r[0] for r in sp.peek(100)], sp.next_seq]))
+    """,
+        )
+    )
+    assert out == [[2, 3, 4, 5, 700, 701, 702, 703], 704]
+
+
+def test_renumbering_nothing_leaves_next_seq(mpy):
+    out = mpy.json(
+        spool(
+            100,
+            """
+        for i in range(3):
+            sp.append(1795000000 + i, i, 500, True)
+        sp.renumber(700, 50)
+        print(json.dumps([[r[0] for r in sp.peek(100)], sp.next_seq]))
+    """,
+        )
+    )
+    assert out == [[0, 1, 2], 3]
+
+
 # Each step of a renumbering that touches flash: a write (cut half-way through, so the
 # bytes on flash are torn), a rename, a remove. PowerCut is raised in place of the step.
 POWER_CUT = """

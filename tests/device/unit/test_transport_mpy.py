@@ -214,6 +214,17 @@ def test_seq_conflict_renumbers_and_the_retry_lands(mpy, server):
     assert (out["depth"], out["dropped"], out["next_seq"], out["requests"]) == (0, 0, 505, 3)
 
 
+def test_readings_below_the_lowest_conflict_keep_their_seqs(mpy, server):
+    # 0 and 1 may be re-sends the receiver already stored under those seqs: renumbering
+    # them would store them twice. Only the conflict and what follows it move.
+    conflict = {"error": "seq_conflict", "message": "m", "next_seq": 500, "conflicts": [3, 2]}
+    server.script = [answer(409, conflict)]
+    out = deliver(mpy, server, readings=5)
+    assert [r["seq"] for r in sent(server, 1)] == [0, 1, 500, 501, 502]
+    assert [r["ts"] for r in sent(server, 1)] == [r["ts"] for r in sent(server, 0)]
+    assert (out["depth"], out["next_seq"]) == (0, 503)
+
+
 def test_a_second_conflict_in_one_wake_keeps_the_batch(mpy, server):
     conflict = {"error": "seq_conflict", "message": "m", "next_seq": 500, "conflicts": [0]}
     server.script = [answer(409, conflict), answer(409, {**conflict, "next_seq": 900})]
