@@ -25,7 +25,7 @@ from host_tools.sim import board_config  # noqa: E402
 from host_tools.vboard import VirtualBoard  # noqa: E402
 
 DEVICE = "heap-bench"
-BATCH_SIZES = (1, 10, 20, 25, 30, 50)
+BATCH_SIZES = (1, 10, 20, 25, 30, 50, 100)
 LOW_KIB, HIGH_KIB = 16, 160
 
 

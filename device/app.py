@@ -72,14 +72,17 @@ class Node:
         self.wifi = wifi.WiFi(cfg["wifi"], rtc, cfg["static_ip"])
 
     def status(self):
-        return {
+        out = {
             "fw": FW,
             "rssi": self.wifi.rssi(),
             "heap_free": gc.mem_free(),
             "boot": self.rtc["boot"],
             "sensor_errors": self.rtc.get("sensor_errors", 0),
+            "unverified": self.rtc.get("unverified", 0),
             "dropped": self.spool.dropped,
         }
+        out.update(self.spool.drops)
+        return out
 
     def _heap_mark(self):
         used = gc.mem_alloc()
@@ -110,12 +113,14 @@ class Node:
         self._heap_mark()
         wdt.feed()
         if self.spool.depth() and _batch_due(cfg, self.spool, clock, self.fresh):
-            import transport
-
-            if transport.backoff_due(rtc, clock.unix()):
+            if clock.unix() >= rtc.get("tx_next", 0):  # the send backoff (delivery._fail) allows it
                 if self._online(deadline):
+                    # Loaded only now, after Wi-Fi's allocations: the send's buffer (6.5 KB at
+                    # batch 100) then finds one free block.
                     gc.collect()
-                    n = transport.deliver(cfg, self.spool, clock, rtc, self.status(), log, deadline)
+                    import delivery
+
+                    n = delivery.deliver(cfg, self.spool, clock, rtc, self.status(), log, deadline)
                     rtc["requests"] = rtc.get("requests", 0) + n
                     self._heap_mark()
                     if cfg["mode"] == "deep_sleep":
@@ -138,6 +143,7 @@ def report():
     out["heap_hw"] = rtc.get("heap_hw", 0)
     out["requests"] = rtc.get("requests", 0)
     out["boot"] = rtc.get("boot", 0)
+    out["unverified"] = rtc.get("unverified", 0)
     try:
         cfg = config.load()
         out["device_id"] = cfg["device_id"]
@@ -149,6 +155,7 @@ def report():
     out["spool_depth"] = sp.depth()
     out["next_seq"] = sp.next_seq
     out["dropped"] = sp.dropped
+    out.update(sp.drops)
     print(json.dumps(out))
 
 

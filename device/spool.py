@@ -6,8 +6,8 @@
 # record being written; its CRC (or a short tail) shows it and it is ignored.
 # State: spool.state, JSON replaced atomically (write temp, rename): the generation,
 # the head offset (first unacknowledged record), counters and clock offsets.
-# Compaction copies the unacked tail into spool.<gen+1> before the state names it,
-# so a crash at any point leaves one complete generation.
+# Compaction and renumbering write the unacked tail into spool.<gen+1> before the state
+# names it, so a crash at any point leaves one complete generation.
 import os
 import json
 import struct
@@ -31,6 +31,11 @@ def _exists(path):
 
 
 class Spool:
+    # Why readings were dropped (status keys; `dropped` is their sum): the spool was
+    # full, the clock epoch's offset can never be known or the record is damaged, or
+    # the receiver refused the batch in a signed answer (poison).
+    FULL, CLOCK, POISON = "drop_full", "drop_clock", "drop_poison"
+
     def __init__(self, max_items=5000, prefix="spool"):
         self.max_items = max_items
         self.prefix = prefix
@@ -38,6 +43,7 @@ class Spool:
         self.head = 0
         self.next_seq = 0
         self.dropped = 0
+        self.drops = {self.FULL: 0, self.CLOCK: 0, self.POISON: 0}
         self.offsets = {}
         self.epoch = 0
         self._load()
@@ -54,6 +60,8 @@ class Spool:
             self.head = s["head"]
             self.next_seq = s["next_seq"]
             self.dropped = s["dropped"]
+            for k in self.drops:
+                self.drops[k] = s.get(k, 0)
             self.epoch = s.get("epoch", 0)
             self.offsets = s.get("offsets", {})
         except (OSError, ValueError, KeyError):
@@ -61,8 +69,9 @@ class Spool:
         self.end = self._valid_end()
         if self.end >= self.head + REC:
             self.next_seq = max(self.next_seq, self._record_seq(self.end - REC) + 1)
-        # A removed older generation left behind by a crash mid-compaction.
-        for g in (self.gen - 1, self.gen - 2):
+        # A removed older generation, or a next one never switched to, left behind by a
+        # crash mid-compaction or mid-renumbering.
+        for g in (self.gen - 1, self.gen - 2, self.gen + 1):
             if g >= 0 and _exists(self._data(g)):
                 os.remove(self._data(g))
 
@@ -75,6 +84,7 @@ class Spool:
             "epoch": self.epoch,
             "offsets": self.offsets,
         }
+        s.update(self.drops)
         tmp = self.prefix + ".tmp"
         with open(tmp, "w") as f:
             f.write(json.dumps(s))
@@ -110,18 +120,34 @@ class Spool:
             f.seek(off)
             return struct.unpack("<I", f.read(4))[0]
 
-    def _rewrite(self, start, end):
-        # Copy records [start, end) into the next generation, then switch to it.
+    def _rewrite(self, start, end, first=None, since=0):
+        # Copy records [start, end) into the next generation, then switch to it. With
+        # first: renumber the valid records whose seq is >= since first, first + 1, ...
+        # on the way (a damaged one keeps its bad CRC, so it is still never sent).
         new = self.gen + 1
+        seq = first
+        chunk = bytearray(32 * REC)
+        view = memoryview(chunk)
         with open(self._data(new), "wb") as out:
             if end > start:
                 with open(self._data(), "rb") as f:
                     f.seek(start)
                     left = end - start
                     while left:
-                        chunk = f.read(min(left, 512))
-                        out.write(chunk)
-                        left -= len(chunk)
+                        got = f.readinto(view[: min(left, len(chunk))])
+                        if not got:
+                            break
+                        left -= got
+                        for off in range(0, got if first is not None else 0, REC):
+                            if self._ok(view[off : off + REC]) and struct.unpack_from("<I", chunk, off)[0] >= since:
+                                struct.pack_into("<I", chunk, off, seq)
+                                struct.pack_into("<H", chunk, off + 14, _crc(view[off : off + 14]))
+                                seq += 1
+                        out.write(view[:got])
+        if first is not None and seq != first:
+            self.next_seq = seq
+        # The state names the new generation in one rename: before it the old one is
+        # whole and in force, after it the new one.
         old = self._data()
         self.gen = new
         self.head = 0
@@ -141,7 +167,7 @@ class Spool:
         if self.depth() >= self.max_items:
             # Full: drop the oldest 1 % at once, so the head pointer (and compaction)
             # is written once per hundred readings rather than on every append.
-            self.drop(max(1, self.max_items // 100))
+            self.drop(max(1, self.max_items // 100), self.FULL)
         seq = self.next_seq
         rec = struct.pack(_FMT, seq, ts, t10, h10, self.epoch & 0xFF, 0 if synced else UNSYNCED)
         rec += struct.pack("<H", _crc(rec))
@@ -182,7 +208,7 @@ class Spool:
             del out[k:]
             if not skip:
                 return out
-            self.drop(skip)
+            self.drop(skip, self.CLOCK)
 
     def _resolve(self, rec):
         # (seq, ts, t10, h10); None: can never be sent; False: wait for the clock.
@@ -200,11 +226,25 @@ class Spool:
         """The first n readings (as returned by peek) were delivered."""
         self._advance(n)
 
-    def drop(self, n):
-        """The first n readings can never be delivered: count them as dropped."""
+    def drop(self, n, cause):
+        """The first n readings can never be delivered: count them as dropped, by cause
+        (FULL, CLOCK or POISON)."""
         n = min(n, self.depth())
         self.dropped += n
+        self.drops[cause] += n
         self._advance(n)
+
+    def renumber(self, first, since=0):
+        """Give the unsent readings whose seq is >= since (the lowest conflict) the seqs
+        first, first + 1, ... in order, and move next_seq past them: the receiver holds
+        other readings under their seqs (409 seq_conflict, after the flash was erased).
+        Those below since keep theirs: they may be re-sends the receiver already stored
+        under them. Only seq changes: ts, values, clock
+        epoch and flags are kept, so each reading's ts stays the one it was first sent
+        with. Atomic: the renumbered records go into the next generation, which the
+        state names in one rename, so a power cut at any point leaves either the old
+        numbering or the new one, whole, and every reading exactly once."""
+        self._rewrite(self.head, self.end, first, since)
 
     def _advance(self, n):
         self.head = min(self.end, self.head + n * REC)
@@ -222,8 +262,13 @@ class Spool:
         self._save()
 
     def set_clock_offset(self, offset):
-        """The clock was set: raw ts of this epoch + offset = Unix ts."""
-        self.offsets[str(self.epoch & 0xFF)] = offset
+        """The clock was set: raw ts of this epoch + offset = Unix ts. The first offset
+        known for an epoch stays: a reading converted with it may have been sent, and a
+        re-send must be byte-for-byte the first send."""
+        key = str(self.epoch & 0xFF)
+        if key in self.offsets:
+            return
+        self.offsets[key] = offset
         if len(self.offsets) > 4:
             for k in list(self.offsets)[:-4]:
                 self.offsets.pop(k)

@@ -35,10 +35,15 @@ class socket:
         _count("bytes_in", len(data or b""))
         return data
 
-    def readline(self):
-        data = self._s.readline()
+    def readline(self, limit=-1):
+        data = self._s.readline(limit) if limit >= 0 else self._s.readline()
         _count("bytes_in", len(data or b""))
         return data
+
+    def readinto(self, buf):
+        n = self._s.readinto(buf)
+        _count("bytes_in", n or 0)
+        return n
 
     def recv(self, n):
         return self.read(n)

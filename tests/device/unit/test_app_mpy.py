@@ -204,13 +204,17 @@ def test_three_crashing_boots_in_a_row_enter_safe_mode(mpy):
 def test_report_is_one_json_line_without_secrets(mpy):
     board = Board(mpy)
     board.boot()
-    out = mpy.run("import app\napp.report()")
+    done = mpy.boot("import app\napp.report()")  # compiled, as deployed
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
     assert CONFIG["secret"] not in out and "hunter2" not in out
     report = json.loads(out.strip().splitlines()[-1])
     assert report["device_id"] == "bench-01" and report["spool_depth"] == 1 and report["next_seq"] == 1
     assert report["safe_mode"] is False and report["config"]["wifi"] == ["home"]
-    for key in ("fw", "dropped", "sensor_errors", "last_error"):
+    for key in ("fw", "sensor_errors", "last_error"):
         assert key in report
+    counters = ("unverified", "dropped", "drop_full", "drop_clock", "drop_poison")
+    assert {k: report[k] for k in counters} == dict.fromkeys(counters, 0)
 
 
 def test_watchdog_resets_count_as_crashes(mpy):

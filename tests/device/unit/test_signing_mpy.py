@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +60,70 @@ def test_protocol_vectors_under_micropython(mpy, vector):
         print(json.dumps([sts, sig]))
     """)
     assert out == [vector["string_to_sign"], vector["signature"]]
+
+
+ACK_VECTORS = json.loads(VECTORS_FILE.read_text())["ack_vectors"]
+
+
+@pytest.mark.parametrize("vector", ACK_VECTORS, ids=lambda v: str(v["status"]))
+def test_ack_vectors_under_micropython(mpy, vector):
+    out = mpy.json(f"""
+        import json, signing
+        v = json.loads({json.dumps(vector)!r})
+        body = v["body"].encode()
+        sts = signing.ack_string(v["request_signature"], v["status"], body)
+        sig = signing.sign_answer(v["secret_hex"], v["request_signature"], v["status"], body)
+        ok = signing.verify_answer(v["secret_hex"], v["request_signature"], v["status"], body, v["signature"].encode())
+        print(json.dumps([sts, sig, ok]))
+    """)
+    assert out == [vector["string_to_sign"], vector["signature"], True]
+
+
+def test_an_answer_verifies_only_for_its_own_request_status_body_and_secret(mpy):
+    v = ACK_VECTORS[0]
+    other_request = "v1=" + "0" * 64
+    out = mpy.json(f"""
+        import json, signing
+        v = json.loads({json.dumps(v)!r})
+        secret, req, st, sig = v["secret_hex"], v["request_signature"], v["status"], v["signature"]
+        body = v["body"].encode()
+        flipped = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+        cases = {{
+            "as sent": (secret, req, st, body, sig),
+            "bytes header": (secret, req, st, body, sig.encode()),
+            "replayed for another request": (secret, {other_request!r}, st, body, sig),
+            "other status": (secret, req, 201, body, sig),
+            "body changed": (secret, req, st, body.replace(b"1795390001", b"1795393601"), sig),
+            "other secret": ("ff" * 32, req, st, body, sig),
+            "no signature": (secret, req, st, body, None),
+            "empty signature": (secret, req, st, body, b""),
+            "last digit changed": (secret, req, st, body, flipped),
+            "truncated": (secret, req, st, body, sig[:-2]),
+            "upper case": (secret, req, st, body, "v1=" + sig[3:].upper()),
+            "request signature itself": (secret, req, st, body, req),
+        }}
+        print(json.dumps({{k: signing.verify_answer(*a) for k, a in cases.items()}}))
+    """)
+    assert out.pop("as sent") is True and out.pop("bytes header") is True
+    assert out == dict.fromkeys(out, False)
+
+
+def test_equal_compares_every_byte(mpy):
+    out = mpy.json("""
+        import json, signing
+        a = b"v1=" + b"a" * 64
+        print(json.dumps([signing.equal(a, a), signing.equal(a, a[:-1] + b"b"), signing.equal(a, b"b" + a[1:]),
+                          signing.equal(a, a[:-1]), signing.equal(b"", b"")]))
+    """)
+    assert out == [True, False, False, False, True]
+
+
+def test_the_verification_benchmark_runs_and_verifies():
+    # bench/device_verify.py prints the figures docs/performance.md quotes: it must not rot.
+    bench = Path(__file__).resolve().parents[3] / "bench" / "device_verify.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--n", "50", "--json"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["rows"]
+    assert [r["body_bytes"] > 0 and 0 < r["heap_bytes"] < 8192 for r in rows] == [True, True]

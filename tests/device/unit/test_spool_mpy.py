@@ -1,3 +1,4 @@
+import json
 import textwrap
 
 
@@ -60,6 +61,8 @@ def test_bound_drops_oldest_and_counts_it(mpy):
     )
     depth, dropped, oldest = out
     assert depth <= 20 and dropped == 30 - depth and oldest == dropped
+    causes = mpy.json(spool(20, "print(json.dumps([sp.dropped, sp.drops]))"))
+    assert causes == [dropped, {"drop_full": dropped, "drop_clock": 0, "drop_poison": 0}], "kept across a reboot"
 
 
 def test_torn_last_record_loses_only_that_record(mpy):
@@ -148,11 +151,11 @@ def test_readings_from_an_epoch_that_never_got_a_clock_are_dropped_and_counted(m
         sp.new_clock_epoch()                 # power lost again before the clock was set
         sp.append(946684800, 2, 2, False)
         sp.set_clock_offset(1795000000 - 946684800)
-        print(json.dumps([[r[0] for r in sp.peek(10)], sp.dropped]))
+        print(json.dumps([[r[0] for r in sp.peek(10)], sp.dropped, sp.drops]))
     """,
         )
     )
-    assert out == [[1], 1]
+    assert out == [[1], 1, {"drop_full": 0, "drop_clock": 1, "drop_poison": 0}]
 
 
 def test_compaction_keeps_unacked_records(mpy):
@@ -228,3 +231,197 @@ def test_flash_bytes_written_per_reading(mpy):
     )
     assert 16 <= out <= 24
     print("flash bytes per reading:", out)
+
+
+def test_drops_are_counted_per_cause_and_total(mpy):
+    out = mpy.json(
+        spool(
+            10,
+            """
+        sp.new_clock_epoch()
+        sp.append(946684900, 1, 1, False)    # its epoch never gets a clock
+        sp.new_clock_epoch()
+        sp.set_clock_offset(1795000000 - 946684800)
+        for i in range(14):
+            sp.append(1795000000 + i, 1, 1, True)   # 15 readings in a spool of 10
+        sp.peek(3)
+        sp.drop(2, sp.POISON)
+    """,
+        )
+        + "sp = spool.Spool(10)\nprint(json.dumps([sp.dropped, sp.drops, sp.depth()]))\n"
+    )
+    dropped, drops, depth = out
+    assert drops["drop_poison"] == 2 and drops["drop_full"] >= 1
+    assert dropped == sum(drops.values()) and depth == 15 - dropped
+
+
+def test_an_offset_once_known_never_changes_a_sent_readings_ts(mpy):
+    # A re-send must be byte-for-byte the first send (the receiver tells a re-send from a
+    # seq conflict by content): a second clock setting in the same epoch must not move it.
+    out = mpy.json(
+        spool(
+            100,
+            """
+        sp.new_clock_epoch()
+        sp.append(946684900, 1, 1, False)
+        sp.set_clock_offset(1795000000 - 946684900)
+        first = sp.peek(1)
+        sp.set_clock_offset(1795003600 - 946684900)     # the clock set again, an hour later
+        again = sp.peek(1)
+        sp = spool.Spool(100)                           # and after a reboot
+        print(json.dumps([first, again, sp.peek(1)]))
+    """,
+        )
+    )
+    assert out[0] == out[1] == out[2] == [[0, 1795000000, 1, 1]]
+
+
+def test_renumbering_keeps_every_reading_and_its_ts(mpy):
+    out = mpy.json(
+        spool(
+            100,
+            """
+        sp.new_clock_epoch()
+        sp.append(946684900, 7, 7, False)           # converted once the clock is known
+        sp.set_clock_offset(1795000000 - 946684900)
+        for i in range(39):
+            sp.append(1795000001 + i, i, 500, True)
+        sp.ack(5)
+        before = sp.peek(100)
+        sp.renumber(1000)
+        after = sp.peek(100)
+        sp.append(1795000100, 1, 1, True)
+        sp = spool.Spool(100)
+        print(json.dumps([before, after, sp.next_seq, sp.peek(100)[-1][0]]))
+    """,
+        )
+    )
+    before, after, next_seq, last = out
+    assert [r[1:] for r in after] == [r[1:] for r in before] and len(after) == 35
+    assert [r[0] for r in after] == list(range(1000, 1035))
+    assert (next_seq, last) == (1036, 1035)
+
+
+def test_renumbering_from_a_conflict_keeps_the_seqs_below_it(mpy):
+    out = mpy.json(
+        spool(
+            100,
+            """
+        for i in range(10):
+            sp.append(1795000000 + i, i, 500, True)
+        sp.ack(2)
+        sp.renumber(700, 6)
+        sp = spool.Spool(100)
+        print(json.dumps([[r[0] for r in sp.peek(100)], sp.next_seq]))
+    """,
+        )
+    )
+    assert out == [[2, 3, 4, 5, 700, 701, 702, 703], 704]
+
+
+def test_renumbering_nothing_leaves_next_seq(mpy):
+    out = mpy.json(
+        spool(
+            100,
+            """
+        for i in range(3):
+            sp.append(1795000000 + i, i, 500, True)
+        sp.renumber(700, 50)
+        print(json.dumps([[r[0] for r in sp.peek(100)], sp.next_seq]))
+    """,
+        )
+    )
+    assert out == [[0, 1, 2], 3]
+
+
+# Each step of a renumbering that touches flash: a write (cut half-way through, so the
+# bytes on flash are torn), a rename, a remove. PowerCut is raised in place of the step.
+POWER_CUT = """
+import os as _os
+class PowerCut(Exception):
+    pass
+steps = [0]
+cut_at = [-1]
+def _step():
+    if steps[0] == cut_at[0]:
+        raise PowerCut()
+    steps[0] += 1
+class CutFile:
+    def __init__(self, f):
+        self.f = f
+    def write(self, b):
+        if steps[0] == cut_at[0]:
+            self.f.write(b[: len(b) // 2])
+        _step()
+        return self.f.write(b)
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+    def __enter__(self):
+        return self
+    def __exit__(self, *a):
+        self.f.close()
+class CutOs:
+    def rename(self, a, b):
+        _step()
+        _os.rename(a, b)
+    def remove(self, p):
+        _step()
+        _os.remove(p)
+    def __getattr__(self, name):
+        return getattr(_os, name)
+def cut_open(path, mode="r"):
+    return CutFile(open(path, mode))
+"""
+
+
+def test_a_power_cut_at_any_step_of_renumbering_loses_nothing_and_duplicates_nothing(mpy):
+    mpy.fake("powercut", POWER_CUT)
+    # The results of every run are collected in one process: more heap than the board's.
+    runs = json.loads(
+        mpy.run(
+            """
+        import json, os, spool, powercut
+        def fresh():
+            for f in os.listdir():
+                if f.startswith("spool"):
+                    os.remove(f)
+            sp = spool.Spool(100)
+            sp.new_clock_epoch()
+            sp.append(946684900, 7, 7, False)
+            sp.set_clock_offset(1795000000 - 946684900)
+            for i in range(44):          # more than one 32-record chunk is rewritten
+                sp.append(1795000001 + i, i, 500, True)
+            sp.ack(5)
+            return sp
+        runs = []
+        for k in range(100):
+            sp = fresh()
+            spool.open, spool.os = powercut.cut_open, powercut.CutOs()
+            powercut.steps[0], powercut.cut_at[0] = 0, k
+            try:
+                sp.renumber(1000)
+                done = True
+            except powercut.PowerCut:
+                done = False
+            spool.open, spool.os = open, os
+            sp = spool.Spool(100)          # the next boot
+            files = sorted(f for f in os.listdir() if f.startswith("spool"))
+            runs.append([k, done, sp.peek(100), sp.next_seq, files])
+            if done:
+                break
+        print(json.dumps(runs))
+    """,
+            heap="1m",
+        ).splitlines()[-1]
+    )
+    assert runs[-1][1], "the last run completes the renumbering"
+    assert len(runs) >= 5, "cuts during the data writes, the state write, the rename and the remove"
+    expected = [[1795000000 + i, i - 1 if i else 7, 500 if i else 7] for i in range(5, 45)]
+    for k, _, items, next_seq, files in runs:
+        assert [r[1:] for r in items] == expected, f"cut at step {k}: a reading lost, changed or doubled"
+        seqs = [r[0] for r in items]
+        assert seqs in (list(range(5, 45)), list(range(1000, 1040))), f"cut at step {k}: mixed numbering {seqs}"
+        assert next_seq > seqs[-1], f"cut at step {k}: next_seq {next_seq} would reuse a seq"
+        data = [f for f in files if f[6:].isdigit()]
+        assert len(data) == 1, f"cut at step {k}: generations left behind {files}"
+    assert runs[0][2][0][0] == 5 and runs[-1][2][0][0] == 1000
