@@ -16,10 +16,28 @@ from typing import Any
 
 from host_tools import battery, costs
 from host_tools.errors import CommandError, UsageError
-from host_tools.sim import Summary, board_config, run_board
+from host_tools.sim import DROP_CAUSES, Summary, board_config, run_board
 from host_tools.vboard import VirtualBoard
 
-CHAOS_RATES = {"drop": 0.03, "error_before": 0.03, "error_after": 0.04, "reset": 0.03, "truncate": 0.03, "delay": 0.005}
+CHAOS_RATES = {
+    # the network and the receiver failing
+    "drop": 0.03,
+    "error_before": 0.03,
+    "error_after": 0.04,
+    "reset": 0.03,
+    "truncate": 0.03,
+    "delay": 0.005,
+    # impostors answering in the receiver's place: a board must verify, keep and retry
+    "portal": 0.01,
+    "forged_ack": 0.01,
+    "gateway_403": 0.005,
+    "gateway_404": 0.005,
+    "gateway_413": 0.005,
+    "gateway_429": 0.01,
+    "redirect": 0.005,
+    "replay": 0.01,
+}
+DROP_NAMES = {"drop_full": "spool full", "drop_clock": "no clock", "drop_poison": "poison"}
 DRAIN_ROUNDS = 8
 DRAIN_STEP = 4
 
@@ -33,6 +51,9 @@ class DeviceResult:
     lost: int
     missing_seqs: list[list[int]]
     dropped: int
+    # dropped, by the cause the board gave (DROP_NAMES); "unexplained" is what they leave out
+    drops: dict[str, int]
+    unverified: int
     still_spooled: int
     requests: int
     bytes_on_wire: int
@@ -59,6 +80,8 @@ class Report:
     duplicates_stored: int
     lost: int
     dropped: int
+    drops: dict[str, int]
+    unverified: int
     still_spooled: int
     requests_per_reading: float
     bytes_per_reading: float
@@ -131,6 +154,8 @@ def verify(
         lost=max(0, len(missing) - summary.dropped) + len(stored - set(range(summary.readings_taken))),
         missing_seqs=_ranges(missing),
         dropped=summary.dropped,
+        drops=_explained(summary),
+        unverified=summary.unverified,
         still_spooled=summary.still_spooled,
         requests=summary.requests,
         bytes_on_wire=summary.bytes_sent + summary.bytes_received,
@@ -140,6 +165,24 @@ def verify(
         watchdog_resets=sum(boots.get("watchdog", 0) for boots in phases.values()),
         boots=phases,
     )
+
+
+def _explained(summary: Summary) -> dict[str, int]:
+    """The board's drops by cause; any part of status.dropped no cause accounts for is
+    "unexplained", which fails the bench like a loss."""
+    drops = {cause: summary.drops.get(cause, 0) for cause in DROP_CAUSES}
+    unexplained = summary.dropped - sum(drops.values())
+    if unexplained:
+        drops["unexplained"] = unexplained
+    return drops
+
+
+def _sum_drops(results: dict[str, DeviceResult]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for result in results.values():
+        for cause, count in result.drops.items():
+            total[cause] = total.get(cause, 0) + count
+    return total
 
 
 class ProgressView:
@@ -242,6 +285,7 @@ def run_bench(
     show_progress: bool = True,
     endpoint: str | None = None,
     registry: Any = None,
+    chaos_rates: dict[str, float] | None = None,
 ) -> Report:
     """Run the fleet against the local endpoint it starts, or against `endpoint` (a base URL)
     whose device registry and readings are `registry` (a store: the local one behind a
@@ -284,7 +328,7 @@ def run_bench(
         with LocalEndpoint(root / "endpoint", clock=clock) as local:
             secrets = {device_id: admin.add_device(local.store, device_id) for device_id in ids}
             if chaos:
-                with ChaosProxy(local.url, CHAOS_RATES, seed=seed, delay_s=5.5) as proxy:
+                with ChaosProxy(local.url, chaos_rates or CHAOS_RATES, seed=seed, delay_s=5.5) as proxy:
                     flown = fleet.fly(secrets, proxy.url, drain_to=local.url)
                     faults = proxy.stats.faults
             else:
@@ -334,6 +378,8 @@ def _report(
         duplicates_stored=sum(r.duplicates_stored for r in results.values()),
         lost=sum(r.lost for r in results.values()),
         dropped=sum(r.dropped for r in results.values()),
+        drops=_sum_drops(results),
+        unverified=sum(r.unverified for r in results.values()),
         still_spooled=sum(r.still_spooled for r in results.values()),
         requests_per_reading=round(per_reading, 4),
         bytes_per_reading=round(wire / produced if produced else 0, 1),
@@ -360,6 +406,11 @@ def as_json(report: Report) -> dict[str, Any]:
     return out
 
 
+def _drop_causes(drops: dict[str, int]) -> str:
+    named = [f"{DROP_NAMES.get(cause, cause)} {count}" for cause, count in drops.items() if count]
+    return f"({', '.join(named)})" if named else "(none: no spool overflow, no reading without a clock, no poison)"
+
+
 def render(report: Report) -> str:
     cost = report.aws_cost_per_device_month
     lines = [
@@ -372,7 +423,8 @@ def render(report: Report) -> str:
         f"  duplicates absorbed      {report.duplicates_absorbed}   (re-sent, answered as duplicates, stored once)",
         f"  duplicates stored        {report.duplicates_stored}",
         f"  lost                     {report.lost}",
-        f"  dropped, accounted       {report.dropped}   (reported by the boards in status.dropped)",
+        f"  dropped, accounted       {report.dropped}   {_drop_causes(report.drops)}",
+        f"  unverified answers       {report.unverified}   (counted by the boards since power-on: kept, retried)",
         f"  requests per reading     {report.requests_per_reading}",
         f"  bytes per reading        {report.bytes_per_reading}   (HTTP request + response, both ways)",
         f"  heap high-water          {report.heap_high_water} bytes of a 65536-byte budget",
@@ -479,5 +531,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"{report.lost} readings lost, {report.duplicates_stored} stored twice; "
             f"missing seq ranges per device: {bad}"
+        )
+    if report.drops.get("unexplained"):
+        raise CommandError(
+            f"{report.drops['unexplained']} dropped readings have no cause on their board "
+            "(status.dropped exceeds drop_full + drop_clock + drop_poison)"
         )
     return 0

@@ -7,8 +7,19 @@ Each request draws at most one fault from a seeded RNG, in request order:
   reset         forward, send part of the answer, then reset the connection (RST)
   truncate      forward, send the answer with its body cut short, then close
   delay         forward, then hold the answer past the board's timeout
+
+and impostors, things on the path that answer in the receiver's place (nothing forwarded,
+nothing stored; a board that trusted any of them would lose the batch or its clock):
+  portal        a captive portal's 200 HTML login page
+  forged_ack    an unsigned 200 JSON ack of the whole batch, server_time an hour ahead
+  gateway_403, gateway_404, gateway_413, gateway_429
+                API Gateway's own answers, with its bodies ({"message": ...}) and headers
+  redirect      a 302 to a login page
+  replay        a genuine signed answer the receiver gave this device for an earlier
+                request (forwarded as usual while the proxy holds none for the device)
 """
 
+import json
 import random
 import socket
 import struct
@@ -18,8 +29,62 @@ import urllib.parse
 from dataclasses import dataclass, field
 from socketserver import StreamRequestHandler, ThreadingTCPServer
 
-FAULTS = ("drop", "error_before", "error_after", "reset", "truncate", "delay")
+NETWORK_FAULTS = ("drop", "error_before", "error_after", "reset", "truncate", "delay")
+# API Gateway (HTTP API) answers these itself, before any Lambda runs.
+GATEWAY_ANSWERS = {
+    403: (b"Forbidden", b"Forbidden"),
+    404: (b"Not Found", b"Not Found"),
+    413: (b"Payload Too Large", b"Request Entity Too Large"),
+    429: (b"Too Many Requests", b"Too Many Requests"),
+}
+IMPOSTORS = ("portal", "forged_ack", *(f"gateway_{code}" for code in GATEWAY_ANSWERS), "redirect", "replay")
+FAULTS = NETWORK_FAULTS + IMPOSTORS
 MAX_REQUEST = 64 * 1024
+FORGED_CLOCK_OFFSET_S = 3600
+PORTAL_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Welcome to Hotel WiFi</title></head><body>"
+    b"<h1>Welcome!</h1><p>Please accept the terms of use to access the internet.</p>"
+    b'<form method="post" action="/login"><input type="checkbox" name="accept"> I accept'
+    b'<button type="submit">Connect</button></form></body></html>'
+)
+
+
+def _answer(status: bytes, headers: list[bytes], body: bytes) -> bytes:
+    head = [b"HTTP/1.1 " + status, *headers, b"Content-Length: %d" % len(body), b"Connection: close"]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+def _request_header(request: bytes, name: bytes) -> str | None:
+    head = request.partition(b"\r\n\r\n")[0]
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().decode("latin-1")
+    return None
+
+
+def impostor_answer(kind: str, request: bytes, now: float) -> bytes:
+    """What an impostor on the path answers to this request, in the receiver's place."""
+    if kind == "portal":
+        return _answer(b"200 OK", [b"Content-Type: text/html; charset=utf-8"], PORTAL_PAGE)
+    if kind == "forged_ack":
+        try:
+            count = len(json.loads(request.partition(b"\r\n\r\n")[2])["readings"])
+        except (ValueError, KeyError, TypeError):
+            count = 1
+        forged = {"accepted": count, "duplicates": 0, "rejected": [], "server_time": int(now) + FORGED_CLOCK_OFFSET_S}
+        return _answer(b"200 OK", [b"Content-Type: application/json"], json.dumps(forged).encode())
+    if kind == "redirect":
+        return _answer(
+            b"302 Found", [b"Location: http://login.portal.invalid/?continue=%2Fdata", b"Content-Type: text/html"], b""
+        )
+    code = int(kind.removeprefix("gateway_"))
+    reason, message = GATEWAY_ANSWERS[code]
+    return _answer(
+        b"%d %s" % (code, reason),
+        [b"Content-Type: application/json", b"apigw-requestid: Zx3kQjXoIAMEb7w="],
+        b'{"message":"%s"}' % message,
+    )
 
 
 @dataclass
@@ -79,7 +144,20 @@ class _Handler(StreamRequestHandler):
         if fault == "error_before":
             self._reply(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             return
+        device_id = _request_header(request, b"x-device-id") or ""
+        if fault == "replay":
+            with self.server.lock:
+                earlier = self.server.answers.get(device_id)
+            if earlier is not None:
+                self._reply(earlier)
+                return
+        elif fault in IMPOSTORS:
+            self._reply(impostor_answer(fault, request, time.time()))
+            return
         response = self._forward(request)
+        if response.startswith(b"HTTP/1.1 200") or response.startswith(b"HTTP/1.0 200"):
+            with self.server.lock:
+                self.server.answers[device_id] = response  # for a later replay
         if fault == "error_after":
             body = b'{"error":"internal","message":"injected by the chaos proxy"}'
             self._reply(
@@ -114,6 +192,7 @@ class _Server(ThreadingTCPServer):
     stats: Stats
     lock: threading.Lock
     delay_s: float
+    answers: dict[str, bytes]
 
     def draw(self) -> str | None:
         with self.lock:
@@ -140,6 +219,7 @@ class ChaosProxy:
         self._server.stats = Stats()
         self._server.lock = threading.Lock()
         self._server.delay_s = delay_s
+        self._server.answers = {}
         self._server.rng = random.Random(seed)
         self._server.rates = [(kind, rates[kind]) for kind in FAULTS if rates.get(kind)]
         self._thread: threading.Thread | None = None

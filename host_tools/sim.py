@@ -19,6 +19,8 @@ from host_tools.errors import CommandError, UsageError
 from host_tools.vboard import VirtualBoard
 
 Progress = Callable[[dict[str, Any]], None]
+# The firmware's drop counters (device/spool.py), whose sum is status.dropped.
+DROP_CAUSES = ("drop_full", "drop_clock", "drop_poison")
 
 
 @dataclass
@@ -37,6 +39,10 @@ class Summary:
     power_cuts: int
     boots: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
+    # What the board dropped, by cause (status.drop_full, drop_clock, drop_poison), and how
+    # many answers it could not verify (impostors, truncated or forged answers: kept, retried).
+    drops: dict[str, int] = field(default_factory=dict)
+    unverified: int = 0
 
 
 def board_config(device_id: str, secret: str, endpoint: str, interval: int, **overrides: Any) -> dict[str, Any]:
@@ -99,6 +105,8 @@ def summarize(board: VirtualBoard, cycles: int, boots: dict[str, int]) -> Summar
         power_cuts=boots.get("power_cut", 0),
         boots=boots,
         last_error=report.get("last_error"),
+        drops={cause: report.get(cause, 0) for cause in DROP_CAUSES},
+        unverified=report.get("unverified", 0),
     )
 
 

@@ -8,7 +8,8 @@ import pytest
 from cloud import observability
 from cloud.local import LocalEndpoint
 from host_tools import battery, costs
-from host_tools.bench import Fleet, seqs_in_file, seqs_in_store, verify
+from host_tools.bench import Fleet, run_bench, seqs_in_file, seqs_in_store, verify
+from host_tools.chaos import IMPOSTORS
 from host_tools.cli import main
 from host_tools.sim import Summary
 from host_tools.vboard import VirtualBoard
@@ -53,6 +54,37 @@ def test_verify_finds_a_gap_and_a_duplicate(tmp_path):
 def test_dropped_readings_are_accounted_not_lost(tmp_path):
     result = verify(seqs_in_file(store_with(tmp_path, [0, 1, 3]), "d"), "d", summary(4, dropped=1))
     assert result.lost == 0 and result.missing_seqs == [[2, 2]]
+
+
+def test_drops_are_explained_by_cause_and_a_gap_in_the_causes_is_flagged(tmp_path):
+    rows = seqs_in_file(store_with(tmp_path, [0, 1, 5]), "d")
+    explained = summary(6, dropped=3)
+    explained.drops = {"drop_clock": 2, "drop_poison": 1}
+    result = verify(rows, "d", explained)
+    assert result.lost == 0
+    assert result.drops == {"drop_full": 0, "drop_clock": 2, "drop_poison": 1}
+    unaccounted = summary(6, dropped=3)
+    unaccounted.drops = {"drop_clock": 2}
+    assert verify(rows, "d", unaccounted).drops["unexplained"] == 1
+
+
+@pytest.mark.slow
+def test_impostors_on_the_path_cost_no_reading_and_no_clock(tmp_path):
+    """Every impostor the chaos proxy knows, often, between two boards and the receiver."""
+    impostors = {kind: 0.06 for kind in IMPOSTORS}  # about half of all requests
+    report = run_bench(
+        3, 6, 60, seed=4, chaos=True, data_dir=tmp_path / "run", show_progress=False, chaos_rates=impostors
+    )
+    assert set(report.chaos_faults) == set(IMPOSTORS), report.chaos_faults
+    assert report.lost == 0 and report.duplicates_stored == 0
+    assert report.drops.get("drop_poison", 0) == 0 and "unexplained" not in report.drops
+    # The boards saw them as unverified answers (a counter kept in RTC memory, which a power
+    # cut clears, as on the chip: so at least some, not all of them).
+    assert report.unverified > 0
+    # The forged acks carried a server_time an hour ahead: no stored reading may be from the future.
+    with sqlite3.connect(tmp_path / "run" / "endpoint" / "dhtlink.sqlite3") as db:
+        newest, received = db.execute("SELECT MAX(ts), MAX(received_at) FROM readings").fetchone()
+    assert newest <= received
 
 
 def test_battery_model_sends_cost_more():
