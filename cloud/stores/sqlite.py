@@ -1,6 +1,14 @@
-"""Embedded store: one SQLite file (WAL), a connection per thread."""
+"""Embedded store: one SQLite file (WAL), a connection per thread.
 
-import base64
+Durability: journal_mode=WAL with synchronous=FULL, so every commit fsyncs the WAL before
+put_readings returns, and so before the 200: an acknowledged reading survives the process
+being killed and the machine losing power. (synchronous=NORMAL, the usual WAL pairing,
+survives a killed process but may lose the last commits on power loss, which a board would
+never re-send.) The -wal and -shm files beside the database are part of it: copy or move
+the three together, never delete the -wal. A store that does not pass SQLite's quick_check
+on opening is refused with one line naming the file and what to do.
+"""
+
 import json
 import sqlite3
 import threading
@@ -17,6 +25,10 @@ from cloud.stores.base import (
     NoSuchDevice,
     SeqConflict,
     StoreBusy,
+    decode_device_cursor,
+    decode_reading_cursor,
+    encode_cursor,
+    health_span,
     reading_item,
     same_content,
 )
@@ -66,16 +78,8 @@ CREATE INDEX IF NOT EXISTS readings_by_time ON readings (device_id, ts, seq);
 """
 
 
-def _encode_cursor(ts: int, seq: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps([ts, seq]).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[int, int]:
-    try:
-        ts, seq = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return int(ts), int(seq)
-    except (ValueError, TypeError):
-        raise ValueError("cursor is not one this API returned") from None
+class StoreDamaged(RuntimeError):
+    """The SQLite file cannot be trusted; the message is one line for the user."""
 
 
 class SQLiteStore:
@@ -86,15 +90,38 @@ class SQLiteStore:
         # SQLite has one writer at a time; threads that queue here instead of in SQLite's
         # busy handler (which sleeps with growing back-off) keep the tail latency short.
         self._write_lock = threading.Lock()
-        with self._connect() as db:
+        existed = Path(self.path).exists() and Path(self.path).stat().st_size > 0
+        try:
+            db = self._connect()
+            if existed:
+                self._check(db)
             db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as failure:
+            raise self._damaged(str(failure)) from None
+
+    def _damaged(self, what: str) -> StoreDamaged:
+        return StoreDamaged(
+            f"{self.path} is damaged ({what}): stop the endpoint, move the file and its -wal/-shm aside, "
+            "and restore a backup or start with an empty data dir"
+        )
+
+    def _check(self, db: sqlite3.Connection) -> None:
+        # quick_check reads every page (O(size), ~1 s per GB): bytes appended to the file or
+        # a torn page are found now, not in the middle of a read weeks later.
+        problems = [row[0] for row in db.execute("PRAGMA quick_check(3)").fetchall()]
+        if problems != ["ok"]:
+            raise self._damaged("; ".join(problems))
+        size = Path(self.path).stat().st_size
+        page_size, pages = db.execute("PRAGMA page_size").fetchone()[0], db.execute("PRAGMA page_count").fetchone()[0]
+        if size > page_size * pages:
+            raise self._damaged(f"{size - page_size * pages} bytes past the last page")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA synchronous=FULL")
             db.row_factory = sqlite3.Row
             self._local.db = db
         return db
@@ -126,6 +153,17 @@ class SQLiteStore:
     def list_devices(self) -> list[dict[str, Any]]:
         rows = self._connect().execute("SELECT * FROM devices ORDER BY device_id").fetchall()
         return [self._device_row(row) for row in rows]
+
+    @_busy_is_store_busy
+    def page_devices(self, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        after = decode_device_cursor(cursor) if cursor else ""
+        rows = (
+            self._connect()
+            .execute("SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after, limit + 1))
+            .fetchall()
+        )
+        page = [self._device_row(row) for row in rows[:limit]]
+        return page, (encode_cursor({"after": page[-1]["device_id"]}) if len(rows) > limit else None)
 
     @_busy_is_store_busy
     def remove_device(self, device_id: str) -> None:
@@ -178,17 +216,17 @@ class SQLiteStore:
     @_busy_is_store_busy
     def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None:
         db = self._connect()
-        stored = delivery.stored
-        newest = max(stored, key=lambda r: (r.ts, r.seq)) if stored else None
+        newest = max(delivery.stored, key=lambda r: (r.ts, r.seq)) if delivery.stored else None
+        in_span = health_span(device, [r.seq for r in delivery.stored])
         with self._write_lock:
-            self._update_device(db, device, delivery, stored, newest)
+            self._update_device(db, device, delivery, in_span, newest)
 
     def _update_device(
         self,
         db: sqlite3.Connection,
         device: dict[str, Any],
         delivery: Delivery,
-        stored: list[Reading],
+        seqs: list[int],
         newest: Reading | None,
     ) -> None:
         db.execute(
@@ -207,9 +245,9 @@ class SQLiteStore:
             (
                 delivery.now,
                 json.dumps(delivery.status) if delivery.status is not None else None,
-                *([min(r.seq for r in stored)] * 3 if stored else [None] * 3),
-                *([max(r.seq for r in stored)] * 3 if stored else [None] * 3),
-                len(stored),
+                *([min(seqs)] * 3 if seqs else [None] * 3),
+                *([max(seqs)] * 3 if seqs else [None] * 3),
+                len(seqs),
                 *(
                     [json.dumps(reading_item(newest))] * 2 + [newest.ts, json.dumps(reading_item(newest))]
                     if newest
@@ -245,16 +283,19 @@ class SQLiteStore:
         if from_ts is not None:
             sql += " AND ts >= ?"
             args.append(from_ts)
+        # One upper bound, as a row value: SQLite seeks the (device_id, ts, seq) index to it,
+        # so a deep page costs what the first does. `ts <= to` (seq >= 0) is (ts, seq) < (to + 1, 0);
+        # with both a `ts < ?` and a row value SQLite would use the former and walk every newer
+        # reading; `ts < ? OR (ts = ? AND seq < ?)` only uses the device_id part of the index.
+        bounds = [decode_reading_cursor(cursor)] if cursor else []
         if to_ts is not None:
-            sql += " AND ts <= ?"
-            args.append(to_ts)
-        if cursor:
-            ts, seq = decode_cursor(cursor)
-            sql += " AND (ts < ? OR (ts = ? AND seq < ?))"
-            args += [ts, ts, seq]
+            bounds.append((to_ts + 1, 0))
+        if bounds:
+            sql += " AND (ts, seq) < (?, ?)"
+            args += list(min(bounds))
         sql += " ORDER BY ts DESC, seq DESC LIMIT ?"
         args.append(limit + 1)
         rows = [dict(row) for row in self._connect().execute(sql, args).fetchall()]
         more = len(rows) > limit
         rows = rows[:limit]
-        return rows, (_encode_cursor(rows[-1]["ts"], rows[-1]["seq"]) if more else None)
+        return rows, (encode_cursor([rows[-1]["ts"], rows[-1]["seq"]]) if more else None)
