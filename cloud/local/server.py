@@ -52,6 +52,7 @@ CONNECTION_CAP = 4000
 # Files the process needs besides its connections: SQLite (db, WAL, shm), logs, poll, trigger.
 SPARE_FILES = 64
 RETRY_AFTER_S = 5
+MAX_HEADER_BYTES = 16 * 1024
 ERROR_CODES = {
     400: "bad_request",
     408: "request_timeout",
@@ -236,8 +237,11 @@ class LocalEndpoint:
             connection_limit=self.connection_cap,
             channel_timeout=idle_timeout_s,
             cleanup_interval=1,
-            max_request_header_size=16 * 1024,
-            max_request_body_size=protocol.MAX_BODY,
+            max_request_header_size=MAX_HEADER_BYTES,
+            # Twice the protocol's limit: a body up to this is read whole and answered 413 by the
+            # handler, in words. Past it waitress answers at once and closes with the rest unread,
+            # which the client's kernel may turn into a reset before the answer is read.
+            max_request_body_size=2 * protocol.MAX_BODY,
             asyncore_use_poll=True,  # select() cannot watch descriptors above 1023
             ident="dhtlink",
             expose_tracebacks=False,
@@ -295,7 +299,7 @@ class LocalEndpoint:
         path = environ.get("PATH_INFO", "")
         with request_context(request_id):
             try:
-                body = environ["wsgi.input"].read(protocol.MAX_BODY + 1)
+                body = environ["wsgi.input"].read()
                 event = to_event(
                     method,
                     path,
