@@ -53,6 +53,7 @@ CONNECTION_CAP = 4000
 SPARE_FILES = 64
 RETRY_AFTER_S = 5
 MAX_HEADER_BYTES = 16 * 1024
+ACCEPT_BATCH = 64
 ERROR_CODES = {
     400: "bad_request",
     408: "request_timeout",
@@ -162,22 +163,30 @@ class _Server(TcpWSGIServer):
         return self.accepting
 
     def handle_accept(self) -> None:
-        if len(self.active_channels) < self.adj.connection_limit:
-            super().handle_accept()
-            return
-        try:
-            accepted = self.accept()
-        except OSError:
-            return
-        if accepted is None:
-            return
-        conn, _addr = accepted
-        try:
-            conn.send(_raw_answer(503, "too many open connections; retry later"))
-        except OSError:
-            pass  # the client is gone already
-        finally:
-            conn.close()
+        # Waitress accepts one connection per turn of its loop, and a turn visits every open
+        # connection: a burst of thousands then delays everyone quadratically. Take a batch.
+        for _ in range(ACCEPT_BATCH):
+            try:
+                accepted = self.accept()
+            except OSError:
+                return
+            if accepted is None:
+                return  # nobody else waiting
+            conn, addr = accepted
+            if len(self.active_channels) < self.adj.connection_limit:
+                try:
+                    self.set_socket_options(conn)  # TCP_NODELAY
+                except OSError:
+                    conn.close()  # closed by the client before we got to it
+                    continue
+                self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
+                continue
+            try:
+                conn.send(_raw_answer(503, "too many open connections; retry later"))
+            except OSError:
+                pass  # the client is gone already
+            finally:
+                conn.close()
 
     def maintenance(self, now: float) -> None:
         super().maintenance(now)
@@ -243,6 +252,7 @@ class LocalEndpoint:
             # which the client's kernel may turn into a reset before the answer is read.
             max_request_body_size=2 * protocol.MAX_BODY,
             asyncore_use_poll=True,  # select() cannot watch descriptors above 1023
+            backlog=2048,
             ident="dhtlink",
             expose_tracebacks=False,
             clear_untrusted_proxy_headers=False,
