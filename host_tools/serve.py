@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from cloud.local import LocalEndpoint
     from cloud.local.server import CONNECTION_CAP
+    from cloud.stores.sqlite import StoreDamaged
     from host_tools.errors import CommandError
 
     port = tcp_port(args.port or default_port())
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         endpoint = LocalEndpoint(
             data_dir(), host=args.host, port=port, read_token=os.environ.get("READ_TOKEN"), connection_cap=cap
         )
+    except StoreDamaged as damaged:
+        raise CommandError(str(damaged)) from None
     except OSError as error:
         raise CommandError(f"cannot listen on {args.host}:{port}: {error.strerror}; pick another with --port") from None
     print(f"dhtlink local endpoint on {endpoint.url}", flush=True)

@@ -100,6 +100,7 @@ class SQLiteStore:
             raise self._damaged(str(failure)) from None
 
     def _damaged(self, what: str) -> StoreDamaged:
+        what = " ".join(what.split())
         return StoreDamaged(
             f"{self.path} is damaged ({what}): stop the endpoint, move the file and its -wal/-shm aside, "
             "and restore a backup or start with an empty data dir"
@@ -110,7 +111,7 @@ class SQLiteStore:
         # a torn page are found now, not in the middle of a read weeks later.
         problems = [row[0] for row in db.execute("PRAGMA quick_check(3)").fetchall()]
         if problems != ["ok"]:
-            raise self._damaged("; ".join(problems))
+            raise self._damaged("SQLite's check: " + " ".join(problems[0].split())[:120])
         size = Path(self.path).stat().st_size
         page_size, pages = db.execute("PRAGMA page_size").fetchone()[0], db.execute("PRAGMA page_count").fetchone()[0]
         if size > page_size * pages:
