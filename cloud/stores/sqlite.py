@@ -12,8 +12,7 @@ on opening is refused with one line naming the file and what to do.
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -78,6 +77,20 @@ CREATE INDEX IF NOT EXISTS readings_by_time ON readings (device_id, ts, seq);
 """
 
 
+_T = TypeVar("_T")
+
+
+class _Job:
+    """One caller's write, run by whichever caller holds the write lock."""
+
+    def __init__(self, work: Callable[[sqlite3.Connection], Any], durable: bool) -> None:
+        self.work = work
+        self.durable = durable
+        self.result: Any = None
+        self.error: Exception | None = None
+        self.done = False
+
+
 class StoreDamaged(RuntimeError):
     """The SQLite file cannot be trusted; the message is one line for the user."""
 
@@ -88,8 +101,11 @@ class SQLiteStore:
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         # SQLite has one writer at a time; threads that queue here instead of in SQLite's
-        # busy handler (which sleeps with growing back-off) keep the tail latency short.
+        # busy handler (which sleeps with growing back-off) keep the tail latency short,
+        # and their writes share one commit (_write).
         self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Job] = []
         existed = Path(self.path).exists() and Path(self.path).stat().st_size > 0
         try:
             db = self._connect()
@@ -181,8 +197,8 @@ class SQLiteStore:
     def put_readings(self, device_id: str, readings: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
         if len(readings) > MAX_READINGS:
             raise ValueError(f"at most {MAX_READINGS} readings per call (one request), got {len(readings)}")
-        db = self._connect()
-        with self._write_lock, self._transaction(db):
+
+        def insert(db: sqlite3.Connection) -> list[Reading]:
             held = {
                 row["seq"]: Reading(row["seq"], row["ts"], row["t"], row["h"])
                 for row in db.execute(
@@ -200,27 +216,67 @@ class SQLiteStore:
                 "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(device_id, r.seq, r.ts, r.t, r.h, received_at, expires_at) for r in new],
             )
-        return new
+            return new
 
-    @contextmanager
-    def _transaction(self, db: sqlite3.Connection) -> Iterator[None]:
-        # The write lock before the first read: what the duplicate/conflict check reads
-        # cannot change before COMMIT, even with another process on the same file.
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        return self._write(insert)
 
     @_busy_is_store_busy
     def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None:
-        db = self._connect()
         newest = max(delivery.stored, key=lambda r: (r.ts, r.seq)) if delivery.stored else None
         in_span = health_span(device, [r.seq for r in delivery.stored])
+        # Not a reading: the device row's figures need not wait for their own fsync; the next
+        # readings commit fsyncs the WAL with them in it. Power lost in between costs a
+        # last_seen, never a reading.
+        self._write(lambda db: self._update_device(db, device, delivery, in_span, newest), durable=False)
+
+    def _write(self, work: Callable[[sqlite3.Connection], _T], durable: bool = True) -> _T:
+        """Run `work` in a transaction that is on disk when this returns (group commit).
+
+        With synchronous=FULL each commit waits for an fsync (milliseconds). Writers that
+        arrive while one commits queue up; the next to take the lock runs every queued job,
+        each in its own savepoint (a failing job rolls back alone and gets its exception),
+        and commits them with one fsync. A job the lock holder already committed returns
+        at once, so N concurrent requests cost about one fsync, not N.
+        """
+        job = _Job(work, durable)
+        with self._queue_lock:
+            self._queue.append(job)
         with self._write_lock:
-            self._update_device(db, device, delivery, in_span, newest)
+            if not job.done:
+                with self._queue_lock:
+                    jobs, self._queue = self._queue, []
+                self._commit(jobs)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _commit(self, jobs: list["_Job"]) -> None:
+        db = self._connect()
+        try:
+            db.execute("PRAGMA synchronous=" + ("FULL" if any(job.durable for job in jobs) else "NORMAL"))
+            # The write lock before the first read: what a job's duplicate/conflict check reads
+            # cannot change before COMMIT, even with another process on the same file.
+            db.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                db.execute("SAVEPOINT job")
+                try:
+                    job.result = job.work(db)
+                    db.execute("RELEASE job")
+                except Exception as failure:
+                    db.execute("ROLLBACK TO job")
+                    db.execute("RELEASE job")
+                    job.error = failure
+            db.execute("COMMIT")
+        except BaseException as failure:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for job in jobs:
+                job.error = job.error or (failure if isinstance(failure, Exception) else RuntimeError("write aborted"))
+            if not isinstance(failure, Exception):
+                raise
+        finally:
+            for job in jobs:
+                job.done = True
 
     def _update_device(
         self,
