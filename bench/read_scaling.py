@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cloud import observability, read_api  # noqa: E402
+from cloud import observability, protocol, read_api  # noqa: E402
 from cloud.stores.base import encode_cursor  # noqa: E402
 from cloud.stores.sqlite import SQLiteStore  # noqa: E402
 
@@ -70,7 +70,7 @@ def measure(count: int, repeat: int) -> dict[str, float | int]:
                 "queryStringParameters": params,
                 "requestContext": {"http": {"method": "GET"}},
             }
-            answer = read_api.handle(event, store, TOKEN)
+            answer = read_api.handle(event, store, protocol.token_sha256(TOKEN))
             assert answer["statusCode"] == 200 and len(json.loads(answer["body"])["items"]) == PAGE
 
         page()  # warm the cache as a running server's would be

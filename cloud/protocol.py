@@ -245,8 +245,19 @@ def _known_status(status: dict[str, Any] | None) -> dict[str, Any] | None:
     return kept
 
 
-def bearer_ok(event: dict[str, Any], read_token: str) -> bool:
+def token_sha256(token: str) -> str:
+    """What the receiver keeps of a read token: its SHA-256, hex (the token has 256 random bits,
+    so a plain hash cannot be reversed by guessing)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def bearer_ok(event: dict[str, Any], read_token_sha256: str) -> bool:
     supplied = header(event, "authorization") or ""
     scheme, _, token = supplied.partition(" ")
-    expected = read_token.encode()
-    return scheme.lower() == "bearer" and bool(read_token) and hmac.compare_digest(token.encode(), expected)
+    digest = token_sha256(token).encode()
+    return (
+        scheme.lower() == "bearer"
+        and bool(token)
+        and bool(read_token_sha256)
+        and hmac.compare_digest(digest, read_token_sha256.encode())
+    )

@@ -51,12 +51,12 @@ def _device_param(params: dict[str, str]) -> str:
     return device_id
 
 
-def handle(event: dict[str, Any], store: Store, read_token: str) -> dict[str, Any]:
+def handle(event: dict[str, Any], store: Store, read_token_sha256: str) -> dict[str, Any]:
     started = time.perf_counter()
     method = (event.get("requestContext") or {}).get("http", {}).get("method", "GET")
     path = event.get("rawPath") or ""
     route = f"{method} {path}"
-    if not protocol.bearer_ok(event, read_token):
+    if not protocol.bearer_ok(event, read_token_sha256):
         log("WARNING", "read refused", route=route, status=401)
         return error(401, "unauthorized", "send Authorization: Bearer <read token>")
     params = event.get("queryStringParameters") or {}
@@ -108,7 +108,7 @@ def handle(event: dict[str, Any], store: Store, read_token: str) -> dict[str, An
 @lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings, store = lambda_store()
-    return handle(event, store, settings.read_token)
+    return handle(event, store, settings.read_token_sha256)
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):

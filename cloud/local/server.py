@@ -231,6 +231,7 @@ class LocalEndpoint:
         self.data_dir = Path(data_dir)
         self.store = store or admin.local_store(self.data_dir)
         self.read_token = admin.read_token(self.data_dir, read_token)
+        self._read_token_sha256 = protocol.token_sha256(self.read_token)
         self.clock = clock or wall_clock
         self.retention_s = retention_s
         self._totals: dict[str, int] = {}
@@ -295,7 +296,7 @@ class LocalEndpoint:
             self._count(response)
             return response
         if path in READ_ROUTES and method == "GET":
-            return read_api.handle(event, self.store, self.read_token)
+            return read_api.handle(event, self.store, self._read_token_sha256)
         if path in READ_ROUTES:
             allowed = "GET, POST" if path == "/data" else "GET"
             response = error(405, "method_not_allowed", f"{path} answers {allowed} only")

@@ -20,6 +20,7 @@ import pytest
 from moto import mock_aws
 
 from cloud import admin, ingest, read_api, settings
+from cloud.protocol import token_sha256
 from cloud.stores.dynamodb import DynamoDBStore, create_tables
 from tests.cloud import hostile
 
@@ -55,7 +56,7 @@ def lambda_env():
         "AWS_DEFAULT_REGION": "us-east-1",
         "READINGS_TABLE": "readings",
         "DEVICES_TABLE": "devices",
-        "READ_TOKEN": hostile.READ_TOKEN,
+        "READ_TOKEN_SHA256": token_sha256(hostile.READ_TOKEN),
     }.items():
         patch.setenv(name, value)
     with mock_aws():

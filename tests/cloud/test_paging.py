@@ -6,10 +6,12 @@ import time
 import pytest
 
 from cloud import protocol, read_api
-from cloud.protocol import Reading
+from cloud.protocol import Reading, token_sha256
 from cloud.stores.base import MAX_SEQ_STEP, Delivery, public_device
 from cloud.stores.sqlite import SQLiteStore
 from tests.cloud.helpers import get_event
+
+READ_HASH = token_sha256("read-token")
 
 NOW = int(time.time())
 
@@ -49,7 +51,9 @@ def test_devices_come_in_pages(store):
     names, cursor = [], None
     while True:
         code_body = read_api.handle(
-            get_event("/devices", limit="5", **({"cursor": cursor} if cursor else {})), store, "read-token"
+            get_event("/devices", limit="5", **({"cursor": cursor} if cursor else {})),
+            store,
+            READ_HASH,
         )
         answer = json.loads(code_body["body"])
         assert code_body["statusCode"] == 200 and len(answer["devices"]) <= 5
