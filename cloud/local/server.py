@@ -18,6 +18,7 @@ repeated Content-Length; it has no dependencies. What it lacks is added here, sm
 
 import base64
 import json
+import logging
 import os
 import resource
 import threading
@@ -236,6 +237,9 @@ class LocalEndpoint:
         self.retention_s = retention_s
         self._totals: dict[str, int] = {}
         self._totals_lock = threading.Lock()
+        # Waitress warns on every queued request ("Task queue depth is N"): under load that is a
+        # line per request on the user's terminal, and the bench's figures say it better.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         files = raise_file_limit(connection_cap + SPARE_FILES)
         # A cap the file limit cannot hold would fail accept() (EMFILE) instead of refusing in words.
         self.connection_cap = max(1, min(connection_cap, files - SPARE_FILES))
