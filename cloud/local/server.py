@@ -373,6 +373,9 @@ class LocalEndpoint:
         else:
             wasyncore.close_all(self._server._map)
         self._server.task_dispatcher.shutdown()
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
 
     def __enter__(self) -> "LocalEndpoint":
         return self.start()

@@ -11,6 +11,7 @@ on opening is refused with one line naming the file and what to do.
 
 import json
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from functools import wraps
@@ -107,6 +108,8 @@ class SQLiteStore:
         self._queue_lock = threading.Lock()
         self._queue: list[_Job] = []
         existed = Path(self.path).exists() and Path(self.path).stat().st_size > 0
+        if existed:
+            self._check_wal_present()
         try:
             db = self._connect()
             if existed:
@@ -121,6 +124,26 @@ class SQLiteStore:
             f"{self.path} is damaged ({what}): stop the endpoint, move the file and its -wal/-shm aside, "
             "and restore a backup or start with an empty data dir"
         )
+
+    def _check_wal_present(self) -> None:
+        # After a crash the newest commits, acknowledged readings among them, may live only in
+        # the -wal file. If it is gone while the -shm index still counts frames in it, SQLite
+        # would open the older state without a word; refuse instead, before SQLite resets the index.
+        shm, wal = Path(self.path + "-shm"), Path(self.path + "-wal")
+        if not shm.exists() or (wal.exists() and wal.stat().st_size > 0):
+            return
+        header = shm.read_bytes()[:48]
+        frames = int.from_bytes(header[16:20], sys.byteorder) if len(header) == 48 and header[12] else 0
+        if frames:
+            raise StoreDamaged(
+                f"{self.path}-wal is missing but held {frames} pages of the newest writes (acknowledged readings "
+                f"may be among them): put it back beside {Path(self.path).name}, or move {shm.name} aside to "
+                "start from the older state"
+            )
+
+    def close(self) -> None:
+        """Copy the WAL into the database file, so a clean stop leaves nothing only in the -wal."""
+        self._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _check(self, db: sqlite3.Connection) -> None:
         # quick_check reads every page (O(size), ~1 s per GB): bytes appended to the file or

@@ -130,3 +130,42 @@ def test_restart_after_a_kill_serves_at_once(tmp_path):
     process, _port = start_serve(data_dir)  # the -wal left behind is recovered, not refused
     process.terminate()
     process.wait(timeout=10)
+
+
+def _post_one(port: int, device_id: str, seq: int) -> None:
+    import http.client
+
+    now = int(time.time())
+    body = json.dumps({"device_id": device_id, "readings": [{"seq": seq, "ts": now - 5, "t": 1.0, "h": 2.0}]}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("POST", "/data", body, signing.signed_headers(SECRET, device_id, now, "/data", body))
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_a_wal_deleted_after_a_kill_is_refused_not_ignored(tmp_path):
+    data_dir = tmp_path / "data"
+    admin.local_store(data_dir).add_device("cellar", SECRET, 1)
+    process, port = start_serve(data_dir)
+    _post_one(port, "cellar", 1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    wal = data_dir / (STORE_FILE + "-wal")
+    assert wal.stat().st_size > 0  # the acknowledged reading lives there until a checkpoint
+    wal.unlink()
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(data_dir), "PORT": "0"}
+    run = subprocess.run([DHTLINK, "serve"], capture_output=True, text=True, env=env, timeout=30)
+    assert run.returncode == 1 and run.stderr.count("\n") == 1
+    assert "-wal is missing" in run.stderr and "put it back" in run.stderr
+
+
+def test_a_clean_stop_leaves_nothing_only_in_the_wal(tmp_path):
+    data_dir = tmp_path / "data"
+    admin.local_store(data_dir).add_device("cellar", SECRET, 1)
+    process, port = start_serve(data_dir)
+    _post_one(port, "cellar", 1)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=10)
+    (data_dir / (STORE_FILE + "-wal")).unlink(missing_ok=True)
+    (data_dir / (STORE_FILE + "-shm")).unlink(missing_ok=True)
+    assert SQLiteStore(data_dir / STORE_FILE).latest_reading("cellar")["seq"] == 1
