@@ -123,9 +123,10 @@ class _JsonErrorTask(ErrorTask):
 
     def execute(self) -> None:
         problem = self.request.error
-        if problem.code == 413:
-            reject = protocol.oversize(int(self.request.content_length or protocol.MAX_BODY + 1))
-            message = reject.message
+        if problem.code == 413 and self.request.content_length:
+            message = protocol.oversize(int(self.request.content_length)).message
+        elif problem.code == 413:  # chunked: the length is known only as "too much so far"
+            message = f"body is over {2 * protocol.MAX_BODY} bytes; the limit is {protocol.MAX_BODY}"
         else:
             message = f"{problem.reason}: {problem.body}"
         body = json.dumps(
