@@ -190,10 +190,19 @@ class _Server(TcpWSGIServer):
             finally:
                 conn.close()
 
+    def handle_error(self) -> None:
+        # wasyncore's default closes the dispatcher that raised: for the listening socket that
+        # would end the endpoint's accepting for good (and close the loop's trigger).
+        log("ERROR", "local endpoint: unexpected error in the server loop", trace=traceback.format_exc(limit=-6))
+
     def maintenance(self, now: float) -> None:
-        super().maintenance(now)
+        # Waitress's own maintenance iterates active_channels while worker threads may close
+        # channels (a failed write): a copy, and the idle timeout done here with it.
+        idle_cutoff = now - self.adj.channel_timeout
         cutoff = time.monotonic() - self.read_timeout_s
         for channel in list(self.active_channels.values()):
+            if not channel.requests and channel.last_activity < idle_cutoff:
+                channel.will_close = True
             since = getattr(channel, "reading_since", None)
             if since is not None and since < cutoff and not channel.will_close and not channel.close_when_flushed:
                 channel.write_soon(
