@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from cloud import protocol, signing
-from cloud.observability import log, metrics
+from cloud.observability import lambda_handler, log, metrics
 from cloud.responses import error, respond
 from cloud.settings import lambda_store
 from cloud.stores.base import Delivery, SeqConflict, Store, StoreBusy
@@ -107,6 +107,7 @@ def _signed(answer: dict[str, Any], signer: tuple[str, str] | None) -> dict[str,
     return answer
 
 
+@lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings, store = lambda_store()
     return handle(event, store, time.time(), settings.retention_s)

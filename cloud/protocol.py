@@ -8,6 +8,7 @@ physically implausible are returned as per-reading rejections instead.
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import math
 import re
@@ -22,7 +23,15 @@ MAX_SKEW_S = 300
 T_RANGE = (-40.0, 80.0)
 H_RANGE = (0.0, 100.0)
 DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# Decimal seconds as the device signed them: no sign, no leading zero (the signature covers
+# the header's text, so "01795390000" could never verify against the number it means).
+TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,11}")
+# Deeper nesting than any valid body needs is refused before json.loads, whose recursion
+# would otherwise end in RecursionError on a body nested thousands deep.
+MAX_JSON_DEPTH = 16
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 READING_KEYS = frozenset(("seq", "ts", "t", "h"))
 # dropped = drop_full + drop_clock + drop_poison (spool full, no clock, poison answer);
 # unverified counts answers the board could not verify (protocol v1.1).
@@ -113,7 +122,7 @@ def check_envelope(event: dict[str, Any], body: bytes) -> tuple[str, int, str]:
     if not DEVICE_ID.fullmatch(device_id):
         raise Reject(401, "bad_auth_header", "X-Device-Id must be 1-64 characters of A-Z a-z 0-9 _ -")
     if not TIMESTAMP.fullmatch(timestamp):
-        raise Reject(401, "bad_auth_header", "X-Timestamp must be decimal Unix seconds")
+        raise Reject(401, "bad_auth_header", "X-Timestamp must be decimal Unix seconds without leading zeros")
     if not signature.startswith(signing.PREFIX) or not re.fullmatch(r"[0-9a-f]{64}", signature[3:]):
         raise Reject(401, "bad_auth_header", "X-Signature must be v1= and 64 lowercase hex characters")
     return device_id, int(timestamp), signature
@@ -130,12 +139,14 @@ def check_signature(
 
 
 def check_freshness(timestamp: int, now: float) -> None:
-    if abs(now - timestamp) > MAX_SKEW_S:
+    # Whole seconds on both sides: with a fractional `now`, -300 s failed while +300 s passed.
+    server_time = int(now)
+    if abs(server_time - timestamp) > MAX_SKEW_S:
         raise Reject(
             401,
             "stale_timestamp",
-            f"X-Timestamp is {int(timestamp - now)} s off the server clock (limit ±{MAX_SKEW_S} s)",
-            server_time=int(now),
+            f"X-Timestamp is {timestamp - server_time} s off the server clock (limit ±{MAX_SKEW_S} s)",
+            server_time=server_time,
         )
 
 
@@ -151,7 +162,15 @@ def _bad(message: str) -> Reject:
     return Reject(400, "invalid_body", message)
 
 
+def json_depth(body: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text (strings skipped); no recursion."""
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKET)
+    return max(itertools.accumulate(_BRACKET_STEP[b] for b in brackets), default=0)
+
+
 def parse_body(body: bytes, device_id: str, now: float, retention_s: int) -> Batch:
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise Reject(400, "invalid_json", f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -205,9 +224,9 @@ def _implausible(ts: int, t: float, h: float, now: float, retention_s: int) -> s
         return "t_out_of_range"
     if not H_RANGE[0] <= h <= H_RANGE[1]:
         return "h_out_of_range"
-    if ts > now + MAX_SKEW_S:
+    if ts > int(now) + MAX_SKEW_S:
         return "ts_in_future"
-    if ts < now - retention_s:
+    if ts < int(now) - retention_s:
         return "ts_too_old"
     return None
 
@@ -226,8 +245,19 @@ def _known_status(status: dict[str, Any] | None) -> dict[str, Any] | None:
     return kept
 
 
-def bearer_ok(event: dict[str, Any], read_token: str) -> bool:
+def token_sha256(token: str) -> str:
+    """What the receiver keeps of a read token: its SHA-256, hex (the token has 256 random bits,
+    so a plain hash cannot be reversed by guessing)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def bearer_ok(event: dict[str, Any], read_token_sha256: str) -> bool:
     supplied = header(event, "authorization") or ""
     scheme, _, token = supplied.partition(" ")
-    expected = read_token.encode()
-    return scheme.lower() == "bearer" and bool(read_token) and hmac.compare_digest(token.encode(), expected)
+    digest = token_sha256(token).encode()
+    return (
+        scheme.lower() == "bearer"
+        and bool(token)
+        and bool(read_token_sha256)
+        and hmac.compare_digest(digest, read_token_sha256.encode())
+    )

@@ -1,16 +1,18 @@
 """GET /data/latest, GET /data, GET /devices: bearer-token reads, never a secret."""
 
 import os
+import re
 import time
 from typing import Any
 
 from cloud import protocol
-from cloud.observability import log
+from cloud.observability import lambda_handler, log
 from cloud.responses import error, respond
 from cloud.settings import lambda_store
-from cloud.stores.base import Store, StoreBusy, public_device
+from cloud.stores.base import MAX_TS, BadCursor, Store, StoreBusy, public_device
 
 MAX_LIMIT = 1000
+DEVICES_PAGE = 100
 RETRY_AFTER_S = 5
 
 
@@ -18,13 +20,28 @@ class BadQuery(ValueError):
     pass
 
 
+_WHOLE = re.compile(r"[0-9]{1,16}")  # ASCII digits only: str.isdigit() also takes "²"
+KNOWN_PARAMS = {
+    "/data/latest": {"device_id"},
+    "/data": {"device_id", "from", "to", "limit", "cursor"},
+    "/devices": {"limit", "cursor"},
+}
+
+
 def _int_param(params: dict[str, str], name: str, default: int | None, lo: int, hi: int) -> int | None:
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.lstrip("-").isdigit() or not lo <= int(raw) <= hi:
+    if not _WHOLE.fullmatch(raw) or not lo <= int(raw) <= hi:
         raise BadQuery(f"{name} must be a whole number from {lo} to {hi}")
     return int(raw)
+
+
+def _check_params(params: dict[str, str], route: str) -> None:
+    unknown = sorted(set(params) - KNOWN_PARAMS[route])
+    if unknown:
+        takes = ", ".join(sorted(KNOWN_PARAMS[route]))
+        raise BadQuery(f"unknown query parameter(s) {', '.join(unknown)[:200]}; {route} takes {takes}")
 
 
 def _device_param(params: dict[str, str]) -> str:
@@ -34,35 +51,44 @@ def _device_param(params: dict[str, str]) -> str:
     return device_id
 
 
-def handle(event: dict[str, Any], store: Store, read_token: str) -> dict[str, Any]:
+def handle(event: dict[str, Any], store: Store, read_token_sha256: str) -> dict[str, Any]:
     started = time.perf_counter()
     method = (event.get("requestContext") or {}).get("http", {}).get("method", "GET")
     path = event.get("rawPath") or ""
     route = f"{method} {path}"
-    if not protocol.bearer_ok(event, read_token):
+    if not protocol.bearer_ok(event, read_token_sha256):
         log("WARNING", "read refused", route=route, status=401)
         return error(401, "unauthorized", "send Authorization: Bearer <read token>")
     params = event.get("queryStringParameters") or {}
     try:
         if path.endswith("/data/latest"):
+            _check_params(params, "/data/latest")
             device_id = _device_param(params)
             latest = store.latest_reading(device_id)
             if latest is None:
                 return error(404, "not_found", f"no readings for device {device_id}")
             result = respond(200, {"device_id": device_id, **latest})
         elif path.endswith("/data"):
+            _check_params(params, "/data")
             device_id = _device_param(params)
-            from_ts = _int_param(params, "from", None, 0, 2**40)
-            to_ts = _int_param(params, "to", None, 0, 2**40)
+            from_ts = _int_param(params, "from", None, 0, MAX_TS - 1)
+            to_ts = _int_param(params, "to", None, 0, MAX_TS - 1)
+            if from_ts is not None and to_ts is not None and from_ts > to_ts:
+                raise BadQuery(f"from ({from_ts}) is after to ({to_ts})")
             limit = _int_param(params, "limit", 100, 1, MAX_LIMIT)
             assert limit is not None
             items, cursor = store.query_readings(device_id, from_ts, to_ts, limit, params.get("cursor") or None)
             result = respond(200, {"device_id": device_id, "items": items, "next_cursor": cursor})
         elif path.endswith("/devices"):
-            result = respond(200, {"devices": [public_device(row) for row in store.list_devices()]})
+            _check_params(params, "/devices")
+            limit = _int_param(params, "limit", DEVICES_PAGE, 1, MAX_LIMIT)
+            assert limit is not None
+            rows, cursor = store.page_devices(limit, params.get("cursor") or None)
+            result = respond(200, {"devices": [public_device(row) for row in rows], "next_cursor": cursor})
         else:
             return error(404, "not_found", f"no route {route}")
-    except (BadQuery, ValueError) as bad:
+    except (BadQuery, BadCursor) as bad:
+        log("WARNING", "read refused", route=route, status=400, error="bad_query")
         return error(400, "bad_query", str(bad))
     except StoreBusy as busy:
         log("WARNING", "store busy", route=route, status=503, cause=str(busy))
@@ -79,9 +105,10 @@ def handle(event: dict[str, Any], store: Store, read_token: str) -> dict[str, An
     return result
 
 
+@lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings, store = lambda_store()
-    return handle(event, store, settings.read_token)
+    return handle(event, store, settings.read_token_sha256)
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):

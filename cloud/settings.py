@@ -10,7 +10,7 @@ from typing import Any
 class Settings:
     readings_table: str
     devices_table: str
-    read_token: str
+    read_token_sha256: str  # of the bearer token; the token itself is not in the function's environment
     retention_days: int
 
     @property
@@ -20,12 +20,15 @@ class Settings:
 
 def from_env() -> Settings:
     days = os.environ.get("RETENTION_DAYS", "400")
+    token_hash = os.environ.get("READ_TOKEN_SHA256", "")
+    if token_hash and not (len(token_hash) == 64 and all(c in "0123456789abcdefABCDEF" for c in token_hash)):
+        raise ValueError("READ_TOKEN_SHA256 must be the 64 hex characters of the read token's SHA-256")
     if not days.isdigit() or not 1 <= int(days) <= 36500:
         raise ValueError(f"RETENTION_DAYS must be a whole number of days from 1 to 36500, got {days!r}")
     return Settings(
         readings_table=os.environ.get("READINGS_TABLE", ""),
         devices_table=os.environ.get("DEVICES_TABLE", ""),
-        read_token=os.environ.get("READ_TOKEN", ""),
+        read_token_sha256=os.environ.get("READ_TOKEN_SHA256", "").lower(),
         retention_days=int(days),
     )
 

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from cloud.protocol import token_sha256
 from host_tools.errors import CommandError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,6 +91,9 @@ def stack_parameters(exists: bool, settings: dict[str, str | None]) -> list[dict
     given = dict(settings)
     if not exists and not given.get("ReadToken"):
         given["ReadToken"] = secrets.token_urlsafe(32)
+    if "ReadToken" in given:  # the stack keeps only the token's hash (cloud/template.yaml)
+        token = given.pop("ReadToken")
+        given = {"ReadTokenSha256": token and token_sha256(token), **given}
     parameters: list[dict[str, Any]] = []
     for name, value in given.items():
         if value is not None:
@@ -134,7 +138,11 @@ def deploy(
     # REVIEW_IN_PROGRESS: an earlier first deploy stopped at its change set; it is still a create.
     exists = status not in (None, "REVIEW_IN_PROGRESS")
     defaults = {"ReadToken": None, "RetentionDays": None, "LogRetentionDays": None, "AlarmEmail": None}
-    parameters = stack_parameters(exists, {**defaults, **(settings or {})})
+    given = {**defaults, **(settings or {})}
+    if not exists and not given["ReadToken"]:
+        given["ReadToken"] = secrets.token_urlsafe(32)
+    token = given["ReadToken"]
+    parameters = stack_parameters(exists, given)
     change_set = f"dhtlink-{key.split('/')[-1][:16]}"
     try:
         cfn.create_change_set(
@@ -163,7 +171,6 @@ def deploy(
     waiter = "stack_update_complete" if exists else "stack_create_complete"
     cfn.get_waiter(waiter).wait(StackName=stack, WaiterConfig={"Delay": 10, "MaxAttempts": 180})
     outputs = stack_outputs(cfn, stack)
-    token = next((p.get("ParameterValue") for p in parameters if p["ParameterKey"] == "ReadToken"), None)
     if token:
         outputs["ReadToken"] = token
     return outputs
@@ -241,6 +248,6 @@ def run(args: argparse.Namespace) -> int:
     for key, value in outputs.items():
         print(f"{key:<18} {value}")
     if "ReadToken" in outputs:
-        print("The read token is shown once here; keep it (the stack stores it as a NoEcho parameter).")
+        print("The read token is shown once here; keep it (the stack stores only its SHA-256).")
     print(f"Boards POST to {outputs.get('ApiUrl', '<ApiUrl>')}/data")
     return 0

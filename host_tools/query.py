@@ -79,7 +79,14 @@ def query(args: argparse.Namespace) -> Any:
     if args.what == "latest":
         return _get(session, base + "/data/latest", token, {"device_id": args.device})
     if args.what == "devices":
-        return _get(session, base + "/devices", token, {})["devices"]
+        devices: list[dict[str, Any]] = []
+        cursor = None
+        while True:  # the receiver answers /devices in pages: follow next_cursor to the end
+            page = _get(session, base + "/devices", token, {"limit": 1000, **({"cursor": cursor} if cursor else {})})
+            devices += page["devices"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return devices
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     items: list[dict[str, Any]] = []

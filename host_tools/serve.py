@@ -15,28 +15,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for boards on the LAN)")
     parser.add_argument("--port", default=None, help="TCP port (default $PORT or 8080)")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="open connections at once; beyond it a client gets 503 and Retry-After (default 4000, "
+        "lowered to what the open-file limit allows)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from cloud.local import LocalEndpoint
+    from cloud.local.server import CONNECTION_CAP
+    from cloud.stores.sqlite import StoreDamaged
+    from host_tools.errors import CommandError
 
     port = tcp_port(args.port or default_port())
+    cap = CONNECTION_CAP if args.max_connections is None else args.max_connections
+    if not 1 <= cap <= 100_000:
+        raise CommandError(f"--max-connections must be from 1 to 100000, got {cap}")
     try:
-        endpoint = LocalEndpoint(data_dir(), host=args.host, port=port, read_token=os.environ.get("READ_TOKEN"))
+        endpoint = LocalEndpoint(
+            data_dir(), host=args.host, port=port, read_token=os.environ.get("READ_TOKEN"), connection_cap=cap
+        )
+    except StoreDamaged as damaged:
+        raise CommandError(str(damaged)) from None
     except OSError as error:
-        from host_tools.errors import CommandError
-
         raise CommandError(f"cannot listen on {args.host}:{port}: {error.strerror}; pick another with --port") from None
     print(f"dhtlink local endpoint on {endpoint.url}", flush=True)
     print(f"  boards POST to   {endpoint.url}/data", flush=True)
     print(f"  read token       {endpoint.read_token}   (Authorization: Bearer ...; set READ_TOKEN to choose it)")
     print(f"  data             {endpoint.data_dir.resolve()}", flush=True)
+    if endpoint.connection_cap < cap:
+        print(f"  connections      at most {endpoint.connection_cap} (open-file limit; raise it with ulimit -n)")
     print("Ctrl-C stops it; every reading and device is kept for the next start.", flush=True)
     try:
-        endpoint.serve_forever()
+        endpoint.serve_forever()  # returns on Ctrl-C: the server's loop ends on KeyboardInterrupt
     except KeyboardInterrupt:
-        print("\nstopped", flush=True)
+        pass
     finally:
         endpoint.stop()
+    print("\nstopped", flush=True)
     return 0

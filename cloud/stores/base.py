@@ -1,9 +1,72 @@
 """The store contract every implementation meets (tests/cloud/test_store_contract.py)."""
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cloud.protocol import Reading
+from cloud.protocol import DEVICE_ID, Reading
+
+# A board cannot move its seq further than this past what the server holds: the spool is
+# bounded, so even a year offline at one reading per 2 s stays far below it. A seq beyond
+# it (a corrupt counter, a hostile board) is stored and readable but kept out of the
+# delivery-health span, which would otherwise count up to 2**53 "missing" readings.
+MAX_SEQ_STEP = 10_000_000
+MAX_CURSOR_CHARS = 200
+MAX_TS = 2**40
+MAX_SEQ = 2**53
+
+
+class BadCursor(ValueError):
+    """A cursor this API did not hand out; the message says what to do."""
+
+    def __init__(self) -> None:
+        super().__init__("cursor is not one this API returned; send the next_cursor of the previous page unchanged")
+
+
+def encode_cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
+
+
+def _cursor_json(cursor: str) -> Any:
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise BadCursor()
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
+        raise BadCursor() from None
+
+
+def _whole(value: Any, limit: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < limit
+
+
+def decode_reading_cursor(cursor: str) -> tuple[int, int]:
+    """(ts, seq) of the last reading of the previous page."""
+    value = _cursor_json(cursor)
+    if not (isinstance(value, list) and len(value) == 2 and _whole(value[0], MAX_TS) and _whole(value[1], MAX_SEQ)):
+        raise BadCursor()
+    return value[0], value[1]
+
+
+def decode_device_cursor(cursor: str) -> str:
+    """The device id the previous page of GET /devices ended with."""
+    value = _cursor_json(cursor)
+    after = value.get("after") if isinstance(value, dict) else None
+    if not isinstance(after, str) or not DEVICE_ID.fullmatch(after):
+        raise BadCursor()
+    return after
+
+
+def health_span(device: dict[str, Any], seqs: list[int]) -> list[int]:
+    """The seqs of one delivery that extend the delivery-health span (see MAX_SEQ_STEP)."""
+    if not seqs:
+        return []
+    low, high = device.get("first_seq"), device.get("max_seq")
+    if low is None or high is None:
+        low = high = min(seqs)
+    return [seq for seq in seqs if low - MAX_SEQ_STEP <= seq <= high + MAX_SEQ_STEP]
 
 
 class DeviceExists(ValueError):
@@ -79,6 +142,10 @@ class Store(Protocol):
     def add_device(self, device_id: str, secret_hex: str, created_at: int) -> None: ...
     def get_device(self, device_id: str) -> dict[str, Any] | None: ...
     def list_devices(self) -> list[dict[str, Any]]: ...
+    def page_devices(self, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to `limit` registry rows in device-id order after `cursor`; the next page's cursor or None."""
+        ...
+
     def remove_device(self, device_id: str) -> None: ...
     def set_secret(self, device_id: str, secret_hex: str) -> None: ...
     def put_readings(self, device_id: str, readings: list[Reading], received_at: int, expires_at: int) -> list[Reading]:

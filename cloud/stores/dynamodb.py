@@ -11,7 +11,6 @@ stored item (ReturnValuesOnConditionCheckFailure=ALL_OLD), which tells a re-send
 duplicate) from another reading under the same seq (a conflict) without another read.
 """
 
-import base64
 import json
 import os
 import random
@@ -27,6 +26,10 @@ from cloud.stores.base import (
     NoSuchDevice,
     SeqConflict,
     StoreBusy,
+    decode_device_cursor,
+    decode_reading_cursor,
+    encode_cursor,
+    health_span,
     reading_item,
     same_content,
 )
@@ -172,6 +175,23 @@ class DynamoDBStore:
                 return rows
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    @_throttling_is_store_busy
+    def page_devices(self, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.devices,
+            "IndexName": "all_devices",
+            "KeyConditionExpression": "kind = :k",
+            "ExpressionAttributeValues": {":k": {"S": DEVICE_KIND}},
+            "Limit": limit,
+        }
+        if cursor:
+            after = decode_device_cursor(cursor)
+            kwargs["ExclusiveStartKey"] = {"kind": {"S": DEVICE_KIND}, "device_id": {"S": after}}
+        page = self.db.query(**kwargs)
+        rows = [self._device(item) for item in page["Items"]]
+        more = "LastEvaluatedKey" in page and len(rows) == limit
+        return rows, (encode_cursor({"after": rows[-1]["device_id"]}) if more else None)
+
     def _on_existing(self, operation: str, device_id: str, **kwargs: Any) -> None:
         """update_item or delete_item of a device row that must exist."""
         from botocore.exceptions import ClientError
@@ -278,20 +298,21 @@ class DynamoDBStore:
     def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None:
         # Seq bounds and the last reading are computed from the row read for this request:
         # a device posts one batch at a time, so a lost race only delays the health figures.
-        values: dict[str, Any] = {":now": _n(delivery.now), ":n": _n(len(delivery.stored))}
+        in_span = health_span(device, [r.seq for r in delivery.stored])
+        values: dict[str, Any] = {":now": _n(delivery.now), ":n": _n(len(in_span))}
         sets = ["last_seen = :now"]
         if delivery.status is not None:
             sets.append("last_status = :status")
             values[":status"] = {"S": json.dumps(delivery.status)}
-        if delivery.stored:
-            low = min(r.seq for r in delivery.stored)
-            high = max(r.seq for r in delivery.stored)
+        if in_span:
+            low, high = min(in_span), max(in_span)
             if device.get("first_seq") is None or low < device["first_seq"]:
                 sets.append("first_seq = :first")
                 values[":first"] = _n(low)
             if device.get("max_seq") is None or high > device["max_seq"]:
                 sets.append("max_seq = :max")
                 values[":max"] = _n(high)
+        if delivery.stored:
             newest = max(delivery.stored, key=lambda r: (r.ts, r.seq))
             last = device.get("last_reading")
             if last is None or (newest.ts, newest.seq) >= (last["ts"], last["seq"]):
@@ -336,24 +357,14 @@ class DynamoDBStore:
             "Limit": limit,
         }
         if cursor:
-            kwargs["ExclusiveStartKey"] = _decode_cursor(cursor, device_id)
+            # The same cursor as the SQLite store's: (ts, seq) of the page's last reading. The
+            # Query resumes at that index key, so a deep page costs what the first does.
+            ts, seq = decode_reading_cursor(cursor)
+            kwargs["ExclusiveStartKey"] = {"device_id": {"S": device_id}, "seq": _n(seq), "tsq": {"S": tsq(ts, seq)}}
         page = self.db.query(**kwargs)
         items = [_reading(item) for item in page["Items"]]
-        last = page.get("LastEvaluatedKey")
-        return items, (_encode_cursor(last) if last and len(items) == limit else None)
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    plain = {"seq": int(key["seq"]["N"]), "tsq": key["tsq"]["S"]}
-    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode()
-
-
-def _decode_cursor(cursor: str, device_id: str) -> dict[str, Any]:
-    try:
-        plain = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return {"device_id": {"S": device_id}, "seq": _n(int(plain["seq"])), "tsq": {"S": str(plain["tsq"])}}
-    except (ValueError, TypeError, KeyError):
-        raise ValueError("cursor is not one this API returned") from None
+        more = "LastEvaluatedKey" in page and len(items) == limit
+        return items, (encode_cursor([items[-1]["ts"], items[-1]["seq"]]) if more else None)
 
 
 def create_tables(db: Any, readings_table: str, devices_table: str) -> None:

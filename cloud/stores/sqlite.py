@@ -1,11 +1,19 @@
-"""Embedded store: one SQLite file (WAL), a connection per thread."""
+"""Embedded store: one SQLite file (WAL), a connection per thread.
 
-import base64
+Durability: journal_mode=WAL with synchronous=FULL, so every commit fsyncs the WAL before
+put_readings returns, and so before the 200: an acknowledged reading survives the process
+being killed and the machine losing power. (synchronous=NORMAL, the usual WAL pairing,
+survives a killed process but may lose the last commits on power loss, which a board would
+never re-send.) The -wal and -shm files beside the database are part of it: copy or move
+the three together, never delete the -wal. A store that does not pass SQLite's quick_check
+on opening is refused with one line naming the file and what to do.
+"""
+
 import json
 import sqlite3
+import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +25,10 @@ from cloud.stores.base import (
     NoSuchDevice,
     SeqConflict,
     StoreBusy,
+    decode_device_cursor,
+    decode_reading_cursor,
+    encode_cursor,
+    health_span,
     reading_item,
     same_content,
 )
@@ -66,16 +78,22 @@ CREATE INDEX IF NOT EXISTS readings_by_time ON readings (device_id, ts, seq);
 """
 
 
-def _encode_cursor(ts: int, seq: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps([ts, seq]).encode()).decode()
+_T = TypeVar("_T")
 
 
-def decode_cursor(cursor: str) -> tuple[int, int]:
-    try:
-        ts, seq = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return int(ts), int(seq)
-    except (ValueError, TypeError):
-        raise ValueError("cursor is not one this API returned") from None
+class _Job:
+    """One caller's write, run by whichever caller holds the write lock."""
+
+    def __init__(self, work: Callable[[sqlite3.Connection], Any], durable: bool) -> None:
+        self.work = work
+        self.durable = durable
+        self.result: Any = None
+        self.error: Exception | None = None
+        self.done = False
+
+
+class StoreDamaged(RuntimeError):
+    """The SQLite file cannot be trusted; the message is one line for the user."""
 
 
 class SQLiteStore:
@@ -84,17 +102,66 @@ class SQLiteStore:
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         # SQLite has one writer at a time; threads that queue here instead of in SQLite's
-        # busy handler (which sleeps with growing back-off) keep the tail latency short.
+        # busy handler (which sleeps with growing back-off) keep the tail latency short,
+        # and their writes share one commit (_write).
         self._write_lock = threading.Lock()
-        with self._connect() as db:
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Job] = []
+        existed = Path(self.path).exists() and Path(self.path).stat().st_size > 0
+        if existed:
+            self._check_wal_present()
+        try:
+            db = self._connect()
+            if existed:
+                self._check(db)
             db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as failure:
+            raise self._damaged(str(failure)) from None
+
+    def _damaged(self, what: str) -> StoreDamaged:
+        what = " ".join(what.split())
+        return StoreDamaged(
+            f"{self.path} is damaged ({what}): stop the endpoint, move the file and its -wal/-shm aside, "
+            "and restore a backup or start with an empty data dir"
+        )
+
+    def _check_wal_present(self) -> None:
+        # After a crash the newest commits, acknowledged readings among them, may live only in
+        # the -wal file. If it is gone while the -shm index still counts frames in it, SQLite
+        # would open the older state without a word; refuse instead, before SQLite resets the index.
+        shm, wal = Path(self.path + "-shm"), Path(self.path + "-wal")
+        if not shm.exists() or (wal.exists() and wal.stat().st_size > 0):
+            return
+        header = shm.read_bytes()[:48]
+        frames = int.from_bytes(header[16:20], sys.byteorder) if len(header) == 48 and header[12] else 0
+        if frames:
+            raise StoreDamaged(
+                f"{self.path}-wal is missing but held {frames} pages of the newest writes (acknowledged readings "
+                f"may be among them): put it back beside {Path(self.path).name}, or move {shm.name} aside to "
+                "start from the older state"
+            )
+
+    def close(self) -> None:
+        """Copy the WAL into the database file, so a clean stop leaves nothing only in the -wal."""
+        self._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _check(self, db: sqlite3.Connection) -> None:
+        # quick_check reads every page (O(size), ~1 s per GB): bytes appended to the file or
+        # a torn page are found now, not in the middle of a read weeks later.
+        problems = [row[0] for row in db.execute("PRAGMA quick_check(3)").fetchall()]
+        if problems != ["ok"]:
+            raise self._damaged("SQLite's check: " + " ".join(problems[0].split())[:120])
+        size = Path(self.path).stat().st_size
+        page_size, pages = db.execute("PRAGMA page_size").fetchone()[0], db.execute("PRAGMA page_count").fetchone()[0]
+        if size > page_size * pages:
+            raise self._damaged(f"{size - page_size * pages} bytes past the last page")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA synchronous=FULL")
             db.row_factory = sqlite3.Row
             self._local.db = db
         return db
@@ -128,6 +195,17 @@ class SQLiteStore:
         return [self._device_row(row) for row in rows]
 
     @_busy_is_store_busy
+    def page_devices(self, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        after = decode_device_cursor(cursor) if cursor else ""
+        rows = (
+            self._connect()
+            .execute("SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after, limit + 1))
+            .fetchall()
+        )
+        page = [self._device_row(row) for row in rows[:limit]]
+        return page, (encode_cursor({"after": page[-1]["device_id"]}) if len(rows) > limit else None)
+
+    @_busy_is_store_busy
     def remove_device(self, device_id: str) -> None:
         if not self._connect().execute("DELETE FROM devices WHERE device_id = ?", (device_id,)).rowcount:
             raise NoSuchDevice(device_id)
@@ -142,8 +220,8 @@ class SQLiteStore:
     def put_readings(self, device_id: str, readings: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
         if len(readings) > MAX_READINGS:
             raise ValueError(f"at most {MAX_READINGS} readings per call (one request), got {len(readings)}")
-        db = self._connect()
-        with self._write_lock, self._transaction(db):
+
+        def insert(db: sqlite3.Connection) -> list[Reading]:
             held = {
                 row["seq"]: Reading(row["seq"], row["ts"], row["t"], row["h"])
                 for row in db.execute(
@@ -161,34 +239,74 @@ class SQLiteStore:
                 "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(device_id, r.seq, r.ts, r.t, r.h, received_at, expires_at) for r in new],
             )
-        return new
+            return new
 
-    @contextmanager
-    def _transaction(self, db: sqlite3.Connection) -> Iterator[None]:
-        # The write lock before the first read: what the duplicate/conflict check reads
-        # cannot change before COMMIT, even with another process on the same file.
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        return self._write(insert)
 
     @_busy_is_store_busy
     def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None:
-        db = self._connect()
-        stored = delivery.stored
-        newest = max(stored, key=lambda r: (r.ts, r.seq)) if stored else None
+        newest = max(delivery.stored, key=lambda r: (r.ts, r.seq)) if delivery.stored else None
+        in_span = health_span(device, [r.seq for r in delivery.stored])
+        # Not a reading: the device row's figures need not wait for their own fsync; the next
+        # readings commit fsyncs the WAL with them in it. Power lost in between costs a
+        # last_seen, never a reading.
+        self._write(lambda db: self._update_device(db, device, delivery, in_span, newest), durable=False)
+
+    def _write(self, work: Callable[[sqlite3.Connection], _T], durable: bool = True) -> _T:
+        """Run `work` in a transaction that is on disk when this returns (group commit).
+
+        With synchronous=FULL each commit waits for an fsync (milliseconds). Writers that
+        arrive while one commits queue up; the next to take the lock runs every queued job,
+        each in its own savepoint (a failing job rolls back alone and gets its exception),
+        and commits them with one fsync. A job the lock holder already committed returns
+        at once, so N concurrent requests cost about one fsync, not N.
+        """
+        job = _Job(work, durable)
+        with self._queue_lock:
+            self._queue.append(job)
         with self._write_lock:
-            self._update_device(db, device, delivery, stored, newest)
+            if not job.done:
+                with self._queue_lock:
+                    jobs, self._queue = self._queue, []
+                self._commit(jobs)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _commit(self, jobs: list["_Job"]) -> None:
+        db = self._connect()
+        try:
+            db.execute("PRAGMA synchronous=" + ("FULL" if any(job.durable for job in jobs) else "NORMAL"))
+            # The write lock before the first read: what a job's duplicate/conflict check reads
+            # cannot change before COMMIT, even with another process on the same file.
+            db.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                db.execute("SAVEPOINT job")
+                try:
+                    job.result = job.work(db)
+                    db.execute("RELEASE job")
+                except Exception as failure:
+                    db.execute("ROLLBACK TO job")
+                    db.execute("RELEASE job")
+                    job.error = failure
+            db.execute("COMMIT")
+        except BaseException as failure:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for job in jobs:
+                job.error = job.error or (failure if isinstance(failure, Exception) else RuntimeError("write aborted"))
+            if not isinstance(failure, Exception):
+                raise
+        finally:
+            for job in jobs:
+                job.done = True
 
     def _update_device(
         self,
         db: sqlite3.Connection,
         device: dict[str, Any],
         delivery: Delivery,
-        stored: list[Reading],
+        seqs: list[int],
         newest: Reading | None,
     ) -> None:
         db.execute(
@@ -207,9 +325,9 @@ class SQLiteStore:
             (
                 delivery.now,
                 json.dumps(delivery.status) if delivery.status is not None else None,
-                *([min(r.seq for r in stored)] * 3 if stored else [None] * 3),
-                *([max(r.seq for r in stored)] * 3 if stored else [None] * 3),
-                len(stored),
+                *([min(seqs)] * 3 if seqs else [None] * 3),
+                *([max(seqs)] * 3 if seqs else [None] * 3),
+                len(seqs),
                 *(
                     [json.dumps(reading_item(newest))] * 2 + [newest.ts, json.dumps(reading_item(newest))]
                     if newest
@@ -245,16 +363,19 @@ class SQLiteStore:
         if from_ts is not None:
             sql += " AND ts >= ?"
             args.append(from_ts)
+        # One upper bound, as a row value: SQLite seeks the (device_id, ts, seq) index to it,
+        # so a deep page costs what the first does. `ts <= to` (seq >= 0) is (ts, seq) < (to + 1, 0);
+        # with both a `ts < ?` and a row value SQLite would use the former and walk every newer
+        # reading; `ts < ? OR (ts = ? AND seq < ?)` only uses the device_id part of the index.
+        bounds = [decode_reading_cursor(cursor)] if cursor else []
         if to_ts is not None:
-            sql += " AND ts <= ?"
-            args.append(to_ts)
-        if cursor:
-            ts, seq = decode_cursor(cursor)
-            sql += " AND (ts < ? OR (ts = ? AND seq < ?))"
-            args += [ts, ts, seq]
+            bounds.append((to_ts + 1, 0))
+        if bounds:
+            sql += " AND (ts, seq) < (?, ?)"
+            args += list(min(bounds))
         sql += " ORDER BY ts DESC, seq DESC LIMIT ?"
         args.append(limit + 1)
         rows = [dict(row) for row in self._connect().execute(sql, args).fetchall()]
         more = len(rows) > limit
         rows = rows[:limit]
-        return rows, (_encode_cursor(rows[-1]["ts"], rows[-1]["seq"]) if more else None)
+        return rows, (encode_cursor([rows[-1]["ts"], rows[-1]["seq"]]) if more else None)

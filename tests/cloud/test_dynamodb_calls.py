@@ -8,6 +8,7 @@ import boto3
 from moto import mock_aws
 
 from cloud import ingest
+from cloud.protocol import token_sha256
 from cloud.stores.dynamodb import DynamoDBStore, create_tables
 from tests.cloud.helpers import DEVICE, SECRET, body_of, post_event, reading
 
@@ -46,7 +47,7 @@ def test_lambda_entry_points_use_the_environment(aws_env, monkeypatch):
 
     monkeypatch.setenv("READINGS_TABLE", "r")
     monkeypatch.setenv("DEVICES_TABLE", "d")
-    monkeypatch.setenv("READ_TOKEN", "read-token")
+    monkeypatch.setenv("READ_TOKEN_SHA256", token_sha256("read-token"))
     settings.lambda_store.cache_clear()
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")

@@ -4,6 +4,7 @@ import time
 import pytest
 
 from cloud import ingest, read_api
+from cloud.protocol import token_sha256
 from cloud.stores.sqlite import SQLiteStore
 from tests.cloud.helpers import DEVICE, SECRET, body_of, get_event, post_event, reading
 
@@ -20,7 +21,7 @@ def db(tmp_path):
 
 
 def call(store, event):
-    response = read_api.handle(event, store, "read-token")
+    response = read_api.handle(event, store, token_sha256("read-token"))
     return response["statusCode"], json.loads(response["body"])
 
 

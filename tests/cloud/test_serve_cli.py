@@ -37,7 +37,7 @@ def test_serve_prints_url_and_token_and_stops_cleanly(tmp_path):
             except requests.ConnectionError:
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
-        assert answer.json() == {"devices": []}
+        assert answer.json() == {"devices": [], "next_cursor": None}
     finally:
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=10)

@@ -186,10 +186,11 @@ def test_local_endpoint_on_locked_sqlite_answers_503_over_http(locked_sqlite, tm
 
 def test_a_throttled_read_is_a_503(dynamodb):
     from cloud import read_api
+    from cloud.protocol import token_sha256
     from tests.cloud.helpers import get_event
 
     fail(dynamodb.db, "Query", "ThrottlingException")
-    answer = read_api.handle(get_event("/data/latest", device_id=DEVICE), dynamodb, "read-token")
+    answer = read_api.handle(get_event("/data/latest", device_id=DEVICE), dynamodb, token_sha256("read-token"))
     assert (answer["statusCode"], answer["headers"]["Retry-After"]) == (503, "5")
     assert json.loads(answer["body"])["error"] == "store_busy"
 

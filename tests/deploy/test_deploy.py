@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 import zipfile
@@ -8,6 +9,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
+from cloud.protocol import token_sha256
 from cloud.stores.dynamodb import create_tables
 from host_tools import deploy
 from host_tools.cli import main
@@ -171,8 +173,9 @@ def test_deploy_against_moto_uploads_creates_then_updates_keeping_parameters(tmp
         assert change_set["ChangeSetType"] == "CREATE"
         assert change_set["Capabilities"] == ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
         given = {p["ParameterKey"]: p.get("ParameterValue") for p in change_set["Parameters"]}
-        assert given["RetentionDays"] == "30" and len(given["ReadToken"]) >= 32
-        assert created["ReadToken"] == given["ReadToken"], "a new stack's token is shown once"
+        assert given["RetentionDays"] == "30" and len(created["ReadToken"]) >= 32, "a new stack's token is shown once"
+        assert given["ReadTokenSha256"] == token_sha256(created["ReadToken"]), "AWS gets only the token's hash"
+        assert created["ReadToken"] not in json.dumps(change_set)
 
         s3 = session.client("s3")
         (bucket,) = [b["Name"] for b in s3.list_buckets()["Buckets"]]
@@ -198,11 +201,11 @@ def test_deploy_against_moto_uploads_creates_then_updates_keeping_parameters(tmp
 def test_update_parameters_keep_what_was_not_given():
     kept = deploy.stack_parameters(True, {"ReadToken": None, "RetentionDays": "90"})
     assert kept == [
-        {"ParameterKey": "ReadToken", "UsePreviousValue": True},
+        {"ParameterKey": "ReadTokenSha256", "UsePreviousValue": True},
         {"ParameterKey": "RetentionDays", "ParameterValue": "90"},
     ]
     new = deploy.stack_parameters(False, {"ReadToken": None, "RetentionDays": None})
-    assert [p["ParameterKey"] for p in new] == ["ReadToken"], "a new stack takes the template defaults"
+    assert [p["ParameterKey"] for p in new] == ["ReadTokenSha256"], "a new stack takes the template defaults"
     assert new[0]["ParameterValue"] != deploy.stack_parameters(False, {"ReadToken": None})[0]["ParameterValue"]
 
 

@@ -14,9 +14,12 @@ import pytest
 from moto import mock_aws
 
 from cloud import ingest, read_api
+from cloud.protocol import token_sha256
 from cloud.stores.dynamodb import DynamoDBStore, create_tables
 from tests.cloud.helpers import DEVICE, SECRET, body_of, get_event, post_event, reading
 from tests.deploy.test_deploy import TEMPLATE
+
+READ_HASH = token_sha256("read-token")
 
 TABLES = {"readings": "ReadingsTable", "devices": "DevicesTable"}
 TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
@@ -78,11 +81,11 @@ def test_read_is_granted_exactly_what_it_calls(recorded):
     now = int(time.time())
     ingest.handle(post_event(body_of([reading(s, ts=now - 100 + s) for s in range(5)])), store, now, 86400 * 400)
     calls.clear()
-    assert read_api.handle(get_event("/data/latest", device_id=DEVICE), store, "read-token")["statusCode"] == 200
-    page = read_api.handle(get_event("/data", device_id=DEVICE, limit="2"), store, "read-token")
+    assert read_api.handle(get_event("/data/latest", device_id=DEVICE), store, READ_HASH)["statusCode"] == 200
+    page = read_api.handle(get_event("/data", device_id=DEVICE, limit="2"), store, READ_HASH)
     cursor = json.loads(page["body"])["next_cursor"]
     assert cursor
-    more = read_api.handle(get_event("/data", device_id=DEVICE, limit="2", cursor=cursor), store, "read-token")
+    more = read_api.handle(get_event("/data", device_id=DEVICE, limit="2", cursor=cursor), store, READ_HASH)
     assert more["statusCode"] == 200
-    assert read_api.handle(get_event("/devices"), store, "read-token")["statusCode"] == 200
+    assert read_api.handle(get_event("/devices"), store, READ_HASH)["statusCode"] == 200
     assert calls == granted("ReadFunction")
