@@ -90,21 +90,26 @@ class Backoff:
 class Sender:
     """One signed POST to the receiver through a kept-alive requests session."""
 
-    def __init__(self, endpoint: str, device_id: str, secret: str, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        device_id: str,
+        secret: str,
+        timeout: tuple[float, float] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+    ) -> None:
         self.endpoint = endpoint
+        self.timeout = timeout
         self.path = urlsplit(endpoint).path or "/"
         self.device_id = device_id
         self.secret = secret
-        self.session = session or requests.Session()
+        self.session = requests.Session()
         self.bytes_sent = 0
         self.bytes_received = 0
 
     def post(self, body: bytes, timestamp: int, now: float) -> Answer:
         """The answer, verified or not; raises requests.RequestException when none came whole."""
         headers = signed_headers(self.secret, self.device_id, timestamp, self.path, body)
-        response = self.session.post(
-            self.endpoint, data=body, headers=headers, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
-        )
+        response = self.session.post(self.endpoint, data=body, headers=headers, timeout=self.timeout)
         content = response.content  # raises on a body shorter than its Content-Length
         self.bytes_sent += len(body)
         self.bytes_received += len(content)
