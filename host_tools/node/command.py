@@ -43,8 +43,10 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    # No abbreviations: `--secret VALUE` must not be taken for --secret-file (and echoed).
     parser = subparsers.add_parser(
         "node",
+        allow_abbrev=False,
         help="run a sensor node on a Raspberry Pi or other Linux board",
         description="Read a DHT11/DHT22 through Blinka, spool to disk and send signed batches (protocol v1.1). "
         "`dhtlink node status` shows the spool; `dhtlink node install-service` writes a systemd unit.",
@@ -52,10 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _node_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every reading")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
-    status = actions.add_parser("status", help="spool depth, last send, last error of a node")
+    status = actions.add_parser("status", allow_abbrev=False, help="spool depth, last send, last error of a node")
     status.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS, help="the node's --state-dir")
     status.add_argument("--json", action="store_true", help="one JSON object")
-    service = actions.add_parser("install-service", help="write the systemd unit that runs this node")
+    service = actions.add_parser(
+        "install-service", allow_abbrev=False, help="write the systemd unit that runs this node"
+    )
     _node_options(service)
     service.add_argument("--user", default="dhtlink", help="non-root user the service runs as (default dhtlink)")
     service.add_argument("--unit-dir", type=Path, default=None, help="where to write the unit (/etc/systemd/system)")
@@ -65,6 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def read_secret(path: Path, device_id: str) -> str:
     """The device secret from a file only its owner can read. Never echoes the content."""
+    if SECRET.match(path.name):
+        raise UsageError("--secret-file takes the path of a file holding the secret, not the secret itself")
     try:
         info = path.stat()
     except OSError as error:

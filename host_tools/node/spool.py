@@ -53,7 +53,7 @@ class Spool:
                 self._create()
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.execute("SELECT count(*) FROM readings").fetchone()
-        except sqlite3.Error as error:
+        except (sqlite3.Error, OSError) as error:
             raise SpoolError(f"cannot use the spool {self.path}: {error}") from None
 
     def _create(self) -> None:
