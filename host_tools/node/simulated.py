@@ -1,6 +1,7 @@
 """Pi nodes for the fleet bench: the real node (spool, delivery, reaction table) on a
 simulated clock with a simulated sensor, so a day runs in seconds beside virtual ESP32s."""
 
+import logging
 import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -101,6 +102,8 @@ class PiNode:
             bytes_sent=sum(s.bytes_sent for s in self.senders),
             bytes_received=sum(s.bytes_received for s in self.senders),
             power_cuts=self.power_cuts,
+            # The bench counts power cuts from how each start ended, as for the boards.
+            boots={"power_cut": self.power_cuts, "stopped": 1},
             last_error=snap.get("last_error"),
         )
 
@@ -116,9 +119,23 @@ def make_nodes(
 
 def fly(nodes: dict[str, PiNode], target: str, drain_to: str | None, cycles: int) -> dict[str, Summary]:
     """Run every Pi node for `cycles` readings, side by side; with drain_to, empty each
-    spool straight into the receiver afterwards (the bench's chaos is over)."""
-    with ThreadPoolExecutor(min(len(nodes), 16) or 1) as pool:
-        futures = {
-            d: pool.submit(n.run, target + "/data", cycles, drain_to and drain_to + "/data") for d, n in nodes.items()
-        }
-        return {d: f.result() for d, f in futures.items()}
+    spool straight into the receiver afterwards (the bench's chaos is over). The nodes'
+    log goes to node.log beside their spools, not into the bench's report."""
+    if not nodes:
+        return {}
+    logger = logging.getLogger("dhtlink.node")
+    root = next(iter(nodes.values())).dir.parent
+    root.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(root / "node.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with ThreadPoolExecutor(min(len(nodes), 16)) as pool:
+            drain = drain_to and drain_to + "/data"
+            futures = {d: pool.submit(n.run, target + "/data", cycles, drain) for d, n in nodes.items()}
+            return {d: f.result() for d, f in futures.items()}
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+        handler.close()

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "node_spool.py"
 
 
+@pytest.mark.slow
 def test_spool_bench_prints_every_candidate():
     done = subprocess.run(
         [sys.executable, str(BENCH), "--readings", "60", "--json"],
