@@ -44,7 +44,7 @@ def resolve_pin(name: str, board: Any = None) -> Any:
         try:
             import board
         except Exception as error:  # Blinka raises NotImplementedError, RuntimeError or ImportError by board
-            raise SensorSetupError(f"cannot load Blinka's board module ({error}); install dhtlink[pi]") from None
+            raise SensorSetupError(f"cannot load Blinka's board module ({error}); pip install 'dhtlink[pi]'") from None
     pin = getattr(board, name, None)
     if pin is None or isinstance(pin, str | int | types.ModuleType):
         names = sorted(n for n in dir(board) if re.match(r"^D\d+$", n))
@@ -62,7 +62,10 @@ class AdafruitDriver:
     """
 
     def __init__(self, kind: str, pin: Any, use_pulseio: bool | None = None) -> None:
-        import adafruit_dht
+        try:
+            import adafruit_dht
+        except ImportError:
+            raise SensorSetupError("adafruit_dht is not installed: pip install 'dhtlink[pi]'") from None
 
         cls = adafruit_dht.DHT22 if kind == "DHT22" else adafruit_dht.DHT11
         try:
