@@ -221,8 +221,9 @@ def show_status(state_dir: Path, as_json: bool) -> int:
     )
     print(f"next seq       {info['next_seq']}")
     print(
-        f"counters       requests={info['requests']} sensor_errors={info['sensor_errors']} "
-        f"dropped={info['dropped']} rejected={info['rejected']} unverified={info['unverified']}"
+        f"counters       boots={info['boot']} requests={info['requests']} sensor_errors={info['sensor_errors']} "
+        f"dropped={info['dropped']} (full {info['drop_full']}, poison {info['drop_poison']}) "
+        f"rejected={info['rejected']} unverified={info['unverified']}"
     )
     print(f"clock offset   {info.get('clock_offset') or 0:+d} s (from the receiver's signed answers)")
     return 0

@@ -34,6 +34,7 @@ READ_TIMEOUT_S = 15
 CLOCK_TOLERANCE_S = 60  # a signed server_time further off than this sets the clock offset
 RETRY_BASE_S = 5
 MAX_BACKOFF_S = 900
+RETRY_AFTER_MAX_S = 3600  # the most a Retry-After may ask for, as the firmware
 
 
 @dataclass
@@ -69,9 +70,16 @@ class Backoff:
     """Exponential backoff with jitter in [base/2, base], as the firmware; a Retry-After
     is a floor (capped, since an unverified answer may carry any value)."""
 
-    def __init__(self, base_s: float = RETRY_BASE_S, cap_s: float = MAX_BACKOFF_S, rng: random.Random | None = None):
+    def __init__(
+        self,
+        base_s: float = RETRY_BASE_S,
+        cap_s: float = MAX_BACKOFF_S,
+        rng: random.Random | None = None,
+        retry_after_cap_s: float = RETRY_AFTER_MAX_S,
+    ):
         self.base_s = base_s
         self.cap_s = cap_s
+        self.retry_after_cap_s = retry_after_cap_s
         self.rng = rng or random.Random()
         self.fails = 0
 
@@ -80,7 +88,7 @@ class Backoff:
         base = min(self.cap_s, self.base_s * 2 ** min(self.fails - 1, 20))
         delay = base / 2 + self.rng.uniform(0, base / 2)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.cap_s))
+            delay = max(delay, min(retry_after, self.retry_after_cap_s))
         return delay
 
     def succeeded(self) -> None:
@@ -109,7 +117,11 @@ class Sender:
     def post(self, body: bytes, timestamp: int, now: float) -> Answer:
         """The answer, verified or not; raises requests.RequestException when none came whole."""
         headers = signed_headers(self.secret, self.device_id, timestamp, self.path, body)
-        response = self.session.post(self.endpoint, data=body, headers=headers, timeout=self.timeout)
+        # A redirect is an answer like any other (unsigned: kept); following one would hand
+        # the signed request to whatever host a portal or proxy names.
+        response = self.session.post(
+            self.endpoint, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
+        )
         content = response.content  # raises on a body shorter than its Content-Length
         self.bytes_sent += len(body)
         self.bytes_received += len(content)
@@ -151,12 +163,8 @@ class Delivery:
 
     def status(self) -> dict[str, Any]:
         s = self.spool
-        return {
-            "fw": f"dhtlink-node {__version__}",
-            "sensor_errors": s.get("sensor_errors"),
-            "dropped": s.get("dropped"),
-            "unverified": s.get("unverified"),
-        }
+        keys = ("boot", "sensor_errors", "dropped", "drop_full", "drop_poison", "unverified")
+        return {"fw": f"dhtlink-node {__version__}", **{key: s.get(key) for key in keys}}
 
     def send_batch(self, batch_size: int) -> Result:
         items = self.spool.peek(batch_size)

@@ -42,6 +42,7 @@ class Node:
         # send is retried when its backoff ends even if no batch is due yet.
         self.retrying = True
         spool.note(device_id=config.device_id)
+        spool.count("boot")
 
     def read_once(self) -> None:
         reading = self.sensor.read()

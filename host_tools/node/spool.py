@@ -22,7 +22,19 @@ NEVER_SENT = 0  # no request carried it: a clock correction may still move its t
 IN_FLIGHT = 1  # in a request whose answer has not been judged yet
 MAYBE_STORED = 2  # a request carrying it got no verified answer: its content is fixed
 
-COUNTERS = ("next_seq", "dropped", "sensor_errors", "unverified", "requests", "rejected")
+# dropped = drop_full + drop_poison, as the firmware reports them (a Pi node has no
+# clock-epoch drops: its clock is the system's).
+COUNTERS = (
+    "next_seq",
+    "dropped",
+    "drop_full",
+    "drop_poison",
+    "sensor_errors",
+    "unverified",
+    "requests",
+    "rejected",
+    "boot",
+)
 NOTES = ("clock_offset", "last_send", "last_send_at", "last_error", "last_error_at")
 
 
@@ -150,14 +162,16 @@ class Spool:
             self.db.executemany("DELETE FROM readings WHERE seq = ?", [(item.seq,) for item in items])
 
     def drop(self, items: list[Item]) -> None:
-        """These readings can never be delivered: remove them and count them as dropped."""
+        """The receiver refused these for good (poison): remove them and count them."""
         with self._write():
             cur = self.db.executemany("DELETE FROM readings WHERE seq = ?", [(item.seq,) for item in items])
             self._add("dropped", cur.rowcount)
+            self._add("drop_poison", cur.rowcount)
 
     def _drop_oldest(self, n: int) -> None:
         cur = self.db.execute("DELETE FROM readings WHERE seq IN (SELECT seq FROM readings ORDER BY seq LIMIT ?)", (n,))
         self._add("dropped", cur.rowcount)
+        self._add("drop_full", cur.rowcount)
 
     def renumber_from(self, next_seq: int) -> tuple[int, int]:
         """The receiver holds other readings under our seqs (our counter restarted): give

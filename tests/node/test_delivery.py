@@ -57,8 +57,9 @@ def test_signed_ack_removes_the_batch(spool):
         Step(401, {"error": "unauthorized", "message": "unknown device or bad signature"}, signed=False),
         Step(403, b"Forbidden", signed=False),
         Step(429, b"slow down", signed=False),
+        Step(307, b"", signed=False, headers={"Location": "http://127.0.0.1:9/data"}),  # never followed
     ],
-    ids=["portal", "forged-ack", "replayed-ack", "unsigned-400", "unauthorized", "403", "429"],
+    ids=["portal", "forged-ack", "replayed-ack", "unsigned-400", "unauthorized", "403", "429", "redirect"],
 )
 def test_unverified_answers_keep_the_batch(spool, step):
     with ScriptedReceiver(SECRET, step) as rx:
@@ -91,7 +92,7 @@ def test_unsigned_retry_after_is_capped(spool):
     step = Step(503, b"busy", signed=False, headers={"Retry-After": "99999999"})
     with ScriptedReceiver(SECRET, step) as rx:
         result = delivery_to(rx.url, spool).send_batch(3)
-    assert result.retry_in == 900
+    assert result.retry_in == 3600  # an hour at most, as the firmware
 
 
 def test_truncated_answer_keeps_the_batch(spool):
@@ -198,11 +199,11 @@ def test_signed_other_4xx_is_poison(spool):
         result = delivery_to(rx.url, spool).send_batch(3)
     assert result.retry_in is None
     assert [i.seq for i in spool.peek(5)] == [3, 4]
-    assert spool.get("dropped") == 3
+    assert spool.get("dropped") == spool.get("drop_poison") == 3
     assert "400 invalid_body: readings[0].t must be a number" in spool.get("last_error")
     with ScriptedReceiver(SECRET) as rx:
         delivery_to(rx.url, spool).send_batch(3)
-    assert rx.requests[0]["status"]["dropped"] == 3
+    assert rx.requests[0]["status"]["dropped"] == rx.requests[0]["status"]["drop_poison"] == 3
 
 
 def test_signed_2xx_server_time_sets_a_far_off_clock(spool):

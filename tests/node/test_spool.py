@@ -27,7 +27,7 @@ def test_full_spool_drops_the_oldest_and_counts(tmp_path):
     for i in range(205):
         spool.append(i, 200, 500)
     # Full at 200: each append into a full spool first drops the oldest 1 % (2 readings).
-    assert spool.get("dropped") == 6
+    assert spool.get("dropped") == spool.get("drop_full") == 6
     assert spool.depth() == 199
     assert spool.peek(1)[0].seq == 6
 
