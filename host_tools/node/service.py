@@ -19,15 +19,13 @@ def unit_text(node_args: list[str], secret_file: Path, user: str, python: str = 
 # Written by `dhtlink node install-service`. Enable it with:
 #   sudo systemctl daemon-reload && sudo systemctl enable --now dhtlink-node
 [Unit]
-Description=dhtlink sensor node (DHT reads, signed delivery)
-Documentation=file:docs/pi-node.md
+Description=dhtlink sensor node (DHT reads, signed delivery; docs/pi-node.md)
 Wants=network-online.target time-sync.target
 After=network-online.target time-sync.target
 
 [Service]
 Type=simple
 User={user}
-Group={user}
 SupplementaryGroups={GPIO_GROUP}
 LoadCredential=secret:{secret_file}
 ExecStart={command} --secret-file %d/secret

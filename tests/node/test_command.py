@@ -3,6 +3,8 @@
 import json
 import os
 import re
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -153,3 +155,14 @@ def test_install_service_print(secret_file, capsys):
     args[1:1] = ["install-service", "--print"]
     assert main(args) == 0
     assert capsys.readouterr().out.startswith("# Written by `dhtlink node install-service`")
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed here")
+def test_the_unit_passes_systemd_analyze_verify(secret_file, tmp_path):
+    args = node_args(secret_file)
+    args[1:1] = ["install-service", "--unit-dir", str(tmp_path), "--user", "daemon"]
+    assert main(args) == 0
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "dhtlink-node.service")], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and not done.stderr, done.stderr
