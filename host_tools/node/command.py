@@ -158,7 +158,9 @@ def run_node(config, verbose: bool = False) -> int:
     from host_tools.node.sensor import AdafruitDriver, Sensor, SensorSetupError, resolve_pin
     from host_tools.node.spool import Spool, SpoolError
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(message)s")
+    # Under systemd (INVOCATION_ID set) the journal stamps each line itself.
+    stamp = "" if os.environ.get("INVOCATION_ID") else "%(asctime)s "
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=stamp + "%(levelname)s %(message)s")
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     try:
         spool = Spool(config.state_dir, config.spool_max)
