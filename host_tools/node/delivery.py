@@ -123,8 +123,19 @@ class Sender:
             self.endpoint, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
         )
         content = response.content  # raises on a body shorter than its Content-Length
-        self.bytes_sent += len(body)
-        self.bytes_received += len(content)
+        # HTTP bytes both ways, as the bench counts them for the boards: start line,
+        # headers (urllib3 adds Host to what requests prepared) and body.
+        request = response.request
+        self.bytes_sent += (
+            len(f"{request.method} {request.path_url} HTTP/1.1\r\nHost: {urlsplit(self.endpoint).netloc}\r\n\r\n")
+            + _header_bytes(request.headers)
+            + len(body)
+        )
+        self.bytes_received += (
+            len(f"HTTP/1.1 {response.status_code} {response.reason}\r\n\r\n")
+            + _header_bytes(response.headers)
+            + len(content)
+        )
         verified = verify_answer(
             self.secret, headers["X-Signature"], response.status_code, content, response.headers.get("X-Signature")
         )
@@ -134,6 +145,10 @@ class Sender:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _header_bytes(headers) -> int:
+    return sum(len(name) + len(value) + 4 for name, value in headers.items())
 
 
 def encode(device_id: str, items: list[Item], status: dict[str, Any]) -> bytes:

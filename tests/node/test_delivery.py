@@ -2,6 +2,7 @@
 loopback receivers that sign their answers with cloud.signing.sign_answer."""
 
 import email.utils
+import json
 import random
 import time
 
@@ -36,7 +37,8 @@ def sent_states(spool: Spool) -> list[int]:
 
 def test_signed_ack_removes_the_batch(spool):
     with ScriptedReceiver(SECRET) as rx:
-        result = delivery_to(rx.url, spool).send_batch(3)
+        delivery = delivery_to(rx.url, spool)
+        result = delivery.send_batch(3)
     assert result.sent == 3 and result.retry_in is None
     assert [i.seq for i in spool.peek(10)] == [3, 4]
     body = rx.requests[0]
@@ -45,6 +47,11 @@ def test_signed_ack_removes_the_batch(spool):
     assert body["readings"][0]["t"] == 21.4 and body["readings"][0]["h"] == 45.2
     assert body["status"]["dropped"] == 0
     assert spool.get("last_send") == "sent 3 readings, seq 0-2"
+    sender = delivery.sender
+    # Both ways, headers included: the signature alone is 67 bytes each way.
+    sent_body = json.dumps({k: v for k, v in body.items() if k != "_timestamp"}, separators=(",", ":"))
+    assert sender.bytes_sent > len(sent_body) + 2 * 67
+    assert sender.bytes_received > 150
 
 
 @pytest.mark.parametrize(
