@@ -104,6 +104,8 @@ class PiNode:
             power_cuts=self.power_cuts,
             # The bench counts power cuts from how each start ended, as for the boards.
             boots={"power_cut": self.power_cuts, "stopped": 1},
+            drops={"drop_full": snap["drop_full"], "drop_poison": snap["drop_poison"]},
+            unverified=snap["unverified"],
             last_error=snap.get("last_error"),
         )
 
