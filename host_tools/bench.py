@@ -95,6 +95,7 @@ class Report:
     data_dir: str = ""
     read_token: str = field(default="", repr=False)  # shown in "where to look next", kept out of JSON
     endpoint: str = ""  # the receiver, when the fleet ran against one it did not start
+    pi_nodes: int = 0  # Linux nodes (dhtlink node) flown beside the boards
 
 
 def scenario_for(index: int, seed: int, hours: float, chaos: bool) -> dict[str, Any]:
@@ -286,6 +287,7 @@ def run_bench(
     endpoint: str | None = None,
     registry: Any = None,
     chaos_rates: dict[str, float] | None = None,
+    pi_nodes: int = 0,
 ) -> Report:
     """Run the fleet against the local endpoint it starts, or against `endpoint` (a base URL)
     whose device registry and readings are `registry` (a store: the local one behind a
@@ -316,10 +318,26 @@ def run_bench(
 
     # The simulated day ends now, so its readings carry real, past dates.
     fleet = Fleet(ids, boards, scenarios, cycles, interval, time.time() - cycles * interval - 60, False, view)
+    pi_ids = [f"bench-pi-{i + 1:02d}" for i in range(pi_nodes)]
+    scenarios.update({d: scenario_for(devices + i, seed, hours, chaos) for i, d in enumerate(pi_ids)})
+    pis: dict[str, Any] = {}
 
     def clock(device_id: str | None) -> float:
         board = boards.get(device_id or "")
-        return board.now() if board else time.time()
+        pi = pis.get(device_id or "")
+        return board.now() if board else pi.clock.now if pi else time.time()
+
+    def fly(
+        secrets: dict[str, str], target: str, drain_to: str | None
+    ) -> dict[str, tuple[Summary, dict[str, dict[str, int]] | None]]:
+        from host_tools.node import simulated
+
+        pi_secrets = {d: admin.add_device(local.store, d) for d in pi_ids}
+        pis.update(simulated.make_nodes(root / "pi-nodes", pi_secrets, scenarios, interval, fleet.start))
+        with ThreadPoolExecutor(1) as beside:
+            pi_summaries = beside.submit(simulated.fly, pis, target, drain_to, cycles)
+            boards_flown = fleet.fly(secrets, target, drain_to)
+            return boards_flown | {d: (summary, None) for d, summary in pi_summaries.result().items()}
 
     log_file = (root / "endpoint.log").open("a")
     observability.set_output(log_file)
@@ -329,20 +347,22 @@ def run_bench(
             secrets = {device_id: admin.add_device(local.store, device_id) for device_id in ids}
             if chaos:
                 with ChaosProxy(local.url, chaos_rates or CHAOS_RATES, seed=seed, delay_s=5.5) as proxy:
-                    flown = fleet.fly(secrets, proxy.url, drain_to=local.url)
+                    flown = fly(secrets, proxy.url, drain_to=local.url)
                     faults = proxy.stats.faults
             else:
-                flown = fleet.fly(secrets, local.url, drain_to=None)
+                flown = fly(secrets, local.url, drain_to=None)
             totals = local.totals
             store_file = local.data_dir / admin.STORE_FILE
             read_token = local.read_token
     finally:
         observability.set_output(None)
         log_file.close()
-    results = {d: verify(seqs_in_file(store_file, d), d, *flown[d]) for d in ids}
-    return _report(
+    results = {d: verify(seqs_in_file(store_file, d), d, *flown[d]) for d in ids + pi_ids}
+    report = _report(
         devices, hours, interval, seed, chaos, time.monotonic() - started, results, totals, faults, root, read_token
     )
+    report.pi_nodes = pi_nodes
+    return report
 
 
 def _report(
@@ -416,6 +436,7 @@ def render(report: Report) -> str:
     lines = [
         "",
         f"dhtlink bench: {report.devices} boards x {report.hours:g} h at {report.interval_s} s"
+        f"{f' + {report.pi_nodes} Pi nodes' if report.pi_nodes else ''}"
         f"{' with chaos' if report.chaos else ''} (seed {report.seed}), {report.wall_s} s wall",
         f"  readings produced        {report.produced}",
         f"  stored                   {report.stored}",
@@ -477,6 +498,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--chaos", action="store_true", help="faults between boards and endpoint, Wi-Fi outages and power cuts"
     )
+    parser.add_argument(
+        "--pi-nodes", type=int, default=0, help="also run this many Linux nodes (`dhtlink node`, simulated sensor)"
+    )
     parser.add_argument("--json-out", type=Path, default=None, help="also write the report as JSON here")
     parser.add_argument("--data-dir", type=Path, default=None, help="where to keep the run (default .dhtlink/bench-*)")
     parser.add_argument(
@@ -499,7 +523,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be from 2 to 86400 seconds")
     if args.hours * 3600 < args.interval:
         raise UsageError("--hours must cover at least one --interval")
+    if not 0 <= args.pi_nodes <= 100:
+        raise UsageError("--pi-nodes must be from 0 to 100")
     registry = None
+    if args.endpoint and args.pi_nodes:
+        raise UsageError("--pi-nodes runs against the endpoint the bench starts itself, not with --endpoint")
     if args.endpoint:
         from host_tools.devices import open_store
 
@@ -522,6 +550,7 @@ def run(args: argparse.Namespace) -> int:
         args.data_dir,
         endpoint=args.endpoint,
         registry=registry,
+        pi_nodes=args.pi_nodes,
     )
     print(render(report))
     if args.json_out:

@@ -29,6 +29,7 @@ VERB_MODULES = (
     "reset",
     "safe_mode",
     "status",
+    "node",
 )
 
 

@@ -1,0 +1,139 @@
+"""DHT11/DHT22 reads on a Linux board through adafruit-circuitpython-dht on Blinka.
+
+The read rules are the firmware's (device/sensor.py): a settle time after start, a
+minimum interval between reads, up to three tries, implausible frames refused, every
+failed try counted, and a failed read gives None, never the previous value.
+"""
+
+import re
+import types
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from host_tools.node.clock import Clock
+
+KINDS = ("DHT22", "DHT11")
+MIN_INTERVAL_S = {"DHT22": 2.0, "DHT11": 1.0}
+POWER_UP_S = {"DHT22": 2.0, "DHT11": 1.0}
+# Plausible values in tenths: t_lo, t_hi, h_lo, h_hi (the datasheets' ranges, as the firmware).
+RANGE = {"DHT22": (-400, 800, 0, 1000), "DHT11": (0, 500, 200, 900)}
+PIN_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
+
+
+class SensorSetupError(Exception):
+    """The sensor cannot be used at all (no such pin, no GPIO access): the node must not start."""
+
+
+class FrameError(Exception):
+    """One read gave no usable frame (timeout, short frame, checksum): try again later."""
+
+
+class Driver(Protocol):
+    def read_frame(self) -> tuple[float, float]:
+        """(°C, %RH) of a fresh frame, or FrameError."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def resolve_pin(name: str, board: Any = None) -> Any:
+    """The Blinka pin object for a board pin name such as D4 (GPIO4 on a Raspberry Pi)."""
+    if not PIN_NAME.match(name):
+        raise SensorSetupError(f"--pin must be a board pin name such as D4, got {name!r}")
+    if board is None:
+        try:
+            import board
+        except Exception as error:  # Blinka raises NotImplementedError, RuntimeError or ImportError by board
+            raise SensorSetupError(f"cannot load Blinka's board module ({error}); pip install 'dhtlink[pi]'") from None
+    pin = getattr(board, name, None)
+    if pin is None or isinstance(pin, str | int | types.ModuleType):
+        names = sorted(n for n in dir(board) if re.match(r"^D\d+$", n))
+        known = ", ".join(names) if names else "none: Blinka does not know this board's GPIO"
+        raise SensorSetupError(f"--pin {name}: this board has no such pin (pins: {known})")
+    return pin
+
+
+class AdafruitDriver:
+    """adafruit_dht's DHT11/DHT22 on a Blinka pin.
+
+    The library answers a call within 2 s of the previous one with its cached values, and
+    keeps them after a failed frame. The node owns the timing (Sensor waits the minimum
+    interval), so each read clears that cache first: a frame either decodes now or fails.
+    """
+
+    def __init__(self, kind: str, pin: Any, use_pulseio: bool | None = None) -> None:
+        try:
+            import adafruit_dht
+        except ImportError:
+            raise SensorSetupError("adafruit_dht is not installed: pip install 'dhtlink[pi]'") from None
+
+        cls = adafruit_dht.DHT22 if kind == "DHT22" else adafruit_dht.DHT11
+        try:
+            self.dev = cls(pin) if use_pulseio is None else cls(pin, use_pulseio=use_pulseio)
+        except (OSError, RuntimeError, ValueError) as error:
+            raise SensorSetupError(f"cannot open the sensor pin ({error}); is the user in the gpio group?") from None
+
+    def read_frame(self) -> tuple[float, float]:
+        # Private state of adafruit-circuitpython-dht 4.0 (pinned): see the class docstring.
+        self.dev._last_called = 0
+        self.dev._temperature = self.dev._humidity = None
+        try:
+            self.dev.measure()
+        except (RuntimeError, OSError) as error:
+            raise FrameError(str(error)) from None
+        t, h = self.dev._temperature, self.dev._humidity
+        if t is None or h is None:
+            raise FrameError("no frame decoded")
+        return t, h
+
+    def close(self) -> None:
+        self.dev.exit()
+
+
+@dataclass
+class Reading:
+    t10: int  # tenths of °C
+    h10: int  # tenths of %RH
+
+
+class Sensor:
+    def __init__(self, kind: str, driver: Driver, clock: Clock | None = None, powered_up_s: float = 0.0) -> None:
+        if kind not in KINDS:
+            raise SensorSetupError(f"--sensor must be one of {', '.join(KINDS)}, got {kind!r}")
+        self.kind = kind
+        self.driver = driver
+        self.clock = clock or Clock()
+        self.ready = self.clock.monotonic() + max(0.0, POWER_UP_S[kind] - powered_up_s)
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def _wait(self) -> None:
+        left = self.ready - self.clock.monotonic()
+        if left > 0:
+            self.clock.sleep(left)
+        self.ready = self.clock.monotonic() + MIN_INTERVAL_S[self.kind]
+
+    def read(self, tries: int = 3) -> Reading | None:
+        """A fresh reading, or None after `tries` failed tries (each counted in `errors`)."""
+        t_lo, t_hi, h_lo, h_hi = RANGE[self.kind]
+        for _ in range(tries):
+            self._wait()
+            try:
+                t, h = self.driver.read_frame()
+                t10, h10 = round(t * 10), round(h * 10)
+            except FrameError as error:
+                self.last_error = f"read failed: {error}"
+            except (TypeError, ValueError, OverflowError) as error:  # NaN or a non-number from a driver
+                self.last_error = f"read failed: {error}"
+            else:
+                if t10 == 0 and h10 == 0:
+                    self.last_error = "all-zero frame"  # a known-bad frame of a sensor losing power
+                elif not (t_lo <= t10 <= t_hi and h_lo <= h10 <= h_hi):
+                    self.last_error = f"out of range: t={t10 / 10} h={h10 / 10}"
+                else:
+                    return Reading(t10, h10)
+            self.errors += 1
+        return None
+
+    def close(self) -> None:
+        self.driver.close()
