@@ -120,7 +120,7 @@ class DynamoDBStore:
     ) -> None:
         self.readings = readings_table
         self.devices = devices_table
-        self.alerts = alerts_table or os.environ.get("ALERTS_TABLE", "")
+        self.alerts = os.environ.get("ALERTS_TABLE", "") if alerts_table is None else alerts_table
         self.db = dynamodb or client()
 
     # -- registry -----------------------------------------------------------
@@ -528,7 +528,6 @@ class DynamoDBStore:
 
     def prune_alert_events(self, now: int) -> int:
         return 0  # DynamoDB's TTL on expires_at removes them
-
 
 
 def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
