@@ -38,8 +38,8 @@ class LocalAlerts:
         self.interval_s = interval_s
         self.notifier = notifier or Notifier(store, topic_arn=os.environ.get("ALERTS_TOPIC_ARN"))
         self.evaluator = Evaluator(store, self._queue_delivery)
-        self._batches: queue.Queue[tuple[str, list[dict[str, Any]], int] | None] = queue.Queue(QUEUE_LIMIT)
-        self._deliveries: queue.Queue[tuple[Rule, dict[str, Any]] | None] = queue.Queue()
+        self._batches: queue.Queue[tuple[str, list[dict[str, Any]], int]] = queue.Queue(QUEUE_LIMIT)
+        self._deliveries: queue.Queue[tuple[Rule, dict[str, Any]]] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.dropped_batches = 0
@@ -56,11 +56,19 @@ class LocalAlerts:
             self._threads.append(thread)
         return self
 
-    def stop(self) -> None:
+    def stop(self, drain_s: float = 3.0) -> None:
+        """Stop taking batches, give queued work `drain_s` to finish, then stop the threads."""
         alerts.register_sink(self.store, None)
+        try:
+            self.wait_idle(drain_s)
+        except TimeoutError:
+            log(
+                "WARNING",
+                "alerts stopped with work queued",
+                batches=self._batches.qsize(),
+                notifications=self._deliveries.qsize(),
+            )
         self._stop.set()
-        self._batches.put(None)
-        self._deliveries.put(None)
         for thread in self._threads:
             thread.join(timeout=5)
 
@@ -97,12 +105,17 @@ class LocalAlerts:
     def _queue_delivery(self, rule: Rule, event: dict[str, Any]) -> None:
         self._deliveries.put((rule, event))
 
-    def _evaluate_loop(self) -> None:
-        while True:
-            job = self._batches.get()
+    def _next(self, jobs: queue.Queue) -> Any:
+        while not self._stop.is_set():
             try:
-                if job is None:
-                    return
+                return jobs.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        return None
+
+    def _evaluate_loop(self) -> None:
+        while (job := self._next(self._batches)) is not None:
+            try:
                 self.evaluator.on_stored(*job)
             except Exception as error:
                 log("ERROR", "alert evaluation failed", error=type(error).__name__, detail=str(error)[:200])
@@ -110,11 +123,8 @@ class LocalAlerts:
                 self._batches.task_done()
 
     def _deliver_loop(self) -> None:
-        while True:
-            job = self._deliveries.get()
+        while (job := self._next(self._deliveries)) is not None:
             try:
-                if job is None:
-                    return
                 self.notifier.deliver(*job)
             except Exception as error:
                 log("ERROR", "alert delivery failed", error=type(error).__name__)
