@@ -1,4 +1,4 @@
-"""GET /data/latest, GET /data, GET /devices: bearer-token reads, never a secret."""
+"""GET /data/latest, GET /data, GET /devices, GET /alerts: bearer-token reads, never a secret."""
 
 import os
 import re
