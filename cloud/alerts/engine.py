@@ -184,7 +184,6 @@ class Evaluator:
                     continue
                 stored = states.get((device_id, rule.rule_id))
                 state = dict(stored or fresh_state(rule, device_id))
-                state["rises"] = [list(rise) for rise in state.get("rises", [])]
                 if rule.kind == "stale":
                     transitions = step_stale(rule, state, device.get("last_seen"), now)
                 else:

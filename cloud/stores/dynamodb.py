@@ -19,7 +19,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from cloud.alerts.rules import HISTORY_S, NoSuchRule
 from cloud.protocol import MAX_READINGS, Reading
 from cloud.stores.base import (
     Delivery,
@@ -428,6 +427,8 @@ class DynamoDBStore:
     def remove_alert_rule(self, rule_id: str) -> None:
         from botocore.exceptions import ClientError
 
+        from cloud.alerts.rules import NoSuchRule
+
         try:
             self.db.delete_item(
                 TableName=self.alerts,
@@ -506,6 +507,8 @@ class DynamoDBStore:
 
     def alert_events(self, now: int, limit: int = 100, rule_id: str | None = None) -> list[dict[str, Any]]:
         """History newest first, without what has outlived its retention (TTL deletes late)."""
+        from cloud.alerts.rules import HISTORY_S
+
         extra: dict[str, Any] = {
             "and_sk": " AND sk >= :from",
             "values": {":from": {"S": f"{max(0, now - HISTORY_S):012d}"}, ":now": _n(now)},

@@ -18,7 +18,6 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cloud.alerts.rules import NoSuchRule
 from cloud.protocol import MAX_READINGS, Reading
 from cloud.stores.base import (
     Delivery,
@@ -421,6 +420,8 @@ class SQLiteStore:
         return dict(row) if row else None
 
     def remove_alert_rule(self, rule_id: str) -> None:
+        from cloud.alerts.rules import NoSuchRule
+
         db = self._alerts_db()
         with self._write_lock:
             db.execute("BEGIN IMMEDIATE")

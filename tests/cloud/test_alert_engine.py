@@ -116,6 +116,7 @@ def test_stale_opens_on_schedule_and_resolves_on_the_next_delivery(store):
     for minute in (30, 35, 40):
         evaluator.on_schedule(T0 + minute * 60)
     assert outbox.kinds() == [("open", DEVICE, 30 * 60)]
+    assert [s["version"] for s in store.alert_states(DEVICE)] == [1], "written once, not by every run"
     evaluator.on_stored(DEVICE, readings([20.0], start=41), T0 + 41 * 60)
     assert outbox.kinds()[1:] == [("resolve", DEVICE, 41 * 60)]
     store.record_delivery(store.get_device(DEVICE), Delivery(T0 + 41 * 60, None, []))
