@@ -143,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps({"rule": rule.public(), "webhook_secret": key}))
                 return 0
             print(f"added rule {rule.rule_id}: {rule.describe()}")
+            if rule.email and not _topic_arn(args.aws, args.stack):
+                where = "deploy with `dhtlink deploy --alert-email ADDRESS`" if args.aws else "set ALERTS_TOPIC_ARN"
+                print(f"note: no alerts SNS topic yet, so e-mail deliveries will fail: {where}", file=sys.stderr)
             if secret:
                 print(f"webhook signing secret: {secret.webhook_secret}")
                 print("This is the only time it is shown: your receiver checks X-Dhtlink-Signature with it.")

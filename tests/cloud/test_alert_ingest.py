@@ -184,3 +184,14 @@ def admin_store(tmp_path):
     from cloud.admin import local_store
 
     return local_store(tmp_path / "data")
+
+
+def test_cli_says_when_email_has_nowhere_to_go(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("ALERTS_TOPIC_ARN", raising=False)
+    code, out, err = run_cli(capsys, "add", "--all-devices", "--stale", "1h", "--email")
+    assert code == 0 and "any device: no delivery for 1h" in out
+    assert "no alerts SNS topic yet" in err and "ALERTS_TOPIC_ARN" in err
+    monkeypatch.setenv("ALERTS_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:alerts")
+    code, _, err = run_cli(capsys, "add", "--all-devices", "--stale", "2h", "--email")
+    assert code == 0 and "no alerts SNS topic" not in err
