@@ -127,11 +127,19 @@ def _delivery(delivery: dict[str, Any] | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from cloud import observability
+
+    observability.set_output(sys.stderr)  # the notifier's log lines; stdout is the command's answer
+    try:
+        return _run(args)
+    finally:
+        observability.set_output(None)
+
+
+def _run(args: argparse.Namespace) -> int:
     from cloud.alerts import admin as alerts_admin
     from cloud.alerts.notify import Notifier
     from host_tools.devices import open_store
 
-    observability.set_output(sys.stderr)  # the notifier's log lines; stdout is the command's answer
     store = open_store(args.aws, args.stack)
     if args.aws and not store.alerts:
         raise CommandError(f"stack {args.stack!r} has no AlertsTableName output: `make deploy` updates it")
