@@ -78,13 +78,15 @@ class LocalAlerts:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def wait_idle(self, timeout: float = 30.0) -> None:
-        """Until every handed-over batch is evaluated and its notifications sent (tests, bench)."""
+    def wait_idle(self, timeout: float = 30.0, deliveries: bool = True) -> None:
+        """Until every handed-over batch is evaluated and (unless `deliveries` is False) its
+        notifications sent (tests, bench)."""
         done = threading.Event()
 
         def join() -> None:
             self._batches.join()
-            self._deliveries.join()
+            if deliveries:
+                self._deliveries.join()
             done.set()
 
         threading.Thread(target=join, daemon=True).start()

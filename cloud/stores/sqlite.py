@@ -390,20 +390,16 @@ class SQLiteStore:
         return db
 
     def put_alert_rule(self, rule: dict[str, Any], secret: dict[str, str] | None) -> None:
-        db = self._alerts_db()
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("INSERT INTO alert_rules (rule_id, rule) VALUES (?, ?)", (rule["rule_id"], json.dumps(rule)))
-                if secret:
-                    db.execute(
-                        "INSERT INTO alert_secrets VALUES (?, ?, ?)",
-                        (rule["rule_id"], secret["webhook_url"], secret["webhook_secret"]),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO alert_rules (rule_id, rule) VALUES (?, ?)", (rule["rule_id"], json.dumps(rule)))
+            if secret:
+                db.execute(
+                    "INSERT INTO alert_secrets VALUES (?, ?, ?)",
+                    (rule["rule_id"], secret["webhook_url"], secret["webhook_secret"]),
+                )
+
+        self._alerts_db()
+        self._write(work)
 
     def list_alert_rules(self) -> list[dict[str, Any]]:
         rows = self._alerts_db().execute("SELECT rule, last_delivery FROM alert_rules ORDER BY rule_id").fetchall()
@@ -422,29 +418,29 @@ class SQLiteStore:
     def remove_alert_rule(self, rule_id: str) -> None:
         from cloud.alerts.rules import NoSuchRule
 
-        db = self._alerts_db()
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                found = db.execute("DELETE FROM alert_rules WHERE rule_id = ?", (rule_id,)).rowcount
-                db.execute("DELETE FROM alert_secrets WHERE rule_id = ?", (rule_id,))
-                db.execute("DELETE FROM alert_state WHERE rule_id = ?", (rule_id,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        if not found:
+        def work(db: sqlite3.Connection) -> int:
+            found = db.execute("DELETE FROM alert_rules WHERE rule_id = ?", (rule_id,)).rowcount
+            db.execute("DELETE FROM alert_secrets WHERE rule_id = ?", (rule_id,))
+            db.execute("DELETE FROM alert_state WHERE rule_id = ?", (rule_id,))
+            return found
+
+        self._alerts_db()
+        if not self._write(work):
             raise NoSuchRule(rule_id)
 
+    # Alert state, history and delivery records are derived, not acknowledged data: they
+    # join the group commit without asking for an fsync of their own (durable=False).
     def record_alert_delivery(self, rule_id: str, event_id: str | None, delivery: dict[str, Any]) -> None:
-        db = self._alerts_db()
-        with self._write_lock:
+        def work(db: sqlite3.Connection) -> None:
             db.execute("UPDATE alert_rules SET last_delivery = ? WHERE rule_id = ?", (json.dumps(delivery), rule_id))
             if event_id:
                 db.execute(
                     "UPDATE alert_events SET event = json_set(event, '$.delivery', json(?)) WHERE event_id = ?",
                     (json.dumps(delivery), event_id),
                 )
+
+        self._alerts_db()
+        self._write(work, durable=False)
 
     def alert_states(self, device_id: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT state, version FROM alert_state", ()
@@ -455,27 +451,23 @@ class SQLiteStore:
 
     def put_alert_state(self, state: dict[str, Any], expected_version: int) -> bool:
         """Write `state` if the stored one is still at `expected_version` (0: none stored)."""
-        db = self._alerts_db()
         body = json.dumps({k: v for k, v in state.items() if k != "version"})
         key = (state["device_id"], state["rule_id"])
-        with self._write_lock:
+
+        def work(db: sqlite3.Connection) -> int:
             if expected_version == 0:
                 sql = "INSERT OR IGNORE INTO alert_state VALUES (?, ?, ?, ?)"
-                cursor = db.execute(sql, (*key, body, state["version"]))
-            else:
-                sql = (
-                    "UPDATE alert_state SET state = ?, version = ? WHERE device_id = ? AND rule_id = ? AND version = ?"
-                )
-                cursor = db.execute(sql, (body, state["version"], *key, expected_version))
-        return cursor.rowcount == 1
+                return db.execute(sql, (*key, body, state["version"])).rowcount
+            sql = "UPDATE alert_state SET state = ?, version = ? WHERE device_id = ? AND rule_id = ? AND version = ?"
+            return db.execute(sql, (body, state["version"], *key, expected_version)).rowcount
+
+        self._alerts_db()
+        return self._write(work, durable=False) == 1
 
     def add_alert_event(self, event: dict[str, Any], expires_at: int) -> None:
-        db = self._alerts_db()
-        with self._write_lock:
-            db.execute(
-                "INSERT INTO alert_events VALUES (?, ?, ?, ?, ?, ?)",
-                (event["event_id"], event["at"], event["rule_id"], event["device_id"], json.dumps(event), expires_at),
-            )
+        row = (event["event_id"], event["at"], event["rule_id"], event["device_id"], json.dumps(event), expires_at)
+        self._alerts_db()
+        self._write(lambda db: db.execute("INSERT INTO alert_events VALUES (?, ?, ?, ?, ?, ?)", row), durable=False)
 
     def alert_events(self, now: int, limit: int = 100, rule_id: str | None = None) -> list[dict[str, Any]]:
         """History newest first, without what has outlived its retention."""
@@ -488,9 +480,9 @@ class SQLiteStore:
         return [json.loads(row["event"]) for row in rows]
 
     def prune_alert_events(self, now: int) -> int:
-        db = self._alerts_db()
-        with self._write_lock:
-            return db.execute("DELETE FROM alert_events WHERE expires_at <= ?", (now,)).rowcount
+        self._alerts_db()
+        sql = "DELETE FROM alert_events WHERE expires_at <= ?"
+        return self._write(lambda db: db.execute(sql, (now,)).rowcount, durable=False)
 
 
 # Alert rules, their webhook secrets, per-(device, rule) state and a 30-day history.
