@@ -91,7 +91,9 @@ def aws_store(stack_name: str) -> Store:
 
     outputs = stack_outputs(stack_name)
     try:
-        return DynamoDBStore(outputs["ReadingsTableName"], outputs["DevicesTableName"])
+        return DynamoDBStore(
+            outputs["ReadingsTableName"], outputs["DevicesTableName"], alerts_table=outputs.get("AlertsTableName", "")
+        )
     except KeyError:
         raise LookupError(f"stack {stack_name!r} has no ReadingsTableName/DevicesTableName outputs") from None
 

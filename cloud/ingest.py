@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from cloud import protocol, signing
+from cloud import alerts, protocol, signing
 from cloud.observability import lambda_handler, log, metrics
 from cloud.responses import error, respond
 from cloud.settings import lambda_store
@@ -65,6 +65,7 @@ def handle(event: dict[str, Any], store: Store, now: float, retention_s: int) ->
         answer = error(503, "store_busy", "the store is busy; nothing was stored: send the batch again later")
         answer["headers"]["Retry-After"] = str(RETRY_AFTER_S)
         return _signed(answer, signer)
+    alerts.after_store(store, device_id, stored, received_at)  # queued, never awaited: the answer goes first
     duplicates = len(batch.readings) - len(stored)
     log(
         "INFO",

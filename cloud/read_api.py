@@ -1,4 +1,4 @@
-"""GET /data/latest, GET /data, GET /devices: bearer-token reads, never a secret."""
+"""GET /data/latest, GET /data, GET /devices, GET /alerts: bearer-token reads, never a secret."""
 
 import os
 import re
@@ -79,6 +79,12 @@ def handle(event: dict[str, Any], store: Store, read_token_sha256: str) -> dict[
             assert limit is not None
             items, cursor = store.query_readings(device_id, from_ts, to_ts, limit, params.get("cursor") or None)
             result = respond(200, {"device_id": device_id, "items": items, "next_cursor": cursor})
+        elif path.endswith("/alerts"):
+            from cloud.alerts.admin import overview
+
+            limit = _int_param(params, "limit", 100, 1, MAX_LIMIT)
+            device = _device_param(params) if params.get("device_id") else None
+            result = respond(200, overview(store, int(time.time()), limit or 100, device))
         elif path.endswith("/devices"):
             _check_params(params, "/devices")
             limit = _int_param(params, "limit", DEVICES_PAGE, 1, MAX_LIMIT)

@@ -16,6 +16,7 @@ from host_tools.errors import CommandError, UsageError
 VERB_MODULES = (
     "serve",
     "devices",
+    "alerts",
     "sim",
     "bench",
     "query",

@@ -137,7 +137,13 @@ def deploy(
         )
     # REVIEW_IN_PROGRESS: an earlier first deploy stopped at its change set; it is still a create.
     exists = status not in (None, "REVIEW_IN_PROGRESS")
-    defaults = {"ReadToken": None, "RetentionDays": None, "LogRetentionDays": None, "AlarmEmail": None}
+    defaults = {
+        "ReadToken": None,
+        "RetentionDays": None,
+        "LogRetentionDays": None,
+        "AlarmEmail": None,
+        "AlertEmail": None,
+    }
     given = {**defaults, **(settings or {})}
     if not exists and not given["ReadToken"]:
         given["ReadToken"] = secrets.token_urlsafe(32)
@@ -203,6 +209,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--alarm-email", default=None, help="send alarm notifications here ('' for none)")
     parser.add_argument(
+        "--alert-email", default=None, help="send sensor alerts of `dhtlink alerts add --email` here ('' for none)"
+    )
+    parser.add_argument(
         "--rotate-read-token", action="store_true", help="replace the read token with a new one and print it once"
     )
     parser.set_defaults(func=run)
@@ -214,13 +223,15 @@ def settings_from(args: argparse.Namespace) -> dict[str, str | None]:
         raise UsageError("--retention-days must be a whole number of days from 1 to 36500")
     if args.log_retention_days is not None and args.log_retention_days not in LOG_RETENTION_DAYS:
         raise UsageError(f"--log-retention-days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}")
-    if args.alarm_email and ("@" not in args.alarm_email or " " in args.alarm_email):
-        raise UsageError(f"--alarm-email {args.alarm_email!r} is not an e-mail address")
+    for flag, address in (("--alarm-email", args.alarm_email), ("--alert-email", args.alert_email)):
+        if address and ("@" not in address or " " in address):
+            raise UsageError(f"{flag} {address!r} is not an e-mail address")
     return {
         "ReadToken": secrets.token_urlsafe(32) if args.rotate_read_token else None,
         "RetentionDays": None if args.retention_days is None else str(args.retention_days),
         "LogRetentionDays": None if args.log_retention_days is None else str(args.log_retention_days),
         "AlarmEmail": args.alarm_email,
+        "AlertEmail": args.alert_email,
     }
 
 

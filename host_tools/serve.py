@@ -2,8 +2,11 @@
 
 import argparse
 import os
+import time
 
 from host_tools.common import data_dir, default_port, tcp_port
+
+SCHEDULE_S = 60  # the scheduled alert handler's period here (5 minutes in AWS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cloud.alerts.local import LocalAlerts
     from cloud.local import LocalEndpoint
     from cloud.local.server import CONNECTION_CAP
     from cloud.stores.sqlite import StoreDamaged
@@ -50,11 +54,13 @@ def run(args: argparse.Namespace) -> int:
     if endpoint.connection_cap < cap:
         print(f"  connections      at most {endpoint.connection_cap} (open-file limit; raise it with ulimit -n)")
     print("Ctrl-C stops it; every reading and device is kept for the next start.", flush=True)
+    alerts = LocalAlerts(endpoint.store, clock=time.time, interval_s=SCHEDULE_S).start()  # docs/alerts.md
     try:
         endpoint.serve_forever()  # returns on Ctrl-C: the server's loop ends on KeyboardInterrupt
     except KeyboardInterrupt:
         pass
     finally:
+        alerts.stop()  # first: its last writes are in the store endpoint.stop() checkpoints
         endpoint.stop()
     print("\nstopped", flush=True)
     return 0

@@ -42,7 +42,7 @@ from cloud.responses import error
 from cloud.stores.base import Store
 
 Clock = Callable[[str | None], float]
-READ_ROUTES = ("/data/latest", "/data", "/devices")
+READ_ROUTES = ("/data/latest", "/data", "/devices", "/alerts")
 DEFAULT_RETENTION_S = 400 * 86400
 # A board's request is one small POST; 10 s to receive it is generous on any LAN.
 READ_TIMEOUT_S = 10

@@ -114,9 +114,12 @@ def _json_attr(item: dict[str, Any], key: str) -> Any:
 
 
 class DynamoDBStore:
-    def __init__(self, readings_table: str, devices_table: str, dynamodb: Any = None) -> None:
+    def __init__(
+        self, readings_table: str, devices_table: str, dynamodb: Any = None, alerts_table: str | None = None
+    ) -> None:
         self.readings = readings_table
         self.devices = devices_table
+        self.alerts = os.environ.get("ALERTS_TABLE", "") if alerts_table is None else alerts_table
         self.db = dynamodb or client()
 
     # -- registry -----------------------------------------------------------
@@ -366,6 +369,169 @@ class DynamoDBStore:
         more = "LastEvaluatedKey" in page and len(items) == limit
         return items, (encode_cursor([items[-1]["ts"], items[-1]["seq"]]) if more else None)
 
+    # -- alerts (docs/alerts.md) ----------------------------------------------
+    # One table, pk/sk: ("rule", id) the rule; ("secret", id) its webhook URL and key, an
+    # item the read role cannot reach (IAM dynamodb:LeadingKeys); ("state", device#rule);
+    # ("event", "<at>-<random>") the history, expired by TTL after 30 days.
+    def _alert_key(self, pk: str, sk: str) -> dict[str, Any]:
+        return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+    def _alert_query(self, pk: str, **extra: Any) -> list[dict[str, Any]]:
+        values = {":pk": {"S": pk}, **extra.pop("values", {})}
+        condition = "pk = :pk" + extra.pop("and_sk", "")
+        kwargs: dict[str, Any] = {
+            "TableName": self.alerts,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            **extra,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.db.query(**kwargs)
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page or ("Limit" in kwargs and len(items) >= kwargs["Limit"]):
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def put_alert_rule(self, rule: dict[str, Any], secret: dict[str, str] | None) -> None:
+        puts = [
+            {
+                "Put": {
+                    "TableName": self.alerts,
+                    "Item": {**self._alert_key("rule", rule["rule_id"]), "rule": {"S": json.dumps(rule)}},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        if secret:
+            item = {
+                **self._alert_key("secret", rule["rule_id"]),
+                "webhook_url": {"S": secret["webhook_url"]},
+                "webhook_secret": {"S": secret["webhook_secret"]},
+            }
+            puts.append({"Put": {"TableName": self.alerts, "Item": item}})
+        self.db.transact_write_items(TransactItems=puts)
+
+    def list_alert_rules(self) -> list[dict[str, Any]]:
+        return [
+            {**json.loads(item["rule"]["S"]), "last_delivery": _json_attr(item, "last_delivery")}
+            for item in self._alert_query("rule")
+        ]
+
+    def get_alert_secret(self, rule_id: str) -> dict[str, str] | None:
+        item = self.db.get_item(TableName=self.alerts, Key=self._alert_key("secret", rule_id)).get("Item")
+        return (
+            {"webhook_url": item["webhook_url"]["S"], "webhook_secret": item["webhook_secret"]["S"]} if item else None
+        )
+
+    def remove_alert_rule(self, rule_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        from cloud.alerts.rules import NoSuchRule
+
+        try:
+            self.db.delete_item(
+                TableName=self.alerts,
+                Key=self._alert_key("rule", rule_id),
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise NoSuchRule(rule_id) from None
+            raise
+        self.db.delete_item(TableName=self.alerts, Key=self._alert_key("secret", rule_id))
+        for state in self.alert_states():
+            if state["rule_id"] == rule_id:
+                self.db.delete_item(
+                    TableName=self.alerts, Key=self._alert_key("state", f"{state['device_id']}#{rule_id}")
+                )
+
+    def record_alert_delivery(self, rule_id: str, event_id: str | None, delivery: dict[str, Any]) -> None:
+        from botocore.exceptions import ClientError
+
+        value = {":d": {"S": json.dumps(delivery)}}
+        targets = [("rule", rule_id)] + ([("event", event_id)] if event_id else [])
+        for pk, sk in targets:
+            try:
+                self.db.update_item(
+                    TableName=self.alerts,
+                    Key=self._alert_key(pk, sk),
+                    UpdateExpression="SET last_delivery = :d",
+                    ConditionExpression="attribute_exists(pk)",  # a rule removed meanwhile stays removed
+                    ExpressionAttributeValues=value,
+                )
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+
+    def alert_states(self, device_id: str | None = None) -> list[dict[str, Any]]:
+        extra: dict[str, Any] = {}
+        if device_id is not None:
+            extra = {"and_sk": " AND begins_with(sk, :device)", "values": {":device": {"S": device_id + "#"}}}
+        return [
+            {**json.loads(item["state"]["S"]), "version": int(item["version"]["N"])}
+            for item in self._alert_query("state", **extra)
+        ]
+
+    def put_alert_state(self, state: dict[str, Any], expected_version: int) -> bool:
+        """Write `state` if the stored one is still at `expected_version` (0: none stored)."""
+        from botocore.exceptions import ClientError
+
+        item = {
+            **self._alert_key("state", f"{state['device_id']}#{state['rule_id']}"),
+            "state": {"S": json.dumps({k: v for k, v in state.items() if k != "version"})},
+            "version": _n(state["version"]),
+        }
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        if expected_version:
+            condition = {
+                "ConditionExpression": "version = :v",
+                "ExpressionAttributeValues": {":v": _n(expected_version)},
+            }
+        try:
+            self.db.put_item(TableName=self.alerts, Item=item, **condition)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def add_alert_event(self, event: dict[str, Any], expires_at: int) -> None:
+        item = {
+            **self._alert_key("event", event["event_id"]),
+            "event": {"S": json.dumps(event)},
+            "rule_id": {"S": event["rule_id"]},
+            "expires_at": _n(expires_at),
+        }
+        self.db.put_item(TableName=self.alerts, Item=item)
+
+    def alert_events(self, now: int, limit: int = 100, rule_id: str | None = None) -> list[dict[str, Any]]:
+        """History newest first, without what has outlived its retention (TTL deletes late)."""
+        from cloud.alerts.rules import HISTORY_S
+
+        extra: dict[str, Any] = {
+            "and_sk": " AND sk >= :from",
+            "values": {":from": {"S": f"{max(0, now - HISTORY_S):012d}"}, ":now": _n(now)},
+            "ScanIndexForward": False,
+            "FilterExpression": "expires_at > :now",
+        }
+        if rule_id:
+            extra["FilterExpression"] += " AND rule_id = :rule"
+            extra["values"][":rule"] = {"S": rule_id}
+        else:
+            extra["Limit"] = limit
+        events = []
+        for item in self._alert_query("event", **extra):
+            event = json.loads(item["event"]["S"])
+            delivery = _json_attr(item, "last_delivery")
+            if delivery is not None:
+                event["delivery"] = delivery
+            events.append(event)
+        return events[:limit]
+
+    def prune_alert_events(self, now: int) -> int:
+        return 0  # DynamoDB's TTL on expires_at removes them
+
 
 def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
     """The tables as cloud/template.yaml defines them, for moto and DynamoDB Local."""
@@ -420,5 +586,21 @@ def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
                     ],
                 },
             }
+        ],
+    )
+
+
+def create_alerts_table(db: Any, alerts_table: str) -> None:
+    """The alerts table as cloud/template.yaml defines it."""
+    db.create_table(
+        TableName=alerts_table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
         ],
     )

@@ -379,3 +379,124 @@ class SQLiteStore:
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (encode_cursor([rows[-1]["ts"], rows[-1]["seq"]]) if more else None)
+
+    # -- alerts (docs/alerts.md) ----------------------------------------------
+    def _alerts_db(self) -> sqlite3.Connection:
+        db = self._connect()
+        if not getattr(self, "_alert_tables", False):
+            with self._write_lock:
+                db.executescript(ALERT_SCHEMA)
+            self._alert_tables = True
+        return db
+
+    def put_alert_rule(self, rule: dict[str, Any], secret: dict[str, str] | None) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO alert_rules (rule_id, rule) VALUES (?, ?)", (rule["rule_id"], json.dumps(rule)))
+            if secret:
+                db.execute(
+                    "INSERT INTO alert_secrets VALUES (?, ?, ?)",
+                    (rule["rule_id"], secret["webhook_url"], secret["webhook_secret"]),
+                )
+
+        self._alerts_db()
+        self._write(work)
+
+    def list_alert_rules(self) -> list[dict[str, Any]]:
+        rows = self._alerts_db().execute("SELECT rule, last_delivery FROM alert_rules ORDER BY rule_id").fetchall()
+        return [
+            {**json.loads(row["rule"]), "last_delivery": json.loads(row["last_delivery"] or "null")} for row in rows
+        ]
+
+    def get_alert_secret(self, rule_id: str) -> dict[str, str] | None:
+        row = (
+            self._alerts_db()
+            .execute("SELECT webhook_url, webhook_secret FROM alert_secrets WHERE rule_id = ?", (rule_id,))
+            .fetchone()
+        )
+        return dict(row) if row else None
+
+    def remove_alert_rule(self, rule_id: str) -> None:
+        from cloud.alerts.rules import NoSuchRule
+
+        def work(db: sqlite3.Connection) -> int:
+            found = db.execute("DELETE FROM alert_rules WHERE rule_id = ?", (rule_id,)).rowcount
+            db.execute("DELETE FROM alert_secrets WHERE rule_id = ?", (rule_id,))
+            db.execute("DELETE FROM alert_state WHERE rule_id = ?", (rule_id,))
+            return found
+
+        self._alerts_db()
+        if not self._write(work):
+            raise NoSuchRule(rule_id)
+
+    # Alert state, history and delivery records are derived, not acknowledged data: they
+    # join the group commit without asking for an fsync of their own (durable=False).
+    def record_alert_delivery(self, rule_id: str, event_id: str | None, delivery: dict[str, Any]) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE alert_rules SET last_delivery = ? WHERE rule_id = ?", (json.dumps(delivery), rule_id))
+            if event_id:
+                db.execute(
+                    "UPDATE alert_events SET event = json_set(event, '$.delivery', json(?)) WHERE event_id = ?",
+                    (json.dumps(delivery), event_id),
+                )
+
+        self._alerts_db()
+        self._write(work, durable=False)
+
+    def alert_states(self, device_id: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT state, version FROM alert_state", ()
+        if device_id is not None:
+            sql, args = sql + " WHERE device_id = ?", (device_id,)
+        rows = self._alerts_db().execute(sql, args).fetchall()
+        return [{**json.loads(row["state"]), "version": row["version"]} for row in rows]
+
+    def put_alert_state(self, state: dict[str, Any], expected_version: int) -> bool:
+        """Write `state` if the stored one is still at `expected_version` (0: none stored)."""
+        body = json.dumps({k: v for k, v in state.items() if k != "version"})
+        key = (state["device_id"], state["rule_id"])
+
+        def work(db: sqlite3.Connection) -> int:
+            if expected_version == 0:
+                sql = "INSERT OR IGNORE INTO alert_state VALUES (?, ?, ?, ?)"
+                return db.execute(sql, (*key, body, state["version"])).rowcount
+            sql = "UPDATE alert_state SET state = ?, version = ? WHERE device_id = ? AND rule_id = ? AND version = ?"
+            return db.execute(sql, (body, state["version"], *key, expected_version)).rowcount
+
+        self._alerts_db()
+        return self._write(work, durable=False) == 1
+
+    def add_alert_event(self, event: dict[str, Any], expires_at: int) -> None:
+        row = (event["event_id"], event["at"], event["rule_id"], event["device_id"], json.dumps(event), expires_at)
+        self._alerts_db()
+        self._write(lambda db: db.execute("INSERT INTO alert_events VALUES (?, ?, ?, ?, ?, ?)", row), durable=False)
+
+    def alert_events(self, now: int, limit: int = 100, rule_id: str | None = None) -> list[dict[str, Any]]:
+        """History newest first, without what has outlived its retention."""
+        sql, args = "SELECT event FROM alert_events WHERE expires_at > ?", [now]
+        if rule_id:
+            sql += " AND rule_id = ?"
+            args.append(rule_id)
+        sql += " ORDER BY event_id DESC LIMIT ?"
+        rows = self._alerts_db().execute(sql, [*args, limit]).fetchall()
+        return [json.loads(row["event"]) for row in rows]
+
+    def prune_alert_events(self, now: int) -> int:
+        self._alerts_db()
+        sql = "DELETE FROM alert_events WHERE expires_at <= ?"
+        return self._write(lambda db: db.execute(sql, (now,)).rowcount, durable=False)
+
+
+# Alert rules, their webhook secrets, per-(device, rule) state and a 30-day history.
+ALERT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_rules (rule_id TEXT PRIMARY KEY, rule TEXT NOT NULL, last_delivery TEXT);
+CREATE TABLE IF NOT EXISTS alert_secrets (
+    rule_id TEXT PRIMARY KEY, webhook_url TEXT NOT NULL, webhook_secret TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_state (
+    device_id TEXT NOT NULL, rule_id TEXT NOT NULL, state TEXT NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (device_id, rule_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alert_events (
+    event_id TEXT PRIMARY KEY, at INTEGER NOT NULL, rule_id TEXT NOT NULL, device_id TEXT NOT NULL,
+    event TEXT NOT NULL, expires_at INTEGER NOT NULL
+);
+"""

@@ -64,6 +64,7 @@ def test_every_statement_names_exact_table_arns():
                     {"GetAtt": "DevicesTable.Arn"},
                     {"Sub": "${ReadingsTable.Arn}/index/by_time"},
                     {"Sub": "${DevicesTable.Arn}/index/all_devices"},
+                    {"GetAtt": "AlertsTable.Arn"},
                 ), (function, resource)
 
 
@@ -100,7 +101,13 @@ def test_tables_match_the_store():
     devices = TEMPLATE["Resources"]["DevicesTable"]["Properties"]
     index = devices["GlobalSecondaryIndexes"][0]
     assert index["IndexName"] == "all_devices" and "secret" not in index["Projection"]["NonKeyAttributes"]
-    assert set(TEMPLATE["Outputs"]) == {"ApiUrl", "ReadingsTableName", "DevicesTableName"}
+    assert set(TEMPLATE["Outputs"]) == {
+        "ApiUrl",
+        "ReadingsTableName",
+        "DevicesTableName",
+        "AlertsTableName",
+        "AlertsTopicArn",
+    }
 
 
 def test_artifact_is_cloud_only(tmp_path):
@@ -185,7 +192,7 @@ def test_deploy_against_moto_uploads_creates_then_updates_keeping_parameters(tmp
         assert f"Bucket: {bucket}" in change_set["TemplateBody"] and f"Key: {key}" in change_set["TemplateBody"]
 
         tables = session.client("dynamodb").list_tables()["TableNames"]
-        assert len(tables) == 2, tables
+        assert len(tables) == 3, tables
 
         calls.clear()
         # Deploying the same sources again: an update that changes nothing, and says so.

@@ -15,13 +15,13 @@ from moto import mock_aws
 
 from cloud import ingest, read_api
 from cloud.protocol import token_sha256
-from cloud.stores.dynamodb import DynamoDBStore, create_tables
+from cloud.stores.dynamodb import DynamoDBStore, create_alerts_table, create_tables
 from tests.cloud.helpers import DEVICE, SECRET, body_of, get_event, post_event, reading
 from tests.deploy.test_deploy import TEMPLATE
 
 READ_HASH = token_sha256("read-token")
 
-TABLES = {"readings": "ReadingsTable", "devices": "DevicesTable"}
+TABLES = {"readings": "ReadingsTable", "devices": "DevicesTable", "alerts": "AlertsTable"}
 TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
 
 
@@ -47,7 +47,8 @@ def recorded(monkeypatch):
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_tables(client, "readings", "devices")
-        store = DynamoDBStore("readings", "devices", client)
+        create_alerts_table(client, "alerts")
+        store = DynamoDBStore("readings", "devices", client, alerts_table="alerts")
         store.add_device(DEVICE, SECRET, 1)
         calls = set()
 
@@ -88,4 +89,5 @@ def test_read_is_granted_exactly_what_it_calls(recorded):
     more = read_api.handle(get_event("/data", device_id=DEVICE, limit="2", cursor=cursor), store, READ_HASH)
     assert more["statusCode"] == 200
     assert read_api.handle(get_event("/devices"), store, READ_HASH)["statusCode"] == 200
+    assert read_api.handle(get_event("/alerts"), store, READ_HASH)["statusCode"] == 200
     assert calls == granted("ReadFunction")
