@@ -88,4 +88,6 @@ def test_read_is_granted_exactly_what_it_calls(recorded):
     more = read_api.handle(get_event("/data", device_id=DEVICE, limit="2", cursor=cursor), store, READ_HASH)
     assert more["statusCode"] == 200
     assert read_api.handle(get_event("/devices"), store, READ_HASH)["statusCode"] == 200
+    series = read_api.handle(get_event("/data/series", device_id=DEVICE), store, READ_HASH)
+    assert series["statusCode"] == 200
     assert calls == granted("ReadFunction")
