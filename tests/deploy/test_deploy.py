@@ -46,12 +46,17 @@ def test_ingest_may_only_write_readings_and_touch_devices():
         "dynamodb:Query",  # the highest stored seq, for a seq conflict's next_seq
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
+        "dynamodb:Query",  # the readings of an hour, for the chart summaries (cloud/rollups.py)
     }
     assert "READ_TOKEN" not in str(TEMPLATE["Resources"]["IngestFunction"])
 
 
 def test_read_function_may_only_read():
     assert actions("ReadFunction") <= {"dynamodb:Query", "dynamodb:GetItem"}
+
+
+def test_the_dashboard_function_touches_no_table():
+    assert "Policies" not in TEMPLATE["Resources"]["DashboardFunction"]["Properties"]
 
 
 def test_every_statement_names_exact_table_arns():
@@ -107,7 +112,7 @@ def test_artifact_is_cloud_only(tmp_path):
     archive = deploy.build_artifact(tmp_path)
     names = zipfile.ZipFile(archive).namelist()
     assert "cloud/ingest.py" in names and "cloud/read_api.py" in names and "cloud/stores/dynamodb.py" in names
-    assert all(n.startswith("cloud/") and n.endswith(".py") for n in names)
+    assert all(n.startswith("cloud/") and (n.endswith(".py") or n.startswith("cloud/dashboard/static/")) for n in names)
     assert not any("/local/" in n or "__pycache__" in n for n in names)
     assert archive.stat().st_size < 64 * 1024
     assert deploy.build_artifact(tmp_path).read_bytes() == archive.read_bytes(), "the build is reproducible"
