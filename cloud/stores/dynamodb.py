@@ -117,7 +117,10 @@ def _json_attr(item: dict[str, Any], key: str) -> Any:
 
 
 class DynamoDBStore:
-    def __init__(self, readings_table: str, devices_table: str, dynamodb: Any = None) -> None:
+    def __init__(
+        self, readings_table: str, devices_table: str, dynamodb: Any = None, inline_summaries: bool = False
+    ) -> None:
+        self.inline_summaries = inline_summaries
         self.readings = readings_table
         self.devices = devices_table
         self.db = dynamodb or client()
@@ -390,13 +393,20 @@ class DynamoDBStore:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    @_throttling_is_store_busy
     def update_rollups(self, device_id: str, readings: list[Reading], expires_at: int) -> None:
-        """Recompute the hour and day items the readings fall in, from what is stored.
+        """Ingest's hook. In AWS the summaries are the stream function's work (cloud/summaries.py),
+        off the request path: a batch stays within its 4 DynamoDB calls. A store made with
+        inline_summaries=True (a local endpoint on DynamoDB) does it here."""
+        if self.inline_summaries:
+            self.summarise(device_id, [r.ts for r in readings], expires_at)
+
+    @_throttling_is_store_busy
+    def summarise(self, device_id: str, timestamps: list[int], expires_at: int) -> None:
+        """Recompute the hour and day items these reading times fall in, from what is stored.
 
         Strongly consistent reads see every reading stored before them; the conditional put
-        keeps the item computed from the most readings when two requests race."""
-        hours, days = rollups.touched(r.ts for r in readings)
+        keeps the item computed from the most readings when two runs race."""
+        hours, days = rollups.touched(timestamps)
         for start in hours:
             raw = [_reading(item) for item in self._query_all(device_id, start, start + rollups.HOUR - 1, True)]
             self._put_rollup(device_id, rollups.HOUR_LEVEL, start, rollups.hour_slots(start, raw), expires_at)

@@ -391,10 +391,14 @@ class SQLiteStore:
         return rows, (encode_cursor([rows[-1]["ts"], rows[-1]["seq"]]) if more else None)
 
     # -- rollups (cloud/rollups.py) -------------------------------------------
-    @_busy_is_store_busy
     def update_rollups(self, device_id: str, readings: list[Reading], expires_at: int) -> None:
-        """Recompute the hour and day items the readings fall in, from what is stored."""
-        hours, days = rollups.touched(r.ts for r in readings)
+        """Ingest's hook: here, in the same process, right after the batch is stored."""
+        self.summarise(device_id, [r.ts for r in readings], expires_at)
+
+    @_busy_is_store_busy
+    def summarise(self, device_id: str, timestamps: list[int], expires_at: int) -> None:
+        """Recompute the hour and day items these reading times fall in, from what is stored."""
+        hours, days = rollups.touched(timestamps)
         if not hours:
             return
         db = self._connect()

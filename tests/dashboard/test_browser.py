@@ -25,6 +25,10 @@ def stored(data_dir, device_id):
     return sorted(items, key=lambda r: (r["ts"], r["seq"]))
 
 
+def bearer(endpoint):
+    return {"Authorization": f"Bearer {endpoint.read_token}"}
+
+
 def sign_in(page, endpoint, token):
     page.goto(endpoint.url + "/")
     page.fill("#token", token)
@@ -59,7 +63,7 @@ def test_fleet_lists_the_bench_devices_and_the_token_stays_out_of_urls_and_logs(
     assert [rows.nth(i).get_attribute("data-device") for i in range(rows.count())] == ["bench-01", "bench-02"]
     first = rows.nth(0).locator("td")
     cells = [first.nth(i).inner_text() for i in range(first.count())]
-    api = requests.get(f"{served.url}/devices", headers={"Authorization": f"Bearer {served.read_token}"}).json()
+    api = requests.get(f"{served.url}/devices", headers=bearer(served), timeout=10).json()
     device = api["devices"][0]
     assert cells[1] == f"{device['last_reading']['t']:.1f}" and cells[2] == f"{device['last_reading']['h']:.1f}"
     assert "ago" in cells[3] and cells[6] == device["last_status"]["fw"]
@@ -92,7 +96,8 @@ def test_the_chart_draws_the_stored_readings_and_the_csv_matches_the_store(page,
     api = requests.get(
         f"{served.url}/data/series",
         params={"device_id": "bench-01", "from": day["from"], "to": day["to"], "points": 1000},
-        headers={"Authorization": f"Bearer {served.read_token}"},
+        headers=bearer(served),
+        timeout=10,
     ).json()
     drawn = page.evaluate("[window.dhtlink.charts.t.data, window.dhtlink.charts.h.data]")
     assert drawn[0] == [api["ts"], api["t"], api["t_min"], api["t_max"]]
@@ -140,15 +145,15 @@ def test_phone_width_has_no_sideways_page_scroll(playwright, served):
 
 
 def test_static_files_are_compressed_and_pinned(served):
-    page = requests.get(served.url + "/", headers={"Accept-Encoding": "gzip"})
+    page = requests.get(served.url + "/", headers={"Accept-Encoding": "gzip"}, timeout=10)
     assert page.headers["content-encoding"] == "gzip" and "script-src 'self'" in page.headers["content-security-policy"]
     assert "cdn" not in page.text.lower() and "http" not in page.text.split("<body>")[0].replace("http-equiv", "")
     names = [part.split('"')[0] for part in page.text.split('src="')[1:] + page.text.split('href="')[1:]]
-    total = len(page.raw.data) if False else int(page.headers["content-length"])
+    total = int(page.headers["content-length"])
     for name in names:
         if name.startswith("static/"):
-            asset = requests.get(f"{served.url}/{name}", headers={"Accept-Encoding": "gzip"}, stream=True)
+            asset = requests.get(f"{served.url}/{name}", headers={"Accept-Encoding": "gzip"}, stream=True, timeout=10)
             assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
             total += int(asset.headers["content-length"])
     assert total < 150 * 1024, f"page and scripts are {total} bytes compressed"
-    assert json.loads(requests.get(served.url + "/static/../read-token").text)["error"] == "not_found"
+    assert json.loads(requests.get(served.url + "/static/../read-token", timeout=10).text)["error"] == "not_found"

@@ -46,7 +46,6 @@ def test_ingest_may_only_write_readings_and_touch_devices():
         "dynamodb:Query",  # the highest stored seq, for a seq conflict's next_seq
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
-        "dynamodb:Query",  # the readings of an hour, for the chart summaries (cloud/rollups.py)
     }
     assert "READ_TOKEN" not in str(TEMPLATE["Resources"]["IngestFunction"])
 
