@@ -75,10 +75,10 @@ def one_visit(playwright, endpoint: LocalEndpoint, screenshots: Path | None) -> 
     if screenshots:
         page.screenshot(path=str(screenshots / "dashboard-fleet.png"))
     page.click(f"a[href='#/device/{DEVICE}']")
-    page.wait_for_function("window.dhtlink.charts.h")
+    page.wait_for_function("() => window.dhtlink.charts.h")
     started = time.perf_counter()
     page.click("[data-range='2592000']")
-    page.wait_for_function("window.dhtlink.series.step === 3600 && window.dhtlink.charts.h", polling="raf")
+    page.wait_for_function("() => window.dhtlink.series.step === 3600 && window.dhtlink.charts.h", polling="raf")
     draw_s = time.perf_counter() - started
     points = page.evaluate("window.dhtlink.charts.t.data[0].length")
     if screenshots:

@@ -90,7 +90,7 @@ def test_the_chart_draws_the_stored_readings_and_the_csv_matches_the_store(page,
     sign_in(page, served, served.read_token)
     page.wait_for_selector("#fleet-table tbody tr")
     page.click("a[href='#/device/bench-01']")
-    page.wait_for_function("window.dhtlink.series && window.dhtlink.charts.t")
+    page.wait_for_function("() => window.dhtlink.series && window.dhtlink.charts.t")
     # The 24-hour view: 5-minute means of the same readings, as the API gives them.
     day = page.evaluate("window.dhtlink.series")
     api = requests.get(
@@ -109,7 +109,7 @@ def test_the_chart_draws_the_stored_readings_and_the_csv_matches_the_store(page,
     page.fill("#from", page.evaluate(local.format(start, start)))
     page.fill("#to", page.evaluate(local.format(end + 60, end + 60)))
     page.click("#custom-range button")
-    page.wait_for_function("window.dhtlink.series.step === 0")
+    page.wait_for_function("() => window.dhtlink.series.step === 0")
     xs, ts_drawn = page.evaluate("[window.dhtlink.charts.t.data[0], window.dhtlink.charts.t.data[1]]")
     points = [(x, t) for x, t in zip(xs, ts_drawn, strict=True) if t is not None]
     assert points == [(r["ts"], r["t"]) for r in readings]
@@ -137,7 +137,7 @@ def test_phone_width_has_no_sideways_page_scroll(playwright, served):
         page.wait_for_selector("#fleet-table tbody tr")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.click("a[href='#/device/bench-02']")
-        page.wait_for_function("window.dhtlink.charts.h")
+        page.wait_for_function("() => window.dhtlink.charts.h")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         assert page.evaluate("window.dhtlink.charts.t.width") <= 390
     finally:
