@@ -9,6 +9,7 @@ chart draws a gap instead of a line across it.
 """
 
 import math
+import re
 from statistics import median
 from typing import Any
 
@@ -21,6 +22,7 @@ DEFAULT_RANGE = rollups.DAY
 RAW_PER_POINT = 60  # try the readings themselves when the range is at most one a minute per point
 FINE_STEPS = (300, 600, 900, 1800)  # from hour items' 5-minute slots
 COARSE_STEPS = (3600, 7200, 10800, 14400, 21600, 43200, 86400)  # from day items' 1-hour slots
+WHOLE = re.compile(r"[0-9]{1,16}")  # ASCII digits only: str.isdigit() also takes "²"
 COLUMNS = ("ts", "n", "t", "t_min", "t_max", "h", "h_min", "h_max")
 
 
@@ -93,7 +95,7 @@ def _whole(params: dict[str, str], name: str, default: int, lo: int, hi: int) ->
     raw = params.get(name) or ""
     if not raw:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    if not WHOLE.fullmatch(raw) or not lo <= int(raw) <= hi:
         raise ValueError(f"{name} must be a whole number from {lo} to {hi}")
     return int(raw)
 

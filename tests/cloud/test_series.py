@@ -223,6 +223,7 @@ def test_series_route_through_ingest_and_bad_queries(tmp_path):
         ({"device_id": DEVICE, "from": "x"}, "from"),
         ({"device_id": DEVICE, "from": "20", "to": "10"}, "before"),
         ({"device_id": DEVICE, "points": "5000"}, "points"),
+        ({"device_id": DEVICE, "to": "²"}, "to"),
     ):
         bad = read_api.handle(get_event("/data/series", TOKEN, **params), store, TOKEN)
         assert bad["statusCode"] == 400 and words in json.loads(bad["body"])["message"]
