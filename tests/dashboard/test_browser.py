@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from cloud import admin
+from cloud.stores.base import Delivery
 from cloud.stores.sqlite import SQLiteStore
 from tests.dashboard.conftest import launch
 
@@ -157,3 +158,30 @@ def test_static_files_are_compressed_and_pinned(served):
             total += int(asset.headers["content-length"])
     assert total < 150 * 1024, f"page and scripts are {total} bytes compressed"
     assert json.loads(requests.get(served.url + "/static/../read-token", timeout=10).text)["error"] == "not_found"
+
+
+def test_a_fleet_of_thousands_is_paged_sorted_and_filtered(playwright, tmp_path):
+    from cloud.local import LocalEndpoint
+
+    with LocalEndpoint(tmp_path / "big", read_token="big-fleet-token") as endpoint:
+        store = endpoint.store
+        for i in range(1500):
+            store.add_device(f"node-{i:04d}", "ab" * 32, 1)
+        quiet = store.get_device("node-0042")
+        store.record_delivery(quiet, Delivery(1, {"rssi": -90, "fw": "0.1.0"}, []))
+        context = launch(playwright)
+        try:
+            page = context.new_page()
+            sign_in(page, endpoint, "big-fleet-token")
+            page.wait_for_selector("#fleet-table tbody tr")
+            assert page.locator("#fleet-table tbody tr").count() == 50
+            assert page.inner_text("#page-info") == "1–50 of 1500"
+            assert "1500 devices" in page.inner_text("#fleet-summary")
+            page.click("#next")
+            assert page.locator("#fleet-table tbody tr").first.get_attribute("data-device") == "node-0050"
+            page.click("th[data-key=rssi]")
+            assert page.locator("#fleet-table tbody tr").first.get_attribute("data-device") == "node-0042"
+            page.fill("#filter", "node-14")
+            assert page.inner_text("#page-info") == "1–50 of 100"
+        finally:
+            context.close()

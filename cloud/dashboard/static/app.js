@@ -360,6 +360,7 @@
       th.addEventListener("click", () => {
         const key = th.dataset.key;
         state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : 1 };
+        state.page = 0;
         renderFleet();
       });
     }
