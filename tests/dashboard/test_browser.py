@@ -120,6 +120,18 @@ def test_the_chart_draws_the_stored_readings_and_the_csv_matches_the_store(page,
     with page.expect_download() as download:
         page.click("#csv")
     rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
+    # Dragging across the chart zooms in: a narrower range, fetched anew.
+    box = page.locator("#chart-t .u-over").bounding_box()
+    before = page.evaluate("() => [window.dhtlink.series.from, window.dhtlink.series.to]")
+    page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    page.wait_for_function(f"() => window.dhtlink.series.from > {before[0]} + 60")
+    after = page.evaluate("() => [window.dhtlink.series.from, window.dhtlink.series.to]")
+    assert before[0] < after[0] < after[1] < before[1]
+    page.locator("#chart-t .u-over").dblclick()
+    page.wait_for_function("() => window.dhtlink.series.to - window.dhtlink.series.from === 86400")
     assert download.value.suggested_filename.startswith("bench-01_")
     assert [
         (r["time_utc"], int(r["unix_s"]), int(r["seq"]), float(r["temperature_c"]), float(r["humidity_pct"]))
