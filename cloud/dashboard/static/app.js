@@ -62,7 +62,7 @@
     } catch (error) {
       sessionStorage.removeItem(TOKEN_KEY);
       const text = error.status === 401
-        ? "That read token was refused (401 unauthorized). Use the token `dhtlink serve` printed, or your stack's ReadToken."
+        ? "That read token was refused (401 unauthorized). Use the token dhtlink serve printed, or your stack's ReadToken."
         : error.message;
       showError("sign-in-error", new Error(text));
       return;
