@@ -401,8 +401,8 @@ class SQLiteStore:
         hours, days = rollups.touched(timestamps)
         if not hours:
             return
-        db = self._connect()
-        with self._write_lock, self._transaction(db):
+
+        def recompute(db: sqlite3.Connection) -> None:
             for start in hours:
                 rows = db.execute(
                     "SELECT ts, t, h FROM readings WHERE device_id = ? AND ts >= ? AND ts < ?",
@@ -414,6 +414,10 @@ class SQLiteStore:
                 hours_of_day = self._rollup_rows(db, device_id, rollups.HOUR_LEVEL, start, start + rollups.DAY - 1)
                 slots = rollups.day_slots(start, dict(hours_of_day))
                 self._put_rollup(db, device_id, rollups.DAY_LEVEL, start, slots, expires_at)
+
+        # Derived from readings already on disk, and recomputed by the next batch of the same
+        # hour: no fsync of its own.
+        self._write(recompute, durable=False)
 
     def _put_rollup(
         self, db: sqlite3.Connection, device_id: str, level: str, start: int, slots: list[Any], expires_at: int

@@ -7,12 +7,13 @@ from statistics import mean
 import pytest
 
 from cloud import ingest, read_api, rollups, series
-from cloud.protocol import Reading
+from cloud.protocol import Reading, token_sha256
 from cloud.stores.sqlite import SQLiteStore
 from tests.cloud.helpers import DEVICE, SECRET, body_of, get_event, post_event, reading
 
 DAY0 = 1_795_046_400  # a UTC midnight
 TOKEN = "read-token"
+TOKEN_HASH = token_sha256(TOKEN)
 
 
 def minutely(start, count, first_seq=0, skip=()):
@@ -211,12 +212,12 @@ def test_series_route_through_ingest_and_bad_queries(tmp_path):
     hours = store.query_rollups(DEVICE, rollups.HOUR_LEVEL, now - 7200, now)
     assert sum(rollups.count(slots) for _, slots in hours) == 40, "ingest keeps the summaries up to date"
     answer = read_api.handle(
-        get_event("/data/series", TOKEN, device_id=DEVICE, **{"from": str(now - 3600)}), store, TOKEN
+        get_event("/data/series", TOKEN, device_id=DEVICE, **{"from": str(now - 3600)}), store, TOKEN_HASH
     )
     assert answer["statusCode"] == 200
     body = json.loads(answer["body"])
     assert body["ts"] == [r["ts"] for r in sent] and body["t"] == [r["t"] for r in sent] and body["step"] == 0
-    day = json.loads(read_api.handle(get_event("/data/series", TOKEN, device_id=DEVICE), store, TOKEN)["body"])
+    day = json.loads(read_api.handle(get_event("/data/series", TOKEN, device_id=DEVICE), store, TOKEN_HASH)["body"])
     assert day["to"] - day["from"] == 86400 and day["step"] == 300 and sum(day["n"]) == 40
     for params, words in (
         ({}, "device_id"),
@@ -225,6 +226,6 @@ def test_series_route_through_ingest_and_bad_queries(tmp_path):
         ({"device_id": DEVICE, "points": "5000"}, "points"),
         ({"device_id": DEVICE, "to": "²"}, "to"),
     ):
-        bad = read_api.handle(get_event("/data/series", TOKEN, **params), store, TOKEN)
+        bad = read_api.handle(get_event("/data/series", TOKEN, **params), store, TOKEN_HASH)
         assert bad["statusCode"] == 400 and words in json.loads(bad["body"])["message"]
-    assert read_api.handle(get_event("/data/series", "wrong", device_id=DEVICE), store, TOKEN)["statusCode"] == 401
+    assert read_api.handle(get_event("/data/series", "wrong", device_id=DEVICE), store, TOKEN_HASH)["statusCode"] == 401
