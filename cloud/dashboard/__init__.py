@@ -66,7 +66,9 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
     path = event.get("rawPath") or "/"
     method = (event.get("requestContext") or {}).get("http", {}).get("method", "GET")
     if method != "GET":
-        return error(405, "method_not_allowed", f"{path} answers GET only")
+        refused = error(405, "method_not_allowed", f"{path} answers GET only")
+        refused["headers"]["allow"] = "GET"
+        return refused
     name = "index.html" if path.endswith("/") and "/static/" not in path else path.partition("/static/")[2]
     asset = _asset(name)
     if asset is None:
