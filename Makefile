@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DHTLINK := $(BIN)/dhtlink
 
-.PHONY: venv test test-fast lint serve bench flash repl provision deploy clean
+.PHONY: venv test test-fast test-browser chromium lint serve bench flash repl provision deploy clean
 
 venv: $(STAMP)
 
@@ -18,8 +18,20 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The dashboard in a real browser alone: make test-browser
+test-browser: $(STAMP) $(CHROMIUM)
+	$(BIN)/pytest -m browser $(PYTEST_ARGS)
+
+# The dashboard's tests drive Debian's chromium through Playwright; no tool downloads a browser.
+CHROMIUM := /usr/bin/chromium
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m 'not slow' $(PYTEST_ARGS)

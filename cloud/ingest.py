@@ -36,6 +36,7 @@ def handle(event: dict[str, Any], store: Store, now: float, retention_s: int) ->
         received_at = int(now)
         stored = store.put_readings(device_id, batch.readings, received_at, received_at + retention_s)
         store.record_delivery(device, Delivery(received_at, batch.status, stored))
+        store.update_rollups(device_id, batch.readings, received_at + retention_s)  # re-sent too: repairs summaries
     except protocol.Reject as reject:
         log(
             "WARNING",

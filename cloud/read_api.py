@@ -1,11 +1,11 @@
-"""GET /data/latest, GET /data, GET /devices, GET /alerts: bearer-token reads, never a secret."""
+"""GET /data/latest, GET /data, GET /data/series, GET /devices, GET /alerts: bearer-token reads, never a secret."""
 
 import os
 import re
 import time
 from typing import Any
 
-from cloud import protocol
+from cloud import protocol, series
 from cloud.observability import lambda_handler, log
 from cloud.responses import error, respond
 from cloud.settings import lambda_store
@@ -25,6 +25,7 @@ KNOWN_PARAMS = {
     "/data/latest": {"device_id"},
     "/data": {"device_id", "from", "to", "limit", "cursor"},
     "/devices": {"limit", "cursor"},
+    "/data/series": {"device_id", "from", "to", "points"},
 }
 
 
@@ -68,6 +69,12 @@ def handle(event: dict[str, Any], store: Store, read_token_sha256: str) -> dict[
             if latest is None:
                 return error(404, "not_found", f"no readings for device {device_id}")
             result = respond(200, {"device_id": device_id, **latest})
+        elif path.endswith("/data/series"):
+            _check_params(params, "/data/series")
+            try:
+                result = respond(200, series.from_params(store, params, time.time()))
+            except ValueError as bad:
+                raise BadQuery(str(bad)) from None
         elif path.endswith("/data"):
             _check_params(params, "/data")
             device_id = _device_param(params)

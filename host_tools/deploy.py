@@ -23,22 +23,27 @@ LAMBDA_EXCLUDE = ("local",)  # the laptop endpoint: never imported by a handler
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365)  # the template's AllowedValues
 
 
+def _in_artifact(relative: Path) -> bool:
+    """Python sources, and the dashboard's page, scripts and their licence."""
+    return relative.suffix == ".py" or (relative.parts[:2] == ("dashboard", "static") and "." in relative.name)
+
+
 def build_artifact(build_dir: Path | None = None) -> Path:
     """Copy cloud/ into build_dir/lambda (default .build/) and zip it; returns the zip."""
     build_dir = build_dir or BUILD
     staging = build_dir / "lambda"
     shutil.rmtree(staging, ignore_errors=True)
     source = REPO / "cloud"
-    for path in sorted(source.rglob("*.py")):
+    for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
-        if relative.parts[0] in LAMBDA_EXCLUDE:
+        if relative.parts[0] in LAMBDA_EXCLUDE or not _in_artifact(relative):
             continue
         target = staging / "cloud" / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
     archive = build_dir / "dhtlink-lambda.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(staging.rglob("*.py")):
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             # A fixed date: the same sources give the same zip, so an unchanged stack stays unchanged.
             info = zipfile.ZipInfo(str(path.relative_to(staging)), date_time=(2020, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16

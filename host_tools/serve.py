@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot listen on {args.host}:{port}: {error.strerror}; pick another with --port") from None
     print(f"dhtlink local endpoint on {endpoint.url}", flush=True)
     print(f"  boards POST to   {endpoint.url}/data", flush=True)
+    print(f"  dashboard        {endpoint.url}/   (sign in with the token below)", flush=True)
     print(f"  read token       {endpoint.read_token}   (Authorization: Bearer ...; set READ_TOKEN to choose it)")
     print(f"  data             {endpoint.data_dir.resolve()}", flush=True)
     if endpoint.connection_cap < cap:

@@ -1,7 +1,9 @@
 """The alerts function on the readings table's stream: value rules over each stored
 batch, after the board has had its answer (ingest never waits for this).
 
-The event source mapping passes only INSERT records (cloud/template.yaml). A record that
+The event source mapping passes only INSERTs of readings (cloud/template.yaml); the same
+rule is kept here, since a summary item (cloud/rollups.py, no ts) that reached the
+parser would fail the batch and stall the stream. A record that
 fails raises, and Lambda retries the batch: state writes are versioned and a replayed
 reading older than a state's last change is skipped, so a retry notifies nothing twice.
 """
@@ -18,7 +20,7 @@ def readings_by_device(event: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
     batches: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in event.get("Records", []):
         image = (record.get("dynamodb") or {}).get("NewImage")
-        if record.get("eventName") != "INSERT" or not image:
+        if record.get("eventName") != "INSERT" or not image or "ts" not in image:
             continue
         batches[image["device_id"]["S"]].append(
             {

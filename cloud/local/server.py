@@ -36,13 +36,13 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
-from cloud import admin, ingest, protocol, read_api
+from cloud import admin, dashboard, ingest, protocol, read_api
 from cloud.observability import log, request_context
 from cloud.responses import error
 from cloud.stores.base import Store
 
 Clock = Callable[[str | None], float]
-READ_ROUTES = ("/data/latest", "/data", "/devices", "/alerts")
+READ_ROUTES = ("/data/latest", "/data", "/data/series", "/devices", "/alerts")
 DEFAULT_RETENTION_S = 400 * 86400
 # A board's request is one small POST; 10 s to receive it is generous on any LAN.
 READ_TIMEOUT_S = 10
@@ -311,6 +311,8 @@ class LocalEndpoint:
             return response
         if path in READ_ROUTES and method == "GET":
             return read_api.handle(event, self.store, self._read_token_sha256)
+        if dashboard.is_dashboard_path(path):
+            return dashboard.handle(event)
         if path in READ_ROUTES:
             allowed = "GET, POST" if path == "/data" else "GET"
             response = error(405, "method_not_allowed", f"{path} answers {allowed} only")

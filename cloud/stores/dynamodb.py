@@ -3,6 +3,8 @@
 readings: partition device_id, sort seq (N): a reading's identity, so a re-sent seq can
           never become a second item. LSI `by_time` on tsq ("<ts>#<seq>", zero-padded):
           the latest reading and a time range are each one Query. TTL: expires_at.
+rollups:  in the readings table under partition "<device_id>#hour" / "<device_id>#day"
+          (a device id has no "#"), seq = the item's start, so the same index reads them.
 devices:  partition device_id. GSI `all_devices` (partition kind = "device") lists the
           registry with one Query, and projects everything but the secret.
 Writes are conditional (attribute_not_exists) in one TransactWriteItems per request (up to
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
+from cloud import rollups
 from cloud.protocol import MAX_READINGS, Reading
 from cloud.stores.base import (
     Delivery,
@@ -115,8 +118,14 @@ def _json_attr(item: dict[str, Any], key: str) -> Any:
 
 class DynamoDBStore:
     def __init__(
-        self, readings_table: str, devices_table: str, dynamodb: Any = None, alerts_table: str | None = None
+        self,
+        readings_table: str,
+        devices_table: str,
+        dynamodb: Any = None,
+        alerts_table: str | None = None,
+        inline_summaries: bool = False,
     ) -> None:
+        self.inline_summaries = inline_summaries
         self.readings = readings_table
         self.devices = devices_table
         self.alerts = os.environ.get("ALERTS_TABLE", "") if alerts_table is None else alerts_table
@@ -531,6 +540,78 @@ class DynamoDBStore:
 
     def prune_alert_events(self, now: int) -> int:
         return 0  # DynamoDB's TTL on expires_at removes them
+
+    # -- rollups (cloud/rollups.py) -------------------------------------------
+    def _query_all(self, partition: str, from_ts: int, to_ts: int, consistent: bool) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.readings,
+            "IndexName": "by_time",
+            "KeyConditionExpression": "device_id = :d AND tsq BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {
+                ":d": {"S": partition},
+                ":lo": {"S": tsq(from_ts, 0)},
+                ":hi": {"S": tsq(to_ts, 10**16 - 1)},
+            },
+            "ConsistentRead": consistent,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.db.query(**kwargs)
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def update_rollups(self, device_id: str, readings: list[Reading], expires_at: int) -> None:
+        """Ingest's hook. In AWS the summaries are the stream function's work (cloud/summaries.py),
+        off the request path: a batch stays within its 4 DynamoDB calls. A store made with
+        inline_summaries=True (a local endpoint on DynamoDB) does it here."""
+        if self.inline_summaries:
+            self.summarise(device_id, [r.ts for r in readings], expires_at)
+
+    @_throttling_is_store_busy
+    def summarise(self, device_id: str, timestamps: list[int], expires_at: int) -> None:
+        """Recompute the hour and day items these reading times fall in, from what is stored.
+
+        Strongly consistent reads see every reading stored before them; the conditional put
+        keeps the item computed from the most readings when two runs race."""
+        hours, days = rollups.touched(timestamps)
+        for start in hours:
+            raw = [_reading(item) for item in self._query_all(device_id, start, start + rollups.HOUR - 1, True)]
+            self._put_rollup(device_id, rollups.HOUR_LEVEL, start, rollups.hour_slots(start, raw), expires_at)
+        for start in days:
+            stored = self._query_all(f"{device_id}#{rollups.HOUR_LEVEL}", start, start + rollups.DAY - 1, True)
+            hour_items = {int(item["seq"]["N"]): json.loads(item["slots"]["S"]) for item in stored}
+            self._put_rollup(device_id, rollups.DAY_LEVEL, start, rollups.day_slots(start, hour_items), expires_at)
+
+    def _put_rollup(self, device_id: str, level: str, start: int, slots: list[Any], expires_at: int) -> None:
+        from botocore.exceptions import ClientError
+
+        n = rollups.count(slots)
+        try:
+            self.db.put_item(
+                TableName=self.readings,
+                Item={
+                    "device_id": {"S": f"{device_id}#{level}"},
+                    "seq": _n(start),
+                    "tsq": {"S": tsq(start, 0)},
+                    "n": _n(n),
+                    "slots": {"S": json.dumps(slots, separators=(",", ":"))},
+                    "expires_at": _n(expires_at),
+                },
+                ConditionExpression="attribute_not_exists(seq) OR n <= :n",
+                ExpressionAttributeValues={":n": _n(n)},
+            )
+        except ClientError as error:
+            # A racing request already stored a summary of more readings: keep it.
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    @_throttling_is_store_busy
+    def query_rollups(self, device_id: str, level: str, from_ts: int, to_ts: int) -> list[tuple[int, list[Any]]]:
+        """The items of a level whose start lies in [from_ts, to_ts], oldest first, as (start, slots)."""
+        items = self._query_all(f"{device_id}#{level}", from_ts, to_ts, False)
+        return [(int(item["seq"]["N"]), json.loads(item["slots"]["S"])) for item in items]
 
 
 def create_tables(db: Any, readings_table: str, devices_table: str) -> None:

@@ -18,6 +18,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cloud import rollups
 from cloud.protocol import MAX_READINGS, Reading
 from cloud.stores.base import (
     Delivery,
@@ -75,6 +76,15 @@ CREATE TABLE IF NOT EXISTS readings (
     PRIMARY KEY (device_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_by_time ON readings (device_id, ts, seq);
+CREATE TABLE IF NOT EXISTS rollups (
+    device_id TEXT NOT NULL,
+    level TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    slots TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (device_id, level, start)
+) WITHOUT ROWID;
 """
 
 
@@ -483,6 +493,61 @@ class SQLiteStore:
         self._alerts_db()
         sql = "DELETE FROM alert_events WHERE expires_at <= ?"
         return self._write(lambda db: db.execute(sql, (now,)).rowcount, durable=False)
+
+    # -- rollups (cloud/rollups.py) -------------------------------------------
+    def update_rollups(self, device_id: str, readings: list[Reading], expires_at: int) -> None:
+        """Ingest's hook: here, in the same process, right after the batch is stored."""
+        self.summarise(device_id, [r.ts for r in readings], expires_at)
+
+    @_busy_is_store_busy
+    def summarise(self, device_id: str, timestamps: list[int], expires_at: int) -> None:
+        """Recompute the hour and day items these reading times fall in, from what is stored."""
+        hours, days = rollups.touched(timestamps)
+        if not hours:
+            return
+
+        def recompute(db: sqlite3.Connection) -> None:
+            for start in hours:
+                rows = db.execute(
+                    "SELECT ts, t, h FROM readings WHERE device_id = ? AND ts >= ? AND ts < ?",
+                    (device_id, start, start + rollups.HOUR),
+                ).fetchall()
+                slots = rollups.hour_slots(start, rows)
+                self._put_rollup(db, device_id, rollups.HOUR_LEVEL, start, slots, expires_at)
+            for start in days:
+                hours_of_day = self._rollup_rows(db, device_id, rollups.HOUR_LEVEL, start, start + rollups.DAY - 1)
+                slots = rollups.day_slots(start, dict(hours_of_day))
+                self._put_rollup(db, device_id, rollups.DAY_LEVEL, start, slots, expires_at)
+
+        # Derived from readings already on disk, and recomputed by the next batch of the same
+        # hour: no fsync of its own.
+        self._write(recompute, durable=False)
+
+    def _put_rollup(
+        self, db: sqlite3.Connection, device_id: str, level: str, start: int, slots: list[Any], expires_at: int
+    ) -> None:
+        db.execute(
+            """INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (device_id, level, start) DO UPDATE
+               SET n = excluded.n, slots = excluded.slots, expires_at = MAX(expires_at, excluded.expires_at)
+               WHERE excluded.n >= rollups.n""",
+            (device_id, level, start, rollups.count(slots), json.dumps(slots), expires_at),
+        )
+
+    def _rollup_rows(
+        self, db: sqlite3.Connection, device_id: str, level: str, from_ts: int, to_ts: int
+    ) -> list[tuple[int, list[Any]]]:
+        rows = db.execute(
+            "SELECT start, slots FROM rollups WHERE device_id = ? AND level = ? AND start BETWEEN ? AND ?"
+            " ORDER BY start",
+            (device_id, level, from_ts, to_ts),
+        ).fetchall()
+        return [(row["start"], json.loads(row["slots"])) for row in rows]
+
+    @_busy_is_store_busy
+    def query_rollups(self, device_id: str, level: str, from_ts: int, to_ts: int) -> list[tuple[int, list[Any]]]:
+        """The items of a level whose start lies in [from_ts, to_ts], oldest first, as (start, slots)."""
+        return self._rollup_rows(self._connect(), device_id, level, from_ts, to_ts)
 
 
 # Alert rules, their webhook secrets, per-(device, rule) state and a 30-day history.

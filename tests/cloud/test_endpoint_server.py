@@ -129,7 +129,12 @@ def test_an_unexpected_exception_is_a_json_500_and_a_log_line_naming_the_request
 
 @pytest.mark.parametrize(
     ("method", "path", "status", "allow"),
-    [("PUT", "/data", 405, "GET, POST"), ("POST", "/devices", 405, "GET"), ("GET", "/", 404, None)],
+    [
+        ("PUT", "/data", 405, "GET, POST"),
+        ("POST", "/devices", 405, "GET"),
+        ("GET", "/nope", 404, None),
+        ("POST", "/", 405, "GET"),  # the dashboard's page
+    ],
 )
 def test_routes_and_methods(tmp_path, method, path, status, allow):
     with LocalEndpoint(tmp_path) as endpoint, _connect(endpoint) as conn:

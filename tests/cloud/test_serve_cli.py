@@ -38,6 +38,9 @@ def test_serve_prints_url_and_token_and_stops_cleanly(tmp_path):
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         assert answer.json() == {"devices": [], "next_cursor": None}
+        page = requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert any(f"http://127.0.0.1:{port}/ " in line for line in lines), "it names the dashboard's address"
     finally:
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=10)

@@ -173,3 +173,18 @@ def test_the_schedule_is_every_five_minutes_and_roles_are_scoped():
     (alerts,) = [s for s in read if s["Resource"] == {"GetAtt": "AlertsTable.Arn"}]
     assert alerts["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == ["rule", "state", "event"]
     assert "secret" not in alerts["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+
+
+def test_summary_items_on_the_same_stream_are_not_readings(stack):
+    """The dashboard's hour and day summaries live in the readings table too: their inserts
+    reach the stream beside the readings, and must neither fail the batch nor count."""
+    store, _calls, _sqs, _queue = stack
+    admin.add_rule(store, {"device": DEVICE, "metric": "t", "above": 30, "email": True})
+    now = int(time.time())
+    readings = [reading(s, ts=now - 100 + s, t=35.0 if s == 3 else 20.0) for s in range(5)]
+    assert ingest.handle(post_event(body_of(readings)), store, now, 86400 * 400)["statusCode"] == 200
+    store.summarise(DEVICE, [r["ts"] for r in readings], now + 86400)
+    event = stream_event()
+    summaries = [r for r in event["Records"] if "ts" not in r["dynamodb"]["NewImage"]]
+    assert summaries, "the summaries' inserts are on the stream"
+    assert stream.handler(event, None) == {"transitions": 2}

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from cloud import ingest, read_api
+from cloud import ingest, read_api, summaries
 from cloud.protocol import token_sha256
 from cloud.stores.dynamodb import DynamoDBStore, create_alerts_table, create_tables
 from tests.cloud.helpers import DEVICE, SECRET, body_of, get_event, post_event, reading
@@ -90,4 +90,16 @@ def test_read_is_granted_exactly_what_it_calls(recorded):
     assert more["statusCode"] == 200
     assert read_api.handle(get_event("/devices"), store, READ_HASH)["statusCode"] == 200
     assert read_api.handle(get_event("/alerts"), store, READ_HASH)["statusCode"] == 200
+    series = read_api.handle(get_event("/data/series", device_id=DEVICE), store, READ_HASH)
+    assert series["statusCode"] == 200
     assert calls == granted("ReadFunction")
+
+
+def test_the_summary_function_is_granted_exactly_what_it_calls(recorded):
+    store, calls = recorded
+    now = int(time.time())
+    ingest.handle(post_event(body_of([reading(s, ts=now - 100 + s) for s in range(5)])), store, now, 86400 * 400)
+    calls.clear()
+    image = {"device_id": {"S": DEVICE}, "seq": {"N": "1"}, "ts": {"N": str(now - 99)}, "expires_at": {"N": "9"}}
+    summaries.handle({"Records": [{"eventName": "INSERT", "dynamodb": {"NewImage": image}}]}, store)
+    assert calls == granted("SummaryFunction")
