@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DHTLINK := $(BIN)/dhtlink
+# The dashboard's tests drive Debian's chromium through Playwright; no tool downloads a browser.
+# Defined before the rules that list it: make expands prerequisites as it reads them.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: venv test test-fast test-browser chromium lint serve bench flash repl provision deploy clean
 
@@ -25,8 +28,6 @@ test: $(STAMP) $(CHROMIUM)
 test-browser: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest -m browser $(PYTEST_ARGS)
 
-# The dashboard's tests drive Debian's chromium through Playwright; no tool downloads a browser.
-CHROMIUM := /usr/bin/chromium
 chromium: $(CHROMIUM)
 
 $(CHROMIUM):
