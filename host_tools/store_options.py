@@ -119,6 +119,19 @@ def _dynamodb_client(endpoint: str | None) -> Any:
     return client(endpoint, pool=ENDPOINT_POOL, **local)
 
 
+def _enable_ttl(db: Any, readings_table: str) -> None:
+    """TTL as the template sets it; a server without UpdateTimeToLive (dynalite) keeps
+    readings for ever, which check_tables then says."""
+    from botocore.exceptions import ClientError
+
+    try:
+        db.update_time_to_live(
+            TableName=readings_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        )
+    except ClientError:
+        pass
+
+
 def open_store(choice: StoreChoice, data_dir: Path) -> tuple[Any, list[str]]:
     """The store and any warnings about its tables; a CommandError in one line when the tables
     are missing or differ from the template, or DynamoDB cannot be reached."""
@@ -154,6 +167,7 @@ def open_store(choice: StoreChoice, data_dir: Path) -> tuple[Any, list[str]]:
             existing = set(db.list_tables()["TableNames"])
             if not {readings, devices} & existing:
                 create_tables(db, readings, devices)
+                _enable_ttl(db, readings)
         warnings = check_tables(db, readings, devices)
         if choice.endpoint:
             check_transactions(db, readings)

@@ -68,17 +68,23 @@ _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
 def _throttling_is_store_busy(method: _Method) -> _Method:
+    """Throttling, a DynamoDB 5xx, or no answer in time, after botocore's retry: StoreBusy, so
+    the board gets a 503 it retries and not a 500 it cannot tell from a crash. Whether a
+    timed-out write landed is unknown, and need not be: a re-sent reading is a duplicate."""
+
     @wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
         try:
             return method(*args, **kwargs)
         except ClientError as error:
             code = error.response["Error"]["Code"]
-            if code in THROTTLING:
+            if code in THROTTLING or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
                 raise StoreBusy(f"DynamoDB answered {code}") from error
             raise
+        except (ConnectionError, HTTPClientError) as error:
+            raise StoreBusy(f"DynamoDB did not answer: {type(error).__name__}") from error
 
     return wrapper  # type: ignore[return-value]
 
