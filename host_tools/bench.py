@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools import battery, costs
-from host_tools.dynamodb_server import MotoServer
+from host_tools.dynamodb_server import LOCAL_SESSION, MotoServer
 from host_tools.errors import CommandError, UsageError
 from host_tools.sim import DROP_CAUSES, Summary, board_config, run_board
 from host_tools.vboard import VirtualBoard
@@ -40,7 +40,6 @@ CHAOS_RATES = {
     "redirect": 0.005,
     "replay": 0.01,
 }
-BENCH_READINGS, BENCH_DEVICES = "dhtlink-bench-readings", "dhtlink-bench-devices"
 DROP_NAMES = {"drop_full": "spool full", "drop_clock": "no clock", "drop_poison": "poison"}
 DRAIN_ROUNDS = 8
 DRAIN_STEP = 4
@@ -335,14 +334,17 @@ def run_bench(
     chaos_rates: dict[str, float] | None = None,
     pi_nodes: int = 0,
     store: str = "sqlite",
+    dynamodb_endpoint: str | None = None,
 ) -> Report:
     """Run the fleet against the local endpoint it starts, or against `endpoint` (a base URL)
     whose device registry and readings are `registry` (a store: the local one behind a
     `dhtlink serve`, or a deployed stack's). `store` is the local endpoint's: "sqlite" (a
-    file under the run's directory) or "dynamodb" (tables on a moto_server started for the run)."""
+    file under the run's directory) or "dynamodb" (new tables on a DynamoDB server started for
+    the run, or on `dynamodb_endpoint`'s: DynamoDB Local, or a server a test inspects after)."""
     from cloud import admin, observability
     from cloud.local import LocalEndpoint
     from cloud.stores.dynamodb import DynamoDBStore, create_tables
+    from cloud.stores.dynamodb import client as dynamodb_client
     from host_tools.chaos import ChaosProxy
 
     started = time.monotonic()
@@ -394,10 +396,13 @@ def run_bench(
     try:
         with ExitStack() as run_stack:
             if store == "dynamodb":
-                server = run_stack.enter_context(MotoServer(root / "moto_server.log"))
-                db = server.client()
-                create_tables(db, BENCH_READINGS, BENCH_DEVICES)
-                backend = OverlapCounter(DynamoDBStore(BENCH_READINGS, BENCH_DEVICES, db))
+                if dynamodb_endpoint:
+                    db = dynamodb_client(dynamodb_endpoint, pool=64, **LOCAL_SESSION)
+                else:
+                    db = run_stack.enter_context(MotoServer(root / "moto_server.log")).client()
+                tables = (f"dhtlink-bench-{run}-readings", f"dhtlink-bench-{run}-devices")
+                create_tables(db, *tables)
+                backend = OverlapCounter(DynamoDBStore(*tables, db))
             else:
                 backend = OverlapCounter(admin.local_store(root / "endpoint"))
             local = run_stack.enter_context(LocalEndpoint(root / "endpoint", clock=clock, store=backend))
@@ -411,7 +416,7 @@ def run_bench(
             totals = local.totals
             read_token = local.read_token
             if store == "dynamodb":
-                stored_rows = seqs_in_tables(db, BENCH_READINGS)
+                stored_rows = seqs_in_tables(db, tables[0])
             else:
                 store_file = local.data_dir / admin.STORE_FILE
                 stored_rows = {d: seqs_in_file(store_file, d) for d in ids + pi_ids}
@@ -593,6 +598,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="sqlite",
         help="the local endpoint's store: sqlite (default) or dynamodb (a moto_server started for the run)",
     )
+    parser.add_argument(
+        "--dynamodb-endpoint",
+        metavar="URL",
+        default=None,
+        help="with --store dynamodb: use this DynamoDB server (e.g. DynamoDB Local) instead of starting one; "
+        "the run creates its own tables there",
+    )
     parser.add_argument("--json-out", type=Path, default=None, help="also write the report as JSON here")
     parser.add_argument("--data-dir", type=Path, default=None, help="where to keep the run (default .dhtlink/bench-*)")
     parser.add_argument(
@@ -617,6 +629,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--hours must cover at least one --interval")
     if not 0 <= args.pi_nodes <= 100:
         raise UsageError("--pi-nodes must be from 0 to 100")
+    if args.dynamodb_endpoint is not None:
+        if args.store != "dynamodb":
+            raise UsageError("--dynamodb-endpoint goes with --store dynamodb")
+        if not args.dynamodb_endpoint.startswith(("http://", "https://")):
+            raise UsageError("--dynamodb-endpoint must be a URL such as http://127.0.0.1:8000")
     registry = None
     if args.endpoint and args.pi_nodes:
         raise UsageError("--pi-nodes runs against the endpoint the bench starts itself, not with --endpoint")
@@ -646,6 +663,7 @@ def run(args: argparse.Namespace) -> int:
         registry=registry,
         pi_nodes=args.pi_nodes,
         store=args.store,
+        dynamodb_endpoint=args.dynamodb_endpoint,
     )
     print(render(report))
     if args.json_out:
