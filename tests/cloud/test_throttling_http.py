@@ -165,3 +165,18 @@ def test_throttled_over_http_through_the_local_endpoint(store, tmp_path):
         faults.fail("TransactWriteItems", "RequestLimitExceeded", times=0)
         answer = requests.post(endpoint.url + "/data", data=body, headers=headers, timeout=BOARD_TIMEOUT_S)
         assert answer.status_code == 200 and stored_seqs(store) == [7]
+
+
+def test_the_lambda_store_has_the_same_retry_budget(aws_env, monkeypatch):
+    from cloud import settings
+    from cloud.stores.dynamodb import CALL_ATTEMPTS
+
+    monkeypatch.setenv("READINGS_TABLE", "r")
+    monkeypatch.setenv("DEVICES_TABLE", "d")
+    settings.lambda_store.cache_clear()
+    try:
+        config = settings.lambda_store()[1].db.meta.config
+    finally:
+        settings.lambda_store.cache_clear()
+    assert config.retries == {"mode": "standard", "total_max_attempts": CALL_ATTEMPTS}
+    assert config.read_timeout < BOARD_TIMEOUT_S and config.connect_timeout < BOARD_TIMEOUT_S
