@@ -29,7 +29,7 @@ CHAOS_RATES = {
     "reset": 0.03,
     "truncate": 0.03,
     "delay": 0.005,
-    "twin": 0.03,
+    "twin": 0.05,
     # impostors answering in the receiver's place: a board must verify, keep and retry
     "portal": 0.01,
     "forged_ack": 0.01,
