@@ -139,7 +139,7 @@ def open_store(choice: StoreChoice, data_dir: Path) -> tuple[Any, list[str]]:
 
     if choice.kind == "sqlite":
         return admin.local_store(data_dir), []
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
     from cloud.stores.dynamodb import (
         DynamoDBStore,
@@ -179,6 +179,10 @@ def open_store(choice: StoreChoice, data_dir: Path) -> tuple[Any, list[str]]:
         else:
             fix = "deploy the stack (make deploy) or name its tables"
         raise CommandError(f"{mismatch} at {where}: {fix}") from None
+    except (NoCredentialsError, NoRegionError) as error:
+        raise CommandError(
+            f"cannot use DynamoDB at {where}: {error} (set AWS_PROFILE, or AWS_REGION and keys)"
+        ) from None
     except (BotoCoreError, ClientError) as error:
         raise CommandError(f"cannot use DynamoDB at {where}: {str(error).splitlines()[0]}") from None
     return DynamoDBStore(readings, devices, db), warnings

@@ -150,3 +150,14 @@ def test_serve_stores_signed_posts_in_the_tables(moto_server, tmp_path, capsys):
         process.communicate(timeout=10)
     items = moto_server.client().scan(TableName="srv-r")["Items"]
     assert sorted(int(item["seq"]["N"]) for item in items) == [0, 1, 2, 3, 4]
+
+
+def test_no_region_or_credentials_is_one_line_saying_what_to_set(monkeypatch, tmp_path, capsys):
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert main(["devices", "--store", "dynamodb", "--stack", "dhtlink", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot use DynamoDB at AWS" in err and "AWS_PROFILE" in err and err.count("\n") == 1
