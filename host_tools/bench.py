@@ -492,7 +492,7 @@ def _store_line(report: Report) -> str:
     if report.endpoint:
         return f"the receiver at {report.endpoint}"
     if report.store == "dynamodb":
-        return "DynamoDB on moto_server over HTTP (judged by a Scan of the readings table)"
+        return "DynamoDB over HTTP (moto's server app; judged by a Scan of the readings table)"
     return "SQLite (judged from the file)"
 
 
