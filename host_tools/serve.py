@@ -68,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     if endpoint.connection_cap < cap:
         print(f"  connections      at most {endpoint.connection_cap} (open-file limit; raise it with ulimit -n)")
     print("Ctrl-C stops it; every reading and device is kept for the next start.", flush=True)
-    alerts = LocalAlerts(endpoint.store, clock=time.time, interval_s=SCHEDULE_S).start()  # docs/alerts.md
+    alerts = LocalAlerts(endpoint.store, clock=time.time, interval_s=SCHEDULE_S)  # docs/alerts.md
+    if store is None or store.alerts:  # DynamoDB without an alerts table: its warning said alerts are off
+        alerts.start()
     try:
         endpoint.serve_forever()  # returns on Ctrl-C: the server's loop ends on KeyboardInterrupt
     except KeyboardInterrupt:

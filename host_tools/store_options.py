@@ -36,6 +36,9 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--readings-table", metavar="NAME", default=None, help="readings table (with --devices-table)")
     group.add_argument("--devices-table", metavar="NAME", default=None, help="device registry table")
     group.add_argument(
+        "--alerts-table", metavar="NAME", default=None, help="alert rules and state (optional; without it no alerts)"
+    )
+    group.add_argument(
         "--stack",
         metavar="NAME",
         default=None,
@@ -54,6 +57,7 @@ class StoreChoice:
     endpoint: str | None = None
     readings_table: str | None = None
     devices_table: str | None = None
+    alerts_table: str | None = None
     stack: str | None = None
     create_tables: bool = False
 
@@ -78,6 +82,7 @@ def store_choice(args: argparse.Namespace, dynamodb: bool = False) -> StoreChoic
                 ("--dynamodb-endpoint", args.dynamodb_endpoint),
                 ("--readings-table", args.readings_table),
                 ("--devices-table", args.devices_table),
+                ("--alerts-table", args.alerts_table),
                 ("--stack", args.stack),
                 ("--create-tables", args.create_tables),
             )
@@ -97,8 +102,10 @@ def store_choice(args: argparse.Namespace, dynamodb: bool = False) -> StoreChoic
         raise UsageError("--stack takes the table names from the stack: give it or the two table names, not both")
     if endpoint is not None and not all(tables):
         raise UsageError("with --dynamodb-endpoint name the tables: --readings-table NAME --devices-table NAME")
+    if args.alerts_table and not all(tables):
+        raise UsageError("--alerts-table goes with --readings-table and --devices-table (a stack names its own)")
     if all(tables):
-        return StoreChoice("dynamodb", endpoint, *tables, create_tables=args.create_tables)
+        return StoreChoice("dynamodb", endpoint, *tables, args.alerts_table, create_tables=args.create_tables)
     return StoreChoice("dynamodb", stack=args.stack or DEFAULT_STACK)
 
 
@@ -147,10 +154,11 @@ def open_store(choice: StoreChoice, data_dir: Path) -> tuple[Any, list[str]]:
         TablesMissing,
         check_tables,
         check_transactions,
+        create_alerts_table,
         create_tables,
     )
 
-    readings, devices = choice.readings_table, choice.devices_table
+    readings, devices, alerts = choice.readings_table, choice.devices_table, choice.alerts_table or ""
     where = choice.endpoint or "AWS"
     try:
         db = _dynamodb_client(choice.endpoint)
@@ -160,6 +168,7 @@ def open_store(choice: StoreChoice, data_dir: Path) -> tuple[Any, list[str]]:
             except LookupError as error:
                 raise CommandError(str(error)) from None
             readings, devices = outputs.get("ReadingsTableName"), outputs.get("DevicesTableName")
+            alerts = outputs.get("AlertsTableName", "")
             if not readings or not devices:
                 raise CommandError(f"stack {choice.stack!r} has no ReadingsTableName/DevicesTableName outputs")
         assert readings and devices
@@ -168,7 +177,11 @@ def open_store(choice: StoreChoice, data_dir: Path) -> tuple[Any, list[str]]:
             if not {readings, devices} & existing:
                 create_tables(db, readings, devices)
                 _enable_ttl(db, readings)
-        warnings = check_tables(db, readings, devices)
+            if alerts and alerts not in existing:
+                create_alerts_table(db, alerts)
+        warnings = check_tables(db, readings, devices, alerts)
+        if not alerts:
+            warnings.append("no alerts table: alert rules are off (--alerts-table NAME)")
         if choice.endpoint:
             check_transactions(db, readings)
     except TablesMismatch as mismatch:
@@ -185,4 +198,5 @@ def open_store(choice: StoreChoice, data_dir: Path) -> tuple[Any, list[str]]:
         ) from None
     except (BotoCoreError, ClientError) as error:
         raise CommandError(f"cannot use DynamoDB at {where}: {str(error).splitlines()[0]}") from None
-    return DynamoDBStore(readings, devices, db), warnings
+    # No stream function runs beside a local receiver: it summarises each batch itself.
+    return DynamoDBStore(readings, devices, db, alerts_table=alerts, inline_summaries=True), warnings

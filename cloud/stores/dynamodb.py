@@ -736,10 +736,13 @@ class _Recorder:
         self.tables[TableName] = definition
 
 
-def table_definitions(readings_table: str, devices_table: str) -> dict[str, dict[str, Any]]:
-    """create_tables' arguments per table: the template's definitions (tests/deploy keeps them equal)."""
+def table_definitions(readings_table: str, devices_table: str, alerts_table: str = "") -> dict[str, dict[str, Any]]:
+    """create_tables' (and create_alerts_table's) arguments per table: the template's
+    definitions (tests/deploy keeps them equal)."""
     recorder = _Recorder()
     create_tables(recorder, readings_table, devices_table)
+    if alerts_table:
+        create_alerts_table(recorder, alerts_table)
     return recorder.tables
 
 
@@ -770,13 +773,13 @@ def _keys(schema: list[dict[str, str]]) -> str:
     return "(" + ", ".join(f"{key['AttributeName']} {key['KeyType']}" for key in schema) + ")"
 
 
-def check_tables(db: Any, readings_table: str, devices_table: str) -> list[str]:
-    """Raise TablesMismatch unless both tables exist with the template's keys, attribute types
+def check_tables(db: Any, readings_table: str, devices_table: str, alerts_table: str = "") -> list[str]:
+    """Raise TablesMismatch unless the tables exist with the template's keys, attribute types
     and indexes (what the store's queries rely on); return warnings for what only costs money
     or retention (no TTL on the readings table)."""
     from botocore.exceptions import ClientError
 
-    for name, want in table_definitions(readings_table, devices_table).items():
+    for name, want in table_definitions(readings_table, devices_table, alerts_table).items():
         try:
             got = db.describe_table(TableName=name)["Table"]
         except ClientError as error:

@@ -125,7 +125,7 @@ def test_serve_stores_signed_posts_in_the_tables(moto_server, tmp_path, capsys):
         env=env,
     )
     try:
-        lines = [process.stdout.readline() for _ in range(4)]
+        lines = [process.stdout.readline() for _ in range(6)]
         assert any("DynamoDB: tables srv-r and srv-d at " + moto_server.url in line for line in lines), lines
         url = f"http://127.0.0.1:{port}"
         now = int(time.time())
@@ -149,7 +149,10 @@ def test_serve_stores_signed_posts_in_the_tables(moto_server, tmp_path, capsys):
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=10)
     items = moto_server.client().scan(TableName="srv-r")["Items"]
-    assert sorted(int(item["seq"]["N"]) for item in items) == [0, 1, 2, 3, 4]
+    readings = [item for item in items if item["device_id"]["S"] == "greenhouse-01"]
+    assert sorted(int(item["seq"]["N"]) for item in readings) == [0, 1, 2, 3, 4]
+    # The local receiver summarises the dashboard's hours and days itself (no stream function).
+    assert {item["device_id"]["S"] for item in items} > {"greenhouse-01"}
 
 
 def test_no_region_or_credentials_is_one_line_saying_what_to_set(monkeypatch, tmp_path, capsys):
@@ -161,3 +164,19 @@ def test_no_region_or_credentials_is_one_line_saying_what_to_set(monkeypatch, tm
     assert main(["devices", "--store", "dynamodb", "--stack", "dhtlink", "list"]) == 1
     err = capsys.readouterr().err
     assert "cannot use DynamoDB at AWS" in err and "AWS_PROFILE" in err and err.count("\n") == 1
+
+
+def test_an_alerts_table_is_created_checked_and_used(moto_server, capsys):  # noqa: F811
+    from host_tools.cli import build_parser
+    from host_tools.store_options import open_store, store_choice
+
+    flags = [*table_flags(moto_server, "al-r", "al-d"), "--alerts-table", "al-a", "--create-tables"]
+    args = build_parser().parse_args(["devices", *flags, "list"])
+    store, warnings = open_store(store_choice(args), None)
+    assert store.alerts == "al-a" and store.inline_summaries and not any("alert" in w for w in warnings)
+    key = moto_server.client().describe_table(TableName="al-a")["Table"]["KeySchema"]
+    assert [k["AttributeName"] for k in key] == ["pk", "sk"]
+    assert main(["devices", *table_flags(moto_server, "al-r", "al-d"), "--alerts-table", "al-a", "list"]) == 0
+    assert "alert" not in capsys.readouterr().err
+    assert main(["devices", *table_flags(moto_server, "al-r", "al-d"), "list"]) == 0
+    assert "no alerts table: alert rules are off" in capsys.readouterr().err
