@@ -35,9 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def open_store(aws: bool, stack: str):
-    """The local registry, or with `aws` the deployed stack's (provision and bench use this)."""
-    choice = store_options.StoreChoice("dynamodb", stack=stack) if aws else store_options.StoreChoice("sqlite")
-    return store_options.open_store(choice, data_dir())[0]
+    """The local registry, or with `aws` the deployed stack's, unchecked: provision, bench and
+    alerts say what they need of it themselves (`dhtlink devices` checks the tables)."""
+    from cloud import admin
+
+    if not aws:
+        return admin.local_store(data_dir())
+    try:
+        return admin.aws_store(stack)
+    except LookupError as error:
+        raise CommandError(str(error)) from None
+    except Exception as error:  # botocore's credential and region errors share no base class worth naming
+        raise CommandError(f"cannot reach AWS: {error}") from None
 
 
 def _print_secret(device_id: str, secret: str, as_json: bool, verb: str) -> None:
