@@ -10,7 +10,7 @@ DHTLINK := $(BIN)/dhtlink
 # Defined before the rules that list it: make expands prerequisites as it reads them.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: venv test test-fast test-browser chromium lint serve bench flash repl provision deploy clean
+.PHONY: venv emulators test test-fast test-browser chromium lint serve bench flash repl provision deploy clean
 
 venv: $(STAMP)
 
@@ -21,7 +21,17 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-test: $(STAMP) $(CHROMIUM)
+# dynalite: a second DynamoDB emulator for the store tests, pinned by tests/emulators/package-lock.json.
+EMULATORS := tests/emulators
+DYNALITE := $(EMULATORS)/node_modules/.bin/dynalite
+
+emulators: $(DYNALITE)
+
+$(DYNALITE): $(EMULATORS)/package-lock.json
+	npm ci --prefix $(EMULATORS) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: $(STAMP) $(CHROMIUM) $(DYNALITE)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The dashboard in a real browser alone: make test-browser
@@ -34,7 +44,7 @@ $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(DYNALITE)
 	$(BIN)/pytest -m 'not slow' $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -65,4 +75,4 @@ deploy: $(STAMP)
 	$(DHTLINK) deploy $(if $(STACK),--stack $(STACK)) $(if $(REGION),--region $(REGION)) $(if $(BUCKET),--bucket $(BUCKET))
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(EMULATORS)/node_modules .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

@@ -10,11 +10,13 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from host_tools import battery, costs
+from host_tools.dynamodb_server import LOCAL_SESSION, MotoServer
 from host_tools.errors import CommandError, UsageError
 from host_tools.sim import DROP_CAUSES, Summary, board_config, run_board
 from host_tools.vboard import VirtualBoard
@@ -27,6 +29,7 @@ CHAOS_RATES = {
     "reset": 0.03,
     "truncate": 0.03,
     "delay": 0.005,
+    "twin": 0.05,
     # impostors answering in the receiver's place: a board must verify, keep and retry
     "portal": 0.01,
     "forged_ack": 0.01,
@@ -96,6 +99,9 @@ class Report:
     read_token: str = field(default="", repr=False)  # shown in "where to look next", kept out of JSON
     endpoint: str = ""  # the receiver, when the fleet ran against one it did not start
     pi_nodes: int = 0  # Linux nodes (dhtlink node) flown beside the boards
+    store: str = "sqlite"
+    # Writes of a batch that began while another write of the same device was under way.
+    overlapping_writes: dict[str, int] = field(default_factory=dict)
 
 
 def scenario_for(index: int, seed: int, hours: float, chaos: bool) -> dict[str, Any]:
@@ -134,6 +140,45 @@ def seqs_in_store(store: Any, device_id: str) -> list[int]:
         more, cursor = store.query_readings(device_id, limit=1000, cursor=cursor)
         items += more
     return [item["seq"] for item in items]
+
+
+def seqs_in_tables(db: Any, readings_table: str) -> dict[str, list[int]]:
+    """Every item of the DynamoDB readings table by device, read with a Scan of the table
+    itself (not the store's queries): duplicates would show as a seq twice."""
+    rows: dict[str, list[int]] = {}
+    kwargs: dict[str, Any] = {"TableName": readings_table, "ProjectionExpression": "device_id, seq"}
+    while True:
+        page = db.scan(**kwargs)
+        for item in page["Items"]:
+            rows.setdefault(item["device_id"]["S"], []).append(int(item["seq"]["N"]))
+        if "LastEvaluatedKey" not in page:
+            return rows
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+class OverlapCounter:
+    """The store, counting writes of a device that start while one of its writes is under
+    way: evidence that retried batches really raced each other at the store."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}
+        self.overlapping: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def put_readings(self, device_id: str, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            if self._in_flight.get(device_id):
+                self.overlapping[device_id] = self.overlapping.get(device_id, 0) + 1
+            self._in_flight[device_id] = self._in_flight.get(device_id, 0) + 1
+        try:
+            return self._store.put_readings(device_id, *args, **kwargs)
+        finally:
+            with self._lock:
+                self._in_flight[device_id] -= 1
 
 
 def verify(
@@ -288,12 +333,18 @@ def run_bench(
     registry: Any = None,
     chaos_rates: dict[str, float] | None = None,
     pi_nodes: int = 0,
+    store: str = "sqlite",
+    dynamodb_endpoint: str | None = None,
 ) -> Report:
     """Run the fleet against the local endpoint it starts, or against `endpoint` (a base URL)
     whose device registry and readings are `registry` (a store: the local one behind a
-    `dhtlink serve`, or a deployed stack's)."""
+    `dhtlink serve`, or a deployed stack's). `store` is the local endpoint's: "sqlite" (a
+    file under the run's directory) or "dynamodb" (new tables on a DynamoDB server started for
+    the run, or on `dynamodb_endpoint`'s: DynamoDB Local, or a server a test inspects after)."""
     from cloud import admin, observability
     from cloud.local import LocalEndpoint
+    from cloud.stores.dynamodb import DynamoDBStore, create_tables
+    from cloud.stores.dynamodb import client as dynamodb_client
     from host_tools.chaos import ChaosProxy
 
     started = time.monotonic()
@@ -343,7 +394,18 @@ def run_bench(
     observability.set_output(log_file)
     faults: dict[str, int] = {}
     try:
-        with LocalEndpoint(root / "endpoint", clock=clock) as local:
+        with ExitStack() as run_stack:
+            if store == "dynamodb":
+                if dynamodb_endpoint:
+                    db = dynamodb_client(dynamodb_endpoint, pool=64, **LOCAL_SESSION)
+                else:
+                    db = run_stack.enter_context(MotoServer(root / "moto_server.log")).client()
+                tables = (f"dhtlink-bench-{run}-readings", f"dhtlink-bench-{run}-devices")
+                create_tables(db, *tables)
+                backend = OverlapCounter(DynamoDBStore(*tables, db))
+            else:
+                backend = OverlapCounter(admin.local_store(root / "endpoint"))
+            local = run_stack.enter_context(LocalEndpoint(root / "endpoint", clock=clock, store=backend))
             secrets = {device_id: admin.add_device(local.store, device_id) for device_id in ids}
             if chaos:
                 with ChaosProxy(local.url, chaos_rates or CHAOS_RATES, seed=seed, delay_s=5.5) as proxy:
@@ -352,16 +414,22 @@ def run_bench(
             else:
                 flown = fly(secrets, local.url, drain_to=None)
             totals = local.totals
-            store_file = local.data_dir / admin.STORE_FILE
             read_token = local.read_token
+            if store == "dynamodb":
+                stored_rows = seqs_in_tables(db, tables[0])
+            else:
+                store_file = local.data_dir / admin.STORE_FILE
+                stored_rows = {d: seqs_in_file(store_file, d) for d in ids + pi_ids}
     finally:
         observability.set_output(None)
         log_file.close()
-    results = {d: verify(seqs_in_file(store_file, d), d, *flown[d]) for d in ids + pi_ids}
+    results = {d: verify(stored_rows.get(d, []), d, *flown[d]) for d in ids + pi_ids}
     report = _report(
         devices, hours, interval, seed, chaos, time.monotonic() - started, results, totals, faults, root, read_token
     )
     report.pi_nodes = pi_nodes
+    report.store = store
+    report.overlapping_writes = dict(backend.overlapping)
     return report
 
 
@@ -420,6 +488,14 @@ def _report(
     )
 
 
+def _store_line(report: Report) -> str:
+    if report.endpoint:
+        return f"the receiver at {report.endpoint}"
+    if report.store == "dynamodb":
+        return "DynamoDB over HTTP (moto's server app; judged by a Scan of the readings table)"
+    return "SQLite (judged from the file)"
+
+
 def as_json(report: Report) -> dict[str, Any]:
     out = asdict(report)
     del out["read_token"]
@@ -438,6 +514,7 @@ def render(report: Report) -> str:
         f"dhtlink bench: {report.devices} boards x {report.hours:g} h at {report.interval_s} s"
         f"{f' + {report.pi_nodes} Pi nodes' if report.pi_nodes else ''}"
         f"{' with chaos' if report.chaos else ''} (seed {report.seed}), {report.wall_s} s wall",
+        f"  store                    {_store_line(report)}",
         f"  readings produced        {report.produced}",
         f"  stored                   {report.stored}",
         f"  on the boards, unsent    {report.still_spooled}   (the batch each board is still filling)",
@@ -463,6 +540,12 @@ def render(report: Report) -> str:
                 for phase, boots in figures["boots"].items()
             )
             lines.append(f"    {device_id:<22} cuts/watchdog resets by phase: {phases}")
+    if not report.endpoint:
+        raced = sum(report.overlapping_writes.values())
+        lines.append(
+            f"  racing writes            {raced} on {len(report.overlapping_writes)} boards   "
+            "(a batch write that began while the same board's was under way)"
+        )
     first = next(iter(report.per_device), "bench-01")
     if report.endpoint:
         lines += [
@@ -470,6 +553,14 @@ def render(report: Report) -> str:
             "Where to look next:",
             f"  boards' files  {report.data_dir}/boards",
             f"  a device       dhtlink query --url {report.endpoint} latest --device {first}",
+        ]
+        return "\n".join(lines)
+    if report.store == "dynamodb":
+        lines += [
+            "",
+            "Where to look next:",
+            f"  boards' files  {report.data_dir}/boards   (the tables went with the run's moto_server)",
+            f"  receiver log   {report.data_dir}/endpoint.log",
         ]
         return "\n".join(lines)
     lines += [
@@ -501,6 +592,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--pi-nodes", type=int, default=0, help="also run this many Linux nodes (`dhtlink node`, simulated sensor)"
     )
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "dynamodb"),
+        default="sqlite",
+        help="the local endpoint's store: sqlite (default) or dynamodb (a moto_server started for the run)",
+    )
+    parser.add_argument(
+        "--dynamodb-endpoint",
+        metavar="URL",
+        default=None,
+        help="with --store dynamodb: use this DynamoDB server (e.g. DynamoDB Local) instead of starting one; "
+        "the run creates its own tables there",
+    )
     parser.add_argument("--json-out", type=Path, default=None, help="also write the report as JSON here")
     parser.add_argument("--data-dir", type=Path, default=None, help="where to keep the run (default .dhtlink/bench-*)")
     parser.add_argument(
@@ -525,6 +629,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--hours must cover at least one --interval")
     if not 0 <= args.pi_nodes <= 100:
         raise UsageError("--pi-nodes must be from 0 to 100")
+    if args.dynamodb_endpoint is not None:
+        if args.store != "dynamodb":
+            raise UsageError("--dynamodb-endpoint goes with --store dynamodb")
+        if not args.dynamodb_endpoint.startswith(("http://", "https://")):
+            raise UsageError("--dynamodb-endpoint must be a URL such as http://127.0.0.1:8000")
     registry = None
     if args.endpoint and args.pi_nodes:
         raise UsageError("--pi-nodes runs against the endpoint the bench starts itself, not with --endpoint")
@@ -533,6 +642,8 @@ def run(args: argparse.Namespace) -> int:
 
         if args.chaos:
             raise UsageError("--chaos runs against the endpoint the bench starts itself, not with --endpoint")
+        if args.store != "sqlite":
+            raise UsageError("--store picks the store of the endpoint the bench starts, not with --endpoint")
         if not args.endpoint.startswith(("http://", "https://")) or args.endpoint.rstrip("/").endswith("/data"):
             raise UsageError(
                 "--endpoint is the receiver's base URL (boards POST to it + /data), e.g. "
@@ -551,6 +662,8 @@ def run(args: argparse.Namespace) -> int:
         endpoint=args.endpoint,
         registry=registry,
         pi_nodes=args.pi_nodes,
+        store=args.store,
+        dynamodb_endpoint=args.dynamodb_endpoint,
     )
     print(render(report))
     if args.json_out:

@@ -7,6 +7,9 @@ Each request draws at most one fault from a seeded RNG, in request order:
   reset         forward, send part of the answer, then reset the connection (RST)
   truncate      forward, send the answer with its body cut short, then close
   delay         forward, then hold the answer past the board's timeout
+  twin          forward the request twice at once and answer with the first reply: a board's
+                retry racing its original, still in flight at the receiver (a slow Lambda
+                goes on after the board timed out), so both write the same batch together
 
 and impostors, things on the path that answer in the receiver's place (nothing forwarded,
 nothing stored; a board that trusted any of them would lose the batch or its clock):
@@ -29,7 +32,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from socketserver import StreamRequestHandler, ThreadingTCPServer
 
-NETWORK_FAULTS = ("drop", "error_before", "error_after", "reset", "truncate", "delay")
+NETWORK_FAULTS = ("drop", "error_before", "error_after", "reset", "truncate", "delay", "twin")
 # API Gateway (HTTP API) answers these itself, before any Lambda runs.
 GATEWAY_ANSWERS = {
     403: (b"Forbidden", b"Forbidden"),
@@ -128,6 +131,23 @@ class _Handler(StreamRequestHandler):
                 chunks.append(chunk)
         return b"".join(chunks)
 
+    def _twins(self, request: bytes) -> bytes:
+        start = threading.Barrier(2)
+        replies: list[bytes] = []
+
+        def send() -> None:
+            start.wait(timeout=5)
+            try:
+                replies.append(self._forward(request))
+            except OSError:
+                pass
+
+        other = threading.Thread(target=send, daemon=True)
+        other.start()
+        send()
+        other.join(timeout=35)
+        return replies[0] if replies else b""
+
     def handle(self) -> None:
         request = self._read_request()
         if request is None:
@@ -154,7 +174,7 @@ class _Handler(StreamRequestHandler):
         elif fault in IMPOSTORS:
             self._reply(impostor_answer(fault, request, time.time()))
             return
-        response = self._forward(request)
+        response = self._twins(request) if fault == "twin" else self._forward(request)
         if response.startswith(b"HTTP/1.1 200") or response.startswith(b"HTTP/1.0 200"):
             with self.server.lock:
                 self.server.answers[device_id] = response  # for a later replay

@@ -2,19 +2,25 @@
 
 import argparse
 import json
+import sys
 
+from host_tools import store_options
 from host_tools.common import data_dir
 from host_tools.errors import CommandError, UsageError
+from host_tools.store_options import add_store_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "devices",
         help="manage the device registry",
-        description="Manage the registry in the local store ($DATA_DIR) or, with --aws, in a deployed stack.",
+        description="Manage the registry in the local store ($DATA_DIR) or, with --aws or --store dynamodb, "
+        "in DynamoDB: a deployed stack's, named tables, or a local DynamoDB server (as `dhtlink serve`).",
     )
-    parser.add_argument("--aws", action="store_true", help="use the deployed stack's registry (boto3 credentials)")
-    parser.add_argument("--stack", default="dhtlink", help="CloudFormation stack name with --aws (default dhtlink)")
+    parser.add_argument(
+        "--aws", action="store_true", help="use the deployed stack's registry (boto3 credentials): --store dynamodb"
+    )
+    add_store_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="register a device and print its new secret once")
     add.add_argument("device_id")
@@ -29,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def open_store(aws: bool, stack: str):
+    """The local registry, or with `aws` the deployed stack's, unchecked: provision, bench and
+    alerts say what they need of it themselves (`dhtlink devices` checks the tables)."""
     from cloud import admin
 
     if not aws:
@@ -53,7 +61,11 @@ def _print_secret(device_id: str, secret: str, as_json: bool, verb: str) -> None
 def run(args: argparse.Namespace) -> int:
     from cloud import admin
 
-    store = open_store(args.aws, args.stack)
+    if args.aws and args.store == "sqlite":
+        raise UsageError("--aws is the DynamoDB registry: leave out --store sqlite")
+    store, warnings = store_options.open_store(store_options.store_choice(args, dynamodb=args.aws), data_dir())
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         if args.action == "add":
             _print_secret(args.device_id, admin.add_device(store, args.device_id), args.json, "registered")

@@ -53,29 +53,56 @@ THROTTLING = frozenset(
 TRANSIENT_REASONS = frozenset(("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"))
 WRITE_ATTEMPTS = 5
 RETRY_BASE_S = 0.05  # at most 0.75 s of back-off in all, well inside the Lambda timeout
+# The handler must answer before the board gives up (device/transport.py: 5 s), or the board
+# sees a timeout instead of a 200 or a 503 it can act on. botocore's default for DynamoDB
+# (legacy mode, 10 attempts) sleeps up to 25 s on a throttled call. Here each call gets one
+# retry (standard mode: jittered, at most 1 s after a throttle, 25 ms after a 5xx), and a
+# cancelled transaction is retried only while WRITE_BUDGET_S lasts; past that the board gets
+# a signed 503 and comes back after Retry-After. botocore fills each transaction's
+# ClientRequestToken, so its retry of a transaction that did land is not applied twice.
+CALL_ATTEMPTS = 2
+WRITE_BUDGET_S = 1.0
+CONNECT_TIMEOUT_S = 1
+READ_TIMEOUT_S = 3
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
 def _throttling_is_store_busy(method: _Method) -> _Method:
+    """Throttling, a DynamoDB 5xx, or no answer in time, after botocore's retry: StoreBusy, so
+    the board gets a 503 it retries and not a 500 it cannot tell from a crash. Whether a
+    timed-out write landed is unknown, and need not be: a re-sent reading is a duplicate."""
+
     @wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
         try:
             return method(*args, **kwargs)
         except ClientError as error:
             code = error.response["Error"]["Code"]
-            if code in THROTTLING:
+            if code in THROTTLING or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
                 raise StoreBusy(f"DynamoDB answered {code}") from error
             raise
+        except (ConnectionError, HTTPClientError) as error:
+            raise StoreBusy(f"DynamoDB did not answer: {type(error).__name__}") from error
 
     return wrapper  # type: ignore[return-value]
 
 
-def client(endpoint_url: str | None = None) -> Any:
+def client(endpoint_url: str | None = None, pool: int = 10, **session: Any) -> Any:
+    """A DynamoDB client with the retry budget above; `pool` connections for a threaded
+    server (the Lambda runs one request at a time); `session` takes region and keys."""
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("dynamodb", endpoint_url=endpoint_url or os.environ.get("DYNAMODB_ENDPOINT_URL"))
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": CALL_ATTEMPTS},
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        max_pool_connections=pool,
+    )
+    url = endpoint_url or os.environ.get("DYNAMODB_ENDPOINT_URL")
+    return boto3.client("dynamodb", endpoint_url=url, config=config, **session)
 
 
 def tsq(ts: int, seq: int) -> str:
@@ -260,6 +287,7 @@ class DynamoDBStore:
         if len(readings) > MAX_READINGS:
             raise ValueError(f"at most {MAX_READINGS} readings per call (one request), got {len(readings)}")
         pending = list(readings)
+        deadline = time.monotonic() + WRITE_BUDGET_S
         for attempt in range(WRITE_ATTEMPTS):
             if not pending:
                 return []
@@ -286,11 +314,16 @@ class DynamoDBStore:
             if conflicts:
                 raise SeqConflict(conflicts, self._highest_seq(device_id) + 1)
             pending = [r for r in pending if r.seq not in held]  # the rest are duplicates
-            if codes & TRANSIENT_REASONS and attempt + 1 < WRITE_ATTEMPTS:
-                time.sleep(random.uniform(0, RETRY_BASE_S * 2**attempt))  # full jitter: racing writers spread out
+            if codes & TRANSIENT_REASONS:
+                pause = random.uniform(0, RETRY_BASE_S * 2**attempt)  # full jitter: racing writers spread out
+                if attempt + 1 == WRITE_ATTEMPTS or time.monotonic() + pause > deadline:
+                    break
+                time.sleep(pause)
         if not pending:
             return []
-        raise StoreBusy(f"the readings transaction was cancelled {WRITE_ATTEMPTS} times by throttling or other writes")
+        raise StoreBusy(
+            "the readings transaction was cancelled by throttling or other writes until its retries ran out"
+        )
 
     def _highest_seq(self, device_id: str) -> int:
         # Only on a conflict: the device row's max_seq lags when a request ends between the
@@ -685,3 +718,121 @@ def create_alerts_table(db: Any, alerts_table: str) -> None:
             {"AttributeName": "sk", "KeyType": "RANGE"},
         ],
     )
+
+
+class TablesMismatch(LookupError):
+    """The tables are not the ones cloud/template.yaml defines, or the server cannot use them (one line)."""
+
+
+class TablesMissing(TablesMismatch):
+    pass
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, Any]] = {}
+
+    def create_table(self, TableName: str, **definition: Any) -> None:  # noqa: N803 - boto3's argument name
+        self.tables[TableName] = definition
+
+
+def table_definitions(readings_table: str, devices_table: str, alerts_table: str = "") -> dict[str, dict[str, Any]]:
+    """create_tables' (and create_alerts_table's) arguments per table: the template's
+    definitions (tests/deploy keeps them equal)."""
+    recorder = _Recorder()
+    create_tables(recorder, readings_table, devices_table)
+    if alerts_table:
+        create_alerts_table(recorder, alerts_table)
+    return recorder.tables
+
+
+def _index_differences(kind: str, wanted: list[dict[str, Any]], found: list[dict[str, Any]]) -> list[str]:
+    by_name = {index["IndexName"]: index for index in found}
+    problems = []
+    for want in wanted:
+        name = want["IndexName"]
+        got = by_name.get(name)
+        if got is None:
+            problems.append(f"no {kind} index {name}")
+            continue
+        if got["KeySchema"] != want["KeySchema"]:
+            problems.append(f"index {name} has keys {_keys(got['KeySchema'])}, not {_keys(want['KeySchema'])}")
+        projection, expected = got.get("Projection", {}), want["Projection"]
+        if projection.get("ProjectionType") != expected["ProjectionType"] and projection.get("ProjectionType") != "ALL":
+            problems.append(
+                f"index {name} projects {projection.get('ProjectionType')}, not {expected['ProjectionType']}"
+            )
+        elif projection.get("ProjectionType") == "INCLUDE":
+            absent = sorted(set(expected.get("NonKeyAttributes", [])) - set(projection.get("NonKeyAttributes", [])))
+            if absent:
+                problems.append(f"index {name} does not project {', '.join(absent)}")
+    return problems
+
+
+def _keys(schema: list[dict[str, str]]) -> str:
+    return "(" + ", ".join(f"{key['AttributeName']} {key['KeyType']}" for key in schema) + ")"
+
+
+def check_tables(db: Any, readings_table: str, devices_table: str, alerts_table: str = "") -> list[str]:
+    """Raise TablesMismatch unless the tables exist with the template's keys, attribute types
+    and indexes (what the store's queries rely on); return warnings for what only costs money
+    or retention (no TTL on the readings table)."""
+    from botocore.exceptions import ClientError
+
+    for name, want in table_definitions(readings_table, devices_table, alerts_table).items():
+        try:
+            got = db.describe_table(TableName=name)["Table"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                raise TablesMissing(f"table {name} does not exist") from None
+            raise
+        problems = []
+        if got["KeySchema"] != want["KeySchema"]:
+            problems.append(f"keys {_keys(got['KeySchema'])}, not {_keys(want['KeySchema'])}")
+        types = {a["AttributeName"]: a["AttributeType"] for a in got.get("AttributeDefinitions", [])}
+        for attribute in want["AttributeDefinitions"]:
+            found = types.get(attribute["AttributeName"])
+            if found is not None and found != attribute["AttributeType"]:
+                problems.append(f"{attribute['AttributeName']} is of type {found}, not {attribute['AttributeType']}")
+        problems += _index_differences(
+            "local", want.get("LocalSecondaryIndexes", []), got.get("LocalSecondaryIndexes", [])
+        )
+        problems += _index_differences(
+            "global", want.get("GlobalSecondaryIndexes", []), got.get("GlobalSecondaryIndexes", [])
+        )
+        if problems:
+            raise TablesMismatch(f"table {name} differs from cloud/template.yaml: {'; '.join(problems)}")
+    try:
+        ttl = db.describe_time_to_live(TableName=readings_table)["TimeToLiveDescription"]
+    except ClientError:
+        return [f"cannot read the time to live of {readings_table}: readings may never expire"]
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING") or ttl.get("AttributeName") != "expires_at":
+        return [f"table {readings_table} has no time to live on expires_at: readings will never expire"]
+    return []
+
+
+def check_transactions(db: Any, readings_table: str) -> None:
+    """Raise TablesMismatch if the server cannot run TransactWriteItems (dynalite cannot).
+    The probe is a condition check on a key no reading has: it writes nothing."""
+    from botocore.exceptions import ClientError
+
+    probe = {"device_id": {"S": "-"}, "seq": {"N": "-1"}}
+    try:
+        db.transact_write_items(
+            TransactItems=[
+                {
+                    "ConditionCheck": {
+                        "TableName": readings_table,
+                        "Key": probe,
+                        "ConditionExpression": "attribute_not_exists(seq)",
+                    }
+                }
+            ]
+        )
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code in ("UnknownOperationException", "UnrecognizedClientException", "InvalidAction"):
+            raise TablesMismatch(
+                "this DynamoDB server does not run TransactWriteItems, which every write of readings uses"
+            ) from None
+        raise

@@ -80,6 +80,7 @@ def send(proxy):
         ("reset", 1, None),
         ("truncate", 1, None),
         ("delay", 1, None),
+        ("twin", 2, 200),
     ],
 )
 def test_each_fault(upstream, fault, forwarded, expect):
