@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from host_tools import device_settings
 from host_tools.errors import CommandError, UsageError
 from host_tools.ports import choose
 
 CONFIG = "config.json"
+SPOOL_STATE = "spool.state"  # device/spool.py's state file
 
 
 def wifi_password(path: Path | None) -> str:
@@ -136,8 +138,9 @@ def _error_code(answer: Any) -> str:
     return str(document.get("error", "")) if isinstance(document, dict) else ""
 
 
-def identity(device_id: str, aws: bool, stack: str, rotate: bool, endpoint: str) -> tuple[str, str]:
-    """(secret, what happened): the registered secret, new, kept or rotated, once the
+def identity(device_id: str, aws: bool, stack: str, rotate: bool, endpoint: str) -> tuple[str, str, int | None]:
+    """(secret, what happened, the highest seq the registry has seen from it): the registered
+    secret, new, kept or rotated, once the
     endpoint has answered a signed probe with it. A device registered here is removed again
     when the probe fails, and a secret is rotated only after the old one passed it: a failed
     run leaves the registry as it was. device_id is already checked by run()."""
@@ -153,20 +156,72 @@ def identity(device_id: str, aws: bool, stack: str, rotate: bool, endpoint: str)
         except CommandError:
             store.remove_device(device_id)
             raise
-        return secret, "registered"
+        return secret, "registered", None
     probe(endpoint, device_id, existing["secret"])
+    max_seq = existing.get("max_seq")
     if rotate:
-        return admin.rotate_secret(store, device_id), "rotated its secret"
-    return existing["secret"], "kept its registered identity"
+        return admin.rotate_secret(store, device_id), "rotated its secret", max_seq
+    return existing["secret"], "kept its registered identity", max_seq
 
 
-def build_config(device_id: str, secret: str, ssid: str, password: str, endpoint: str) -> dict[str, Any]:
-    return {
-        "device_id": device_id,
-        "secret": secret,
-        "wifi": [{"ssid": ssid, "password": password}],
-        "endpoint": endpoint,
-    }
+def build_config(
+    old: dict[str, Any] | None,
+    device_id: str,
+    secret: str,
+    wifi: list[dict[str, str]],
+    endpoint: str,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """The board's config.json: the board's own (old) with what this run was told to change,
+    so a setting made by hand or by an earlier run (sensor type, pin, interval...) stays."""
+    config = dict(old or {})
+    config.update({"device_id": device_id, "secret": secret, "wifi": wifi, "endpoint": endpoint})
+    return device_settings.apply(config, settings)
+
+
+def read_board_config(board) -> dict[str, Any] | None:
+    """The board's config.json as a dict, or None when it has none; a damaged one is not
+    silently replaced by defaults."""
+    raw = board.read_file(CONFIG)
+    if raw is None:
+        return None
+    try:
+        config = json.loads(raw)
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise _not_written(
+            "the board's config.json is not a JSON object, so the settings it holds cannot be kept; "
+            "fix it at the REPL or remove it (`dhtlink repl`) and provision again"
+        )
+    return config
+
+
+def start_seq_after(board, max_seq: int | None) -> int | None:
+    """Make the board's next seq one past the highest the registry has seen, so a board whose
+    flash was erased does not send seqs the receiver already holds (each would be a 409 and a
+    renumbering). Only ever raised, never lowered. The spool state is replaced the way the
+    spool itself does it (temporary file, then rename), so a cut leaves the old state or the
+    new one; unsent readings in the spool keep their seqs (the spool moves next_seq past
+    them on load, and a conflict among them is renumbered after the receiver's 409).
+    Returns the new next_seq, or None when nothing changed."""
+    if max_seq is None:
+        return None
+    raw = board.read_file(SPOOL_STATE)
+    try:
+        state = json.loads(raw) if raw is not None else {}
+    except ValueError:
+        state = {}
+    if not isinstance(state, dict) or not isinstance(state.get("next_seq", 0), int):
+        state = {}
+    if state.get("next_seq", 0) > max_seq:
+        return None
+    state.setdefault("gen", 0)
+    state.setdefault("head", 0)
+    state.setdefault("dropped", 0)
+    state["next_seq"] = max_seq + 1
+    board.write_file(SPOOL_STATE, json.dumps(state).encode())
+    return max_seq + 1
 
 
 def write_config(board, config: dict[str, Any]) -> None:
@@ -180,41 +235,75 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "provision",
         help="register a device and write its config.json to the board",
-        description="Register DEVICE_ID (local store, or --aws) and write config.json with its secret, Wi-Fi "
-        "and endpoint to the board. Re-running keeps the device's identity unless --rotate.",
+        description="Register DEVICE_ID (local store, or --aws) and write config.json with its secret, Wi-Fi, "
+        "endpoint and settings to the board. Re-running keeps the device's identity unless --rotate, and every "
+        "setting on the board it is not told to change (Wi-Fi, endpoint and device id included).",
     )
-    parser.add_argument("--device-id", required=True)
-    parser.add_argument("--wifi-ssid", required=True)
+    parser.add_argument("--device-id", default=None, help="required unless the board has a config.json")
+    parser.add_argument("--wifi-ssid", default=None, help="required unless the board has a config.json")
     parser.add_argument(
         "--wifi-password-file",
         type=Path,
         default=None,
         help="file holding the Wi-Fi password (else $DHTLINK_WIFI_PASSWORD or a prompt)",
     )
-    parser.add_argument("--endpoint", required=True, help="the URL the board POSTs to, ending in /data")
+    parser.add_argument(
+        "--endpoint", default=None, help="the URL the board POSTs to, ending in /data (kept from the board if omitted)"
+    )
     parser.add_argument("--port", default=None)
     parser.add_argument("--aws", action="store_true", help="register in the deployed stack's registry")
     parser.add_argument("--stack", default="dhtlink")
     parser.add_argument("--rotate", action="store_true", help="give the device a new secret")
+    device_settings.add_arguments(parser.add_argument_group("board settings (kept from the board if omitted)"))
     parser.set_defaults(func=run)
+
+
+def _kept(option: str, given: Any, old: dict[str, Any] | None, key: str) -> Any:
+    if given is not None:
+        return given
+    if old and old.get(key):
+        return old[key]
+    raise UsageError(f"{option} is required: the board has no config.json to keep it from")
 
 
 def run(args: argparse.Namespace) -> int:
     from cloud import admin
     from host_tools.board import Board
 
-    try:
-        admin.check_device_id(args.device_id)
-    except admin.InvalidDeviceId as error:
-        raise UsageError(f"--device-id: {error}") from None
-    if not 1 <= len(args.wifi_ssid.encode()) <= 32:
+    # Everything given is checked before the board is touched.
+    if args.device_id is not None:
+        try:
+            admin.check_device_id(args.device_id)
+        except admin.InvalidDeviceId as error:
+            raise UsageError(f"--device-id: {error}") from None
+    if args.wifi_ssid is not None and not 1 <= len(args.wifi_ssid.encode()) <= 32:
         raise UsageError("--wifi-ssid must be 1 to 32 bytes")
-    password = wifi_password(args.wifi_password_file)
-    check_endpoint_url(args.endpoint)
+    if args.endpoint is not None:
+        check_endpoint_url(args.endpoint)
+    settings = device_settings.parse_settings(args)
+    password = wifi_password(args.wifi_password_file) if args.wifi_ssid is not None else None
     port = choose(args.port)
     with Board(port) as board:  # opened before registering: no identity is minted for a board that isn't there
-        secret, what = identity(args.device_id, args.aws, args.stack, args.rotate, args.endpoint)
-        write_config(board, build_config(args.device_id, secret, args.wifi_ssid, password, args.endpoint))
-    print(f"{args.device_id}: {what}; config.json written to {port} and verified")
-    print(f"  wifi {args.wifi_ssid}, endpoint {args.endpoint}; `dhtlink reset` starts it with the new config")
+        old = read_board_config(board)
+        device_id = _kept("--device-id", args.device_id, old, "device_id")
+        endpoint = _kept("--endpoint", args.endpoint, old, "endpoint")
+        if args.device_id is None or args.endpoint is None:
+            try:  # a kept value must be as valid as a given one
+                admin.check_device_id(device_id)
+                check_endpoint_url(endpoint)
+            except (admin.InvalidDeviceId, UsageError) as error:
+                raise UsageError(f"the board's config.json: {error}; pass the option to replace it") from None
+        if args.wifi_ssid is not None:
+            wifi = [{"ssid": args.wifi_ssid, "password": password}]
+        else:
+            wifi = _kept("--wifi-ssid", None, old, "wifi")
+        secret, what, max_seq = identity(device_id, args.aws, args.stack, args.rotate, endpoint)
+        write_config(board, build_config(old, device_id, secret, wifi, endpoint, settings))
+        next_seq = start_seq_after(board, max_seq)
+    print(f"{device_id}: {what}; config.json written to {port} and verified")
+    print(f"  wifi {wifi[0]['ssid']}, endpoint {endpoint}; `dhtlink reset` starts it with the new config")
+    if settings:
+        print("  set " + ", ".join(f"{key}={value}" for key, value in settings.items()))
+    if next_seq is not None:
+        print(f"  readings continue from seq {next_seq} (the registry has seen up to {max_seq})")
     return 0
