@@ -59,6 +59,9 @@ class Node:
         cause = machine.reset_cause()
         self.fresh = cause != machine.DEEPSLEEP_RESET
         rtc["boot"] = rtc.get("boot", 0) + 1
+        # The remote settings version this boot runs (config.load applied settings.json).
+        rtc["cfg_v"] = cfg.get("settings_v", 0)
+        rtc.pop("cfg_new", None)
         if self.fresh:
             # The RTC keeps counting through soft and watchdog resets; any other start may
             # be a power loss, after which the raw clock restarted and needs a new offset.
@@ -80,7 +83,11 @@ class Node:
             "sensor_errors": self.rtc.get("sensor_errors", 0),
             "unverified": self.rtc.get("unverified", 0),
             "dropped": self.spool.dropped,
+            "cfg_v": self.rtc["cfg_v"],
         }
+        if "cfg_refused" in self.rtc:
+            out["cfg_refused"] = self.rtc["cfg_refused"]
+            out["cfg_error"] = self.rtc.get("cfg_error", "")
         out.update(self.spool.drops)
         return out
 
@@ -123,6 +130,16 @@ class Node:
                     n = delivery.deliver(cfg, self.spool, clock, rtc, self.status(), log, deadline)
                     rtc["requests"] = rtc.get("requests", 0) + n
                     self._heap_mark()
+                    offer = delivery.offered
+                    if offer:
+                        # Only now, the send's buffer freed: the checker needs config.py again.
+                        delivery.offered = None
+                        gc.collect()
+                        import settings
+
+                        settings.receive(offer, rtc, log)
+                        del sys.modules["settings"]
+                        sys.modules.pop("config", None)
                     if cfg["mode"] == "deep_sleep":
                         self.wifi.off()
         wdt.feed()
@@ -144,6 +161,9 @@ def report():
     out["requests"] = rtc.get("requests", 0)
     out["boot"] = rtc.get("boot", 0)
     out["unverified"] = rtc.get("unverified", 0)
+    for k in ("cfg_v", "cfg_new", "cfg_refused", "cfg_error"):  # remote settings: running, stored, refused
+        if k in rtc:
+            out[k] = rtc[k]
     try:
         cfg = config.load()
         out["device_id"] = cfg["device_id"]
@@ -201,6 +221,9 @@ def main():
             rtc["crashes"] = 0
             rtc_save(rtc)  # so report() and a crash see this cycle's counters
             if cfg["mode"] == "always_on":
+                if rtc.get("cfg_new"):
+                    machine.reset()  # new remote settings: an always-on board has no next wake
+
                 # In slices the watchdog outlasts: a long interval must not reset the board.
                 while sleep_ms > 0:
                     machine.lightsleep(min(sleep_ms, WDT_MS // 2))

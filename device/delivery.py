@@ -13,6 +13,10 @@ CLOCK = 2  # the request's timestamp was stale: set the clock, retry now
 RENUMBER = 3  # the receiver holds other readings under these seqs: renumber, retry now
 POISON = 4  # the receiver will never take this batch: drop it, count it
 
+# Remote settings offered in the last signed 2xx answer of a deliver() (docs/protocol.md),
+# for the app to hand to settings.py once the send's buffer is freed.
+offered = None
+
 
 def reaction(status, verified, answer):
     """The reaction table. answer: the answer's JSON object ({} if unverified)."""
@@ -59,6 +63,8 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
     passes, or an answer says to wait. Returns the number of requests made."""
     import time
 
+    global offered
+    offered = None
     requests = 0
     stale_retry = renumber_retry = True
     # Allocated before the spool is read, while the heap still has a large free block.
@@ -111,6 +117,8 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             log.info("sent %d readings, seq %d-%d" % (n, first, last))
             rtc["tx_fails"] = 0
             rtc["tx_next"] = 0
+            if "settings" in answer:
+                offered = answer["settings"]
             for r in answer.get("rejected", ()):
                 log.warn("reading %s rejected by the receiver: %s" % (r.get("seq"), r.get("error")))
             server_time = answer.get("server_time")

@@ -1,0 +1,24 @@
+"""Fleet management keys the receiver adds to a signed 200 answer (docs/protocol.md,
+"Remote settings"). Stdlib only and computed from the device row ingest already read: no
+extra store call on the hot path."""
+
+from typing import Any
+
+# The config keys a board takes remotely; "sensor.pin" is "pin" inside config.json's sensor.
+# Identity, Wi-Fi, endpoint and TLS stay USB-only: a wrong one would cut the board off.
+REMOTE_KEYS = ("sensor.type", "sensor.pin", "interval_s", "batch_size", "max_batch_delay_s", "mode", "spool_max")
+
+
+def answer_keys(device: dict[str, Any] | None, status: dict[str, Any] | None) -> dict[str, Any]:
+    """{"settings": {"v": version, key: value, ...}} while the board does not yet run the
+    desired version and has not refused it; else nothing (an old board ignores the key)."""
+    if not device:
+        return {}
+    version = device.get("desired_version") or 0
+    desired = device.get("desired")
+    if not version or not desired:
+        return {}
+    status = status or {}
+    if version in (status.get("cfg_v"), status.get("cfg_refused")):
+        return {}
+    return {"settings": {"v": version, **desired}}
