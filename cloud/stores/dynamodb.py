@@ -733,6 +733,8 @@ def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
                         "first_seq",
                         "max_seq",
                         "received",
+                        "desired",
+                        "desired_version",
                     ],
                 },
             }
