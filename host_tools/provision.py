@@ -23,6 +23,7 @@ from host_tools.errors import CommandError, UsageError
 from host_tools.ports import choose
 
 CONFIG = "config.json"
+SETTINGS = "settings.json"  # remote settings on the board (device/settings.py)
 SPOOL_STATE = "spool.state"  # device/spool.py's state file
 
 
@@ -231,6 +232,23 @@ def write_config(board, config: dict[str, Any]) -> None:
         raise CommandError("config.json on the board does not read back as written")
 
 
+def hand_back_to_usb(board, device_id: str, aws: bool, stack: str, settings: dict[str, Any]) -> list[str]:
+    """Settings given to provision win over the same keys desired remotely (`dhtlink devices
+    set`): they are removed from the registry's desired settings (a new version), and the
+    board gets that version's settings.json now, so it neither runs the old remote value at
+    its next boot nor waits for the receiver's answer to agree. Returns the keys handed back."""
+    from host_tools.devices import open_store
+
+    store = open_store(aws, stack)
+    row = store.get_device(device_id) or {}
+    clash = sorted(key for key in settings if key in (row.get("desired") or {}))
+    if not clash:
+        return []
+    version, desired = store.set_desired(device_id, dict.fromkeys(clash))
+    board.write_file(SETTINGS, json.dumps({"v": version, **desired}).encode())
+    return clash
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "provision",
@@ -300,10 +318,13 @@ def run(args: argparse.Namespace) -> int:
         secret, what, max_seq = identity(device_id, args.aws, args.stack, args.rotate, endpoint)
         write_config(board, build_config(old, device_id, secret, wifi, endpoint, settings))
         next_seq = start_seq_after(board, max_seq)
+        handed_back = hand_back_to_usb(board, device_id, args.aws, args.stack, settings) if settings else []
     print(f"{device_id}: {what}; config.json written to {port} and verified")
     print(f"  wifi {wifi[0]['ssid']}, endpoint {endpoint}; `dhtlink reset` starts it with the new config")
     if settings:
         print("  set " + ", ".join(f"{key}={value}" for key, value in settings.items()))
+    if handed_back:
+        print(f"  no longer set remotely: {', '.join(handed_back)} (removed from the registry's desired settings)")
     if next_seq is not None:
         print(f"  readings continue from seq {next_seq} (the registry has seen up to {max_seq})")
     return 0

@@ -117,3 +117,20 @@ def test_missing_identity_on_a_blank_board(vboard, capsys):
     assert main(["provision", "--port", vboard.port, "--interval", "30"]) == 2
     assert "--device-id is required: the board has no config.json" in capsys.readouterr().err
     assert not (vboard.dir / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_a_setting_given_to_provision_wins_over_the_same_one_desired_remotely(vboard, endpoint, capsys, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(endpoint.data_dir))
+    secret = endpoint.add_device("shed-4")
+    endpoint.store.set_desired("shed-4", {"interval_s": 900, "batch_size": 50})
+    vboard.dir.mkdir(parents=True, exist_ok=True)
+    config = {"device_id": "shed-4", "secret": secret, "wifi": [{"ssid": "s"}], "endpoint": endpoint.url + "/data"}
+    (vboard.dir / "config.json").write_text(json.dumps(config))
+    (vboard.dir / "settings.json").write_text(json.dumps({"v": 1, "interval_s": 900, "batch_size": 50}))
+    assert main(["provision", "--port", vboard.port, "--interval", "120"]) == 0
+    assert "no longer set remotely: interval_s" in capsys.readouterr().out
+    assert json.loads((vboard.dir / "config.json").read_text())["interval_s"] == 120
+    row = endpoint.store.get_device("shed-4")
+    assert (row["desired"], row["desired_version"]) == ({"batch_size": 50}, 2)
+    assert json.loads((vboard.dir / "settings.json").read_text()) == {"v": 2, "batch_size": 50}

@@ -1,0 +1,61 @@
+"""Heap of the sending wake that receives remote settings, beside the same wake without
+them: the smallest MicroPython heap in which the real firmware completes it (bisection,
+1 KiB steps, as bench/device_heap.py), for a full batch of 20 and of 100. The settings
+are checked and stored after the send's buffer is freed, so the two should be equal.
+
+    .venv/bin/python bench/device_settings_heap.py
+"""
+
+import io
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from device_heap import HIGH_KIB, smallest_heap_kib  # noqa: E402
+
+from cloud import observability  # noqa: E402
+from cloud.local import LocalEndpoint  # noqa: E402
+from host_tools.sim import board_config  # noqa: E402
+from host_tools.vboard import VirtualBoard  # noqa: E402
+
+DEVICE = "settings-heap-bench"
+OFFER = {"interval_s": 300, "batch_size": 30, "sensor.type": "DHT11", "sensor.pin": 15, "max_batch_delay_s": 3600}
+
+
+def measure(batch_size: int, tmp: Path) -> tuple[int | None, int | None]:
+    board = VirtualBoard(tmp / f"board-{batch_size}", heap=f"{HIGH_KIB}k")
+    with LocalEndpoint(tmp / f"endpoint-{batch_size}", clock=lambda _d: board.now()) as endpoint:
+        secret = endpoint.add_device(DEVICE)
+        config = board_config(
+            DEVICE, secret, endpoint.url + "/data", 60, batch_size=batch_size, max_batch_delay_s=86400
+        )
+        board.install(config, {"seed": 3})
+        for _ in range(batch_size):  # the power-on wake reports; then one short of a batch
+            board.boot()
+        shutil.copytree(board.dir, tmp / "snap")
+        plain = smallest_heap_kib(tmp / "snap", tmp / "work")
+        endpoint.store.set_desired(DEVICE, OFFER)
+        offered = smallest_heap_kib(tmp / "snap", tmp / "work")
+        assert (tmp / "work" / "settings.json").exists(), "the measured wake stored the settings"
+        shutil.rmtree(tmp / "snap")
+    return plain, offered
+
+
+def main() -> int:
+    observability.set_output(io.StringIO())
+    print(f"smallest firmware heap for the sending wake (KiB; budget 64), load {os.getloadavg()[0]:.1f}")
+    print(f"{'batch':>6} {'no settings':>12} {'settings offered':>17}")
+    with tempfile.TemporaryDirectory(prefix="bench-settings-heap-") as tmp:
+        for batch in (20, 100):
+            plain, offered = measure(batch, Path(tmp))
+            print(f"{batch:>6} {plain or '-':>12} {offered or '-':>17}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
