@@ -77,3 +77,20 @@ def test_invalid_settings_are_refused_whole_and_reported(rig):
     rig.run(3)
     assert rig.board.report()["cfg_v"] == fixed and rig.board.last_sleep_s() == pytest.approx(90, abs=2)
     assert shadow(rig)["in_sync"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_power_cuts_around_the_offer_leave_old_or_new_settings_whole(rig, seed):
+    rig.install(interval=60, batch_size=1)
+    rig.run(1)
+    version, _ = rig.endpoint.store.set_desired(DEVICE, {"interval_s": 180, "batch_size": 2})
+    # Cuts land at random moments of these wakes: in the send, the check, the write.
+    summary = rig.run(6, {"seed": seed, "power_cuts": [0, 1, 2]})
+    summary2 = rig.run(4)
+    report = rig.board.report()
+    assert "config_error" not in report
+    assert report["cfg_v"] == version and report["config"]["batch_size"] == 2
+    stored = rig.stored()
+    assert len({r["seq"] for r in stored}) == len(stored), "a reading stored twice"
+    assert summary.dropped == summary2.dropped == 0
