@@ -31,6 +31,7 @@ VERB_MODULES = (
     "safe_mode",
     "status",
     "node",
+    "ota",
 )
 
 

@@ -1,0 +1,57 @@
+"""`dhtlink ota publish`: the flashed app's compiled files as a release with a manifest."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+from host_tools import firmware, ota
+from host_tools.cli import main
+from host_tools.errors import CommandError
+
+
+def test_a_release_is_the_flashed_app_without_the_boards_own_boot_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    assert main(["ota", "publish"]) == 0
+    version = ota.app_version()
+    assert f"published release {version}" in capsys.readouterr().out
+    release = tmp_path / "data" / "releases" / version
+    manifest = json.loads((release / "manifest.json").read_bytes())
+    flashed = firmware.build()
+    expected = {name: data for name, data in flashed.items() if name not in ("boot.py", "main.py")}
+    assert "app.mpy" in expected and {e["name"] for e in manifest["files"]} == set(expected)
+    for entry in manifest["files"]:
+        data = (release / entry["name"]).read_bytes()
+        assert data == expected[entry["name"]]
+        assert (entry["size"], entry["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    assert manifest["version"] == version and manifest["size"] == sum(len(d) for d in expected.values())
+    assert sorted(p.name for p in release.iterdir()) == sorted([*expected, "manifest.json"])
+
+    assert main(["ota", "publish"]) == 0, "publishing the same app again changes nothing"
+    assert "already published with this content" in capsys.readouterr().out
+
+
+def test_a_published_version_never_changes(tmp_path):
+    device = tmp_path / "device"
+    shutil.copytree(firmware.DEVICE, device)
+    version, _, _ = ota.publish(tmp_path / "data", device)
+    before = (tmp_path / "data" / "releases" / version / "log.mpy").read_bytes()
+    with (device / "log.py").open("a") as f:
+        f.write("\nCHANGED = 1\n")
+    with pytest.raises(CommandError, match=f'release {version} is already published with other content.*FW = "'):
+        ota.publish(tmp_path / "data", device)
+    assert (tmp_path / "data" / "releases" / version / "log.mpy").read_bytes() == before
+    app = device / "app.py"
+    app.write_text(app.read_text().replace(f'FW = "{version}"', 'FW = "0.2.0-rc1"'))
+    assert ota.publish(tmp_path / "data", device)[0] == "0.2.0-rc1"
+    assert not [p for p in (tmp_path / "data" / "releases").iterdir() if p.name.startswith(".")]
+
+
+def test_a_missing_or_bad_fw_line_is_named(tmp_path):
+    device = tmp_path / "device"
+    shutil.copytree(firmware.DEVICE, device)
+    app = device / "app.py"
+    app.write_text(app.read_text().replace('FW = "', 'FW = "bad version '))
+    with pytest.raises(CommandError, match="FW ="):
+        ota.publish(tmp_path / "data", device)
