@@ -10,15 +10,19 @@ REMOTE_KEYS = ("sensor.type", "sensor.pin", "interval_s", "batch_size", "max_bat
 
 
 def answer_keys(device: dict[str, Any] | None, status: dict[str, Any] | None) -> dict[str, Any]:
-    """{"settings": {"v": version, key: value, ...}} while the board does not yet run the
-    desired version and has not refused it; else nothing (an old board ignores the key)."""
+    """What to add to a signed 200 answer: {"settings": {"v": version, key: value, ...}}
+    while the board does not yet run the desired version and has not refused it, and
+    {"ota": {"v", "sha", "size"}} while it does not run its target release and has not
+    rolled it back or refused it. An old board ignores both keys."""
     if not device:
         return {}
+    status = status or {}
+    out: dict[str, Any] = {}
     version = device.get("desired_version") or 0
     desired = device.get("desired")
-    if not version or not desired:
-        return {}
-    status = status or {}
-    if version in (status.get("cfg_v"), status.get("cfg_refused")):
-        return {}
-    return {"settings": {"v": version, **desired}}
+    if version and desired and version not in (status.get("cfg_v"), status.get("cfg_refused")):
+        out["settings"] = {"v": version, **desired}
+    target = device.get("ota_target")
+    if target and target["v"] not in (status.get("fw"), status.get("ota_failed")):
+        out["ota"] = target
+    return out

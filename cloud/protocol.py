@@ -51,8 +51,18 @@ STATUS_KEYS = (
     "cfg_v",
     "cfg_refused",
     "cfg_error",
+    # Over-the-air updates (docs/ota.md): the phase, and the release rolled back or refused.
+    "ota",
+    "ota_failed",
+    "ota_error",
 )
-TEXT_STATUS_MAX = {"fw": 32, "cfg_error": 120}  # status keys holding text, and their longest
+TEXT_STATUS_MAX = {
+    "fw": 32,
+    "cfg_error": 120,
+    "ota": 16,
+    "ota_failed": 32,
+    "ota_error": 120,
+}  # status keys holding text, and their longest
 # A well-formed secret nobody holds: unknown devices cost the same HMAC as known ones.
 _DUMMY_SECRET = hashlib.sha256(b"dhtlink-no-such-device").hexdigest()
 UNAUTHORIZED_MESSAGE = "unknown device or bad signature"

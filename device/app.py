@@ -15,6 +15,7 @@ WIFI_BUDGET_MS = 4000
 WDT_MS = 30000  # longer than the awake cap; a hung cycle resets the board
 SAFE = "SAFE"
 CRASH_LIMIT = 3
+TRIAL = False  # set by main.py while a new release is on trial (docs/ota.md)
 
 
 def _exists(path):
@@ -37,7 +38,7 @@ def rtc_save(rtc):
 
 
 def _batch_due(cfg, spool, clock, fresh):
-    if fresh or spool.depth() >= cfg["batch_size"]:
+    if fresh or TRIAL or spool.depth() >= cfg["batch_size"]:
         return True  # a fresh start reports at once, so a new or reset board shows up
     if not clock.valid():
         return True  # only a connection can set the clock
@@ -62,6 +63,12 @@ class Node:
         # The remote settings version this boot runs (config.load applied settings.json).
         rtc["cfg_v"] = cfg.get("settings_v", 0)
         rtc.pop("cfg_new", None)
+        if _exists("ota.state"):  # an update under way, or the last one's outcome
+            with open("ota.state") as f:
+                state = json.loads(f.read())
+            rtc["ota"] = state.get("phase")
+            rtc["ota_failed"] = state.get("failed") or (state.get("v") if state.get("refused") else None)
+            rtc["ota_error"] = state.get("why")
         if self.fresh:
             # The RTC keeps counting through soft and watchdog resets; any other start may
             # be a power loss, after which the raw clock restarted and needs a new offset.
@@ -85,6 +92,11 @@ class Node:
             "dropped": self.spool.dropped,
             "cfg_v": self.rtc["cfg_v"],
         }
+        if self.rtc.get("ota"):
+            out["ota"] = self.rtc["ota"]
+            if self.rtc.get("ota_failed"):
+                out["ota_failed"] = self.rtc["ota_failed"]
+                out["ota_error"] = (self.rtc.get("ota_error") or "")[:80]
         if "cfg_refused" in self.rtc:
             out["cfg_refused"] = self.rtc["cfg_refused"]
             out["cfg_error"] = self.rtc.get("cfg_error", "")
@@ -102,6 +114,7 @@ class Node:
 
     def cycle(self, wdt):
         """One wake: returns the ms to sleep until the next reading is due."""
+        global TRIAL
         start = time.ticks_ms()
         deadline = time.ticks_add(start, AWAKE_CAP_MS)
         cfg, rtc, clock = self.cfg, self.rtc, self.clock
@@ -140,6 +153,22 @@ class Node:
                         settings.receive(offer, rtc, log)
                         del sys.modules["settings"]
                         sys.modules.pop("config", None)
+                    if TRIAL and delivery.answered:
+                        import updater
+
+                        updater.commit()
+                        TRIAL = False
+                        log.info("release %s committed: it reached a verified answer" % FW)
+                    release = delivery.release
+                    delivery.release = None
+                    if release and not TRIAL:
+                        gc.collect()
+                        import ota
+
+                        try:
+                            ota.step(release, cfg, log, deadline)
+                        except (OSError, ValueError, KeyError, TypeError) as e:
+                            log.warn("release download: %s (resumed at the next send)" % e)
                     if cfg["mode"] == "deep_sleep":
                         self.wifi.off()
         wdt.feed()

@@ -311,6 +311,10 @@ class LocalEndpoint:
             return response
         if path in READ_ROUTES and method == "GET":
             return read_api.handle(event, self.store, self._read_token_sha256)
+        if path.startswith("/ota/") and method == "GET":
+            from cloud import releases
+
+            return releases.answer(self.data_dir / "releases", path, event["headers"].get("range"))
         if dashboard.is_dashboard_path(path):
             return dashboard.handle(event)
         if path in READ_ROUTES:

@@ -205,3 +205,8 @@ class Store(Protocol):
         returns (version, desired). Raises NoSuchDevice. Rows carry `desired` (a dict or
         None) and `desired_version` (0 when never set)."""
         ...
+
+    def set_ota_target(self, device_id: str, target: dict[str, Any] | None) -> None:
+        """The release a device should run, {"v", "sha", "size"} (docs/ota.md), or None to
+        stop offering one. Raises NoSuchDevice. Rows carry `ota_target` (None when unset)."""
+        ...

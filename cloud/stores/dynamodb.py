@@ -170,6 +170,7 @@ class DynamoDBStore:
         out["last_status"] = _json_attr(item, "last_status")
         out["last_reading"] = _json_attr(item, "last_reading")
         out["desired"] = _json_attr(item, "desired")
+        out["ota_target"] = _json_attr(item, "ota_target")
         out["desired_version"] = _num(item["desired_version"]) if "desired_version" in item else 0
         return out
 
@@ -682,6 +683,18 @@ class DynamoDBStore:
             return old + 1, desired
         raise StoreBusy(f"the desired settings of {device_id} kept changing under this update; try again")
 
+    @_throttling_is_store_busy
+    def set_ota_target(self, device_id: str, target: dict[str, Any] | None) -> None:
+        if target:
+            self._on_existing(
+                "update_item",
+                device_id,
+                UpdateExpression="SET ota_target = :t",
+                ExpressionAttributeValues={":t": {"S": json.dumps(target)}},
+            )
+        else:
+            self._on_existing("update_item", device_id, UpdateExpression="REMOVE ota_target")
+
 
 def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
     """The tables as cloud/template.yaml defines them, for moto and DynamoDB Local."""
@@ -735,6 +748,7 @@ def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
                         "received",
                         "desired",
                         "desired_version",
+                        "ota_target",
                     ],
                 },
             }

@@ -182,7 +182,7 @@ class SQLiteStore:
         if row is None:
             return None
         out = dict(row)
-        for key in ("last_status", "last_reading", "desired"):
+        for key in ("last_status", "last_reading", "desired", "ota_target"):
             out[key] = json.loads(out[key]) if out[key] else None
         return out
 
@@ -556,7 +556,11 @@ class SQLiteStore:
         # Added to the devices table in place, so a store file made by an older version
         # keeps its devices and readings.
         have = {row["name"] for row in db.execute("PRAGMA table_info(devices)")}
-        for column, kind in (("desired", "TEXT"), ("desired_version", "INTEGER NOT NULL DEFAULT 0")):
+        for column, kind in (
+            ("desired", "TEXT"),
+            ("desired_version", "INTEGER NOT NULL DEFAULT 0"),
+            ("ota_target", "TEXT"),
+        ):
             if column not in have:
                 db.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
 
@@ -577,6 +581,18 @@ class SQLiteStore:
             return version, desired
 
         return self._write(work)
+
+    @_busy_is_store_busy
+    def set_ota_target(self, device_id: str, target: dict[str, Any] | None) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            cursor = db.execute(
+                "UPDATE devices SET ota_target = ? WHERE device_id = ?",
+                (json.dumps(target) if target else None, device_id),
+            )
+            if not cursor.rowcount:
+                raise NoSuchDevice(device_id)
+
+        self._write(work)
 
 
 # Alert rules, their webhook secrets, per-(device, rule) state and a 30-day history.

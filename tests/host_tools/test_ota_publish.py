@@ -19,7 +19,7 @@ def test_a_release_is_the_flashed_app_without_the_boards_own_boot_files(tmp_path
     release = tmp_path / "data" / "releases" / version
     manifest = json.loads((release / "manifest.json").read_bytes())
     flashed = firmware.build()
-    expected = {name: data for name, data in flashed.items() if name not in ("boot.py", "main.py")}
+    expected = {name: data for name, data in flashed.items() if name not in ("boot.py", "main.py", "updater.mpy")}
     assert "app.mpy" in expected and {e["name"] for e in manifest["files"]} == set(expected)
     for entry in manifest["files"]:
         data = (release / entry["name"]).read_bytes()
