@@ -1,0 +1,140 @@
+"""Over-the-air updates end to end: releases published with `dhtlink ota publish`'s library,
+offered by the real receiver in its signed answers, downloaded, verified, switched and
+rolled back by the real firmware on virtual boards."""
+
+import io
+import json
+import shutil
+
+import pytest
+
+from cloud import observability
+from cloud.local import LocalEndpoint
+from host_tools import firmware, ota
+from host_tools.sim import board_config, run_board
+from host_tools.vboard import VirtualBoard
+
+
+def release(tmp_path, data_dir, version, broken=False):
+    """Publish the app as `version` (optionally one that crashes at import) into data_dir."""
+    device = tmp_path / f"src-{version}"
+    shutil.copytree(firmware.DEVICE, device)
+    app = device / "app.py"
+    text = app.read_text().replace('FW = "0.1.0"', f'FW = "{version}"')
+    if broken:
+        text = text.replace("import machine\n", "import machine\n\nraise ImportError('this release is broken')\n", 1)
+    app.write_text(text)
+    assert ota.publish(data_dir, device)[0] == version
+    return ota.target(data_dir, version)
+
+
+class Fleet:
+    def __init__(self, tmp_path, size):
+        observability.set_output(io.StringIO())
+        self.boards = {f"node-{i}": VirtualBoard(tmp_path / f"node-{i}") for i in range(size)}
+        self.endpoint = LocalEndpoint(tmp_path / "endpoint", read_token="t", clock=lambda d: self.boards[d].now())
+        self.endpoint.start()
+        for device_id, board in self.boards.items():
+            secret = self.endpoint.add_device(device_id)
+            board.install(board_config(device_id, secret, self.endpoint.url + "/data", 60, batch_size=1))
+
+    def run(self, cycles, scenarios=None):
+        return {d: run_board(b, cycles, (scenarios or {}).get(d)) for d, b in self.boards.items()}
+
+    def stored(self, device_id):
+        items, cursor = self.endpoint.store.query_readings(device_id, limit=1000)
+        assert cursor is None
+        return items
+
+    def close(self):
+        self.endpoint.stop()
+        observability.set_output(None)
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    made = []
+
+    def make(size):
+        made.append(Fleet(tmp_path, size))
+        return made[-1]
+
+    yield make
+    for f in made:
+        f.close()
+
+
+def app_files(board):
+    return {p.name: p.read_bytes() for p in board.dir.glob("*.mpy") if p.name != "updater.mpy"}
+
+
+def assert_no_reading_lost(fleet, device_id, board):
+    report = board.report()
+    stored = fleet.stored(device_id)
+    seqs = sorted(r["seq"] for r in stored)
+    assert len(seqs) == len(set(seqs)), "a reading stored twice"
+    assert report["dropped"] == 0
+    assert set(seqs) | set(range(report["next_seq"] - report["spool_depth"], report["next_seq"])) == set(
+        range(report["next_seq"])
+    ), "a seq neither stored nor still on the board"
+
+
+@pytest.mark.slow
+def test_a_release_reaches_a_fleet_through_power_cuts_in_download_and_switch(fleet, tmp_path):
+    f = fleet(3)
+    f.run(2)
+    offer = release(tmp_path, f.endpoint.data_dir, "0.2.0")
+    expected = {n: d for n, d in ota.release_files(tmp_path / "src-0.2.0").items()}
+    for device_id in f.boards:
+        f.endpoint.store.set_ota_target(device_id, offer)
+    # node-0: cuts in the wakes that download; node-1: in the wakes that switch and try it.
+    f.run(10, {"node-0": {"power_cuts": [0, 1], "seed": 5}, "node-1": {"power_cuts": [2, 3, 4], "seed": 7}})
+    f.run(4)
+    for device_id, board in f.boards.items():
+        report = board.report()
+        assert report["fw"] == "0.2.0", (device_id, report)
+        assert app_files(board) == expected, f"{device_id} runs exactly the release"
+        assert not list((board.dir / "old").glob("*")) and not list((board.dir / "ota").glob("*"))
+        assert f.endpoint.store.get_device(device_id)["last_status"]["fw"] == "0.2.0"
+        assert ota.state(f.endpoint.store.get_device(device_id)) == "runs 0.2.0"
+        assert_no_reading_lost(f, device_id, board)
+
+
+@pytest.mark.slow
+def test_a_release_that_crashes_at_import_is_rolled_back_by_every_board(fleet, tmp_path):
+    f = fleet(2)
+    f.run(2)
+    before = {d: app_files(b) for d, b in f.boards.items()}
+    offer = release(tmp_path, f.endpoint.data_dir, "0.2.1", broken=True)
+    for device_id in f.boards:
+        f.endpoint.store.set_ota_target(device_id, offer)
+    f.run(12)
+    for device_id, board in f.boards.items():
+        report = board.report()
+        assert report["fw"] == "0.1.0" and not report["safe_mode"], (device_id, report)
+        assert app_files(board) == before[device_id], "the previous app is back, whole"
+        state = json.loads((board.dir / "ota.state").read_text())
+        assert state["phase"] == "idle" and state["failed"] == "0.2.1"
+        row = f.endpoint.store.get_device(device_id)
+        assert row["last_status"]["ota_failed"] == "0.2.1"
+        assert "ROLLED BACK" in ota.state(row)
+        assert_no_reading_lost(f, device_id, board)
+
+
+@pytest.mark.slow
+def test_a_tampered_release_is_refused(fleet, tmp_path):
+    f = fleet(1)
+    f.run(2)
+    board = f.boards["node-0"]
+    before = app_files(board)
+    offer = release(tmp_path, f.endpoint.data_dir, "0.2.2")
+    target = f.endpoint.data_dir / "releases" / "0.2.2" / "spool.mpy"
+    target.write_bytes(target.read_bytes()[:-1] + b"\x00")  # someone changed a file in the store
+    f.endpoint.store.set_ota_target("node-0", offer)
+    f.run(6)
+    report = board.report()
+    assert report["fw"] == "0.1.0" and app_files(board) == before
+    row = f.endpoint.store.get_device("node-0")
+    assert row["last_status"]["ota_failed"] == "0.2.2" and "spool.mpy" in row["last_status"]["ota_error"]
+    assert not list((board.dir / "ota").glob("*"))
+    assert_no_reading_lost(f, "node-0", board)
