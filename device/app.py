@@ -63,12 +63,11 @@ class Node:
         # The remote settings version this boot runs (config.load applied settings.json).
         rtc["cfg_v"] = cfg.get("settings_v", 0)
         rtc.pop("cfg_new", None)
-        if _exists("ota.state"):  # an update under way, or the last one's outcome
-            with open("ota.state") as f:
-                state = json.loads(f.read())
-            rtc["ota"] = state.get("phase")
-            rtc["ota_failed"] = state.get("failed") or (state.get("v") if state.get("refused") else None)
-            rtc["ota_error"] = state.get("why")
+        if _exists("ota.state") or _exists("ota.last"):  # an update under way, or how the last ended
+            import updater
+
+            updater.note(rtc)
+            del sys.modules["updater"]
         if self.fresh:
             # The RTC keeps counting through soft and watchdog resets; any other start may
             # be a power loss, after which the raw clock restarted and needs a new offset.
@@ -92,11 +91,9 @@ class Node:
             "dropped": self.spool.dropped,
             "cfg_v": self.rtc["cfg_v"],
         }
-        if self.rtc.get("ota"):
-            out["ota"] = self.rtc["ota"]
-            if self.rtc.get("ota_failed"):
-                out["ota_failed"] = self.rtc["ota_failed"]
-                out["ota_error"] = (self.rtc.get("ota_error") or "")[:80]
+        for k in ("ota", "ota_failed", "ota_error"):
+            if self.rtc.get(k):
+                out[k] = self.rtc[k]
         if "cfg_refused" in self.rtc:
             out["cfg_refused"] = self.rtc["cfg_refused"]
             out["cfg_error"] = self.rtc.get("cfg_error", "")
@@ -143,32 +140,14 @@ class Node:
                     n = delivery.deliver(cfg, self.spool, clock, rtc, self.status(), log, deadline)
                     rtc["requests"] = rtc.get("requests", 0) + n
                     self._heap_mark()
-                    offer = delivery.offered
-                    if offer:
-                        # Only now, the send's buffer freed: the checker needs config.py again.
-                        delivery.offered = None
+                    if delivery.offered or delivery.release or TRIAL:
+                        # Remote settings, a release offered, a release on trial: only now,
+                        # the send's buffer freed, and in a module loaded only for them.
                         gc.collect()
-                        import settings
+                        import remote
 
-                        settings.receive(offer, rtc, log)
-                        del sys.modules["settings"]
-                        sys.modules.pop("config", None)
-                    if TRIAL and delivery.answered:
-                        import updater
-
-                        updater.commit()
-                        TRIAL = False
-                        log.info("release %s committed: it reached a verified answer" % FW)
-                    release = delivery.release
-                    delivery.release = None
-                    if release and not TRIAL:
-                        gc.collect()
-                        import ota
-
-                        try:
-                            ota.step(release, cfg, log, deadline)
-                        except (OSError, ValueError, KeyError, TypeError) as e:
-                            log.warn("release download: %s (resumed at the next send)" % e)
+                        TRIAL = remote.after_send(delivery, cfg, rtc, log, deadline, TRIAL)
+                        del sys.modules["remote"]
                     if cfg["mode"] == "deep_sleep":
                         self.wifi.off()
         wdt.feed()

@@ -2,9 +2,9 @@
 # offered a release {"v": version, "sha": manifest SHA-256, "size": bytes}. The offer is
 # signed with this board's secret, so the manifest is trusted only if its SHA-256 is the
 # offered one, and each file only if its SHA-256 is the manifest's. Files come in ranges
-# (HTTP Range) streamed through a 512-byte buffer into ota/NAME.part, within the wake's
+# (HTTP Range) streamed through a 512-byte buffer into ota.new/NAME.part, within the wake's
 # awake budget; the next wake resumes from the .part's size. A verified file is renamed to
-# ota/NAME; once all are, ota.state says "ready" and updater.py switches at the next boot.
+# ota.new/NAME; once all are, ota.state says "ready" and updater.py switches at the next boot.
 import json
 import os
 import time
@@ -81,16 +81,7 @@ def _refuse(s, why, log):
     # a broken store. Nothing of it is kept; the same offer is not downloaded again.
     updater._clear(updater.STAGE)
     log.error("release %s refused: %s" % (s.get("v"), why))
-    updater.save(
-        {
-            "phase": "idle",
-            "v": s.get("v"),
-            "failed": s.get("failed"),
-            "refused": s.get("sha"),
-            "why": why,
-            "last": s.get("last"),
-        }
-    )
+    updater.finish({"v": s.get("v"), "refused": s.get("sha"), "why": why})
 
 
 def step(offer, cfg, log, deadline):
@@ -101,16 +92,16 @@ def step(offer, cfg, log, deadline):
     if not isinstance(v, str) or not isinstance(sha, str) or len(sha) != 64 or not isinstance(size, int):
         return
     s = updater.load()
-    phase = s.get("phase")
-    if phase not in (None, "idle", "download") or sha == s.get("refused") or v == s.get("failed"):
+    last = updater.load(updater.LAST)
+    if s.get("phase") not in (None, "download") or sha == last.get("refused") or v == last.get("failed"):
         return  # switching, on trial, or this release was refused or rolled back
-    if phase != "download" or s.get("sha") != sha:
+    if s.get("sha") != sha:
         updater._clear(updater.STAGE)
         try:
             os.mkdir(updater.STAGE)
         except OSError:
             pass
-        s = {"phase": "download", "v": v, "sha": sha, "failed": s.get("failed"), "last": s.get("last")}
+        s = {"phase": "download", "v": v, "sha": sha}
         updater.save(s)
         log.info("release %s offered (%d bytes): downloading" % (v, size))
     base = cfg["endpoint"]

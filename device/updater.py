@@ -1,23 +1,26 @@
 # Over-the-air switch and rollback (docs/ota.md), run by main.py before the app is
-# imported, and only while ota.state exists. Never part of a release: a bad release
-# cannot break the code that removes it.
+# imported, and only while ota.state exists (an update under way); the outcome of the
+# last one is kept in ota.last. Never part of a release: a bad release cannot break the
+# code that removes it.
 #
 # ota.state (JSON, replaced atomically: temporary file, then rename) holds the phase:
-#   ready    a release is downloaded and verified in ota/: switch at this boot
-#   retire   moving the running app's .mpy files into old/
-#   install  moving the release's files from ota/ into place
+#   ready    a release is downloaded and verified in ota.new/: switch at this boot
+#   retire   moving the running app's .mpy files into ota.old/
+#   install  moving the release's files from ota.new/ into place
 #   trial    the release runs; committed by its first verified answer, rolled back
 #            after TRIAL_BOOTS boots without one (crash at import, hang, bad config)
-#   rb_clear, rb_restore   rolling back: remove the release's files, restore old/
-#   done     committed (or rolled back): old/ and ota/ are cleared at the next boot
+#   rb_clear, rb_restore   rolling back: remove the release's files, restore ota.old/
+#   done     committed (or rolled back): ota.old/ and ota.new/ are cleared, the outcome goes to
+#            ota.last and ota.state is removed
 # Every phase is a loop of renames that can be cut and run again from its start: the
 # files still to move are exactly the ones still where the phase moves them from.
 import json
 import os
 
 STATE = "ota.state"
-STAGE = "ota"
-OLD = "old"
+LAST = "ota.last"
+STAGE = "ota.new"  # not "ota": a directory of that name would shadow ota.mpy on import
+OLD = "ota.old"
 OWN = ("updater.mpy",)  # the board's own: never moved
 TRIAL_BOOTS = 3
 
@@ -30,19 +33,28 @@ def _exists(path):
         return False
 
 
-def load():
+def load(path=STATE):
     try:
-        with open(STATE) as f:
+        with open(path) as f:
             s = json.loads(f.read())
         return s if isinstance(s, dict) else {}
     except (OSError, ValueError):
         return {}
 
 
-def save(s):
-    with open(STATE + ".tmp", "w") as f:
+def save(s, path=STATE):
+    with open(path + ".tmp", "w") as f:
         f.write(json.dumps(s))
-    os.rename(STATE + ".tmp", STATE)
+    os.rename(path + ".tmp", path)
+
+
+def finish(outcome):
+    # The outcome first, then the end of the update: a cut between the two runs "done" again.
+    save(outcome, LAST)
+    try:
+        os.remove(STATE)
+    except OSError:
+        pass
 
 
 def _mpy(path):
@@ -117,8 +129,36 @@ def boot():
     if phase == "done":
         _clear(OLD)
         _clear(STAGE)
-        save({"phase": "idle", "failed": s.get("failed"), "why": s.get("why"), "last": s.get("v")})
+        finish({"v": s.get("v"), "failed": s.get("failed"), "why": s.get("why")})
     return False
+
+
+def main():
+    """main.py's start while ota.state exists: returns unless a release is on trial; a
+    release on trial never stops at the REPL: a failed start resets the board, and each
+    boot counts towards its rollback."""
+    if not boot():
+        return
+    try:
+        import app
+
+        app.TRIAL = True
+        app.main()
+    except Exception as e:  # noqa: BLE001 - any failure of the release is counted, whatever it is
+        print("dhtlink: release on trial failed to start: %r" % e)
+    import machine
+
+    machine.reset()
+
+
+def note(rtc):
+    # For status: the update under way, or the last one's failure.
+    s = load()
+    rtc["ota"] = s.get("phase")
+    last = load(LAST)
+    failed = last.get("failed") or (last.get("v") if last.get("refused") else None)
+    rtc["ota_failed"] = failed
+    rtc["ota_error"] = (last.get("why") or "")[:80] if failed else None
 
 
 def commit():
@@ -128,3 +168,6 @@ def commit():
         s["failed"] = None
         s["why"] = None
         _phase(s, "done")
+        _clear(OLD)
+        _clear(STAGE)
+        finish({"v": s.get("v")})

@@ -94,7 +94,10 @@ def test_a_release_reaches_a_fleet_through_power_cuts_in_download_and_switch(fle
         report = board.report()
         assert report["fw"] == "0.2.0", (device_id, report)
         assert app_files(board) == expected, f"{device_id} runs exactly the release"
-        assert not list((board.dir / "old").glob("*")) and not list((board.dir / "ota").glob("*"))
+        assert not list((board.dir / "ota.old").glob("*")) and not list((board.dir / "ota.new").glob("*"))
+        assert not (board.dir / "ota.state").exists() and json.loads((board.dir / "ota.last").read_text()) == {
+            "v": "0.2.0"
+        }
         assert f.endpoint.store.get_device(device_id)["last_status"]["fw"] == "0.2.0"
         assert ota.state(f.endpoint.store.get_device(device_id)) == "runs 0.2.0"
         assert_no_reading_lost(f, device_id, board)
@@ -113,8 +116,9 @@ def test_a_release_that_crashes_at_import_is_rolled_back_by_every_board(fleet, t
         report = board.report()
         assert report["fw"] == "0.1.0" and not report["safe_mode"], (device_id, report)
         assert app_files(board) == before[device_id], "the previous app is back, whole"
-        state = json.loads((board.dir / "ota.state").read_text())
-        assert state["phase"] == "idle" and state["failed"] == "0.2.1"
+        assert not (board.dir / "ota.state").exists(), "the update is over"
+        last = json.loads((board.dir / "ota.last").read_text())
+        assert last["failed"] == "0.2.1" and "no verified answer in 3 boots" in last["why"]
         row = f.endpoint.store.get_device(device_id)
         assert row["last_status"]["ota_failed"] == "0.2.1"
         assert "ROLLED BACK" in ota.state(row)
@@ -136,5 +140,5 @@ def test_a_tampered_release_is_refused(fleet, tmp_path):
     assert report["fw"] == "0.1.0" and app_files(board) == before
     row = f.endpoint.store.get_device("node-0")
     assert row["last_status"]["ota_failed"] == "0.2.2" and "spool.mpy" in row["last_status"]["ota_error"]
-    assert not list((board.dir / "ota").glob("*"))
+    assert not list((board.dir / "ota.new").glob("*"))
     assert_no_reading_lost(f, "node-0", board)
