@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from device_heap import HIGH_KIB, smallest_heap_kib  # noqa: E402
+from device_heap import HIGH_KIB, _completes, smallest_heap_kib  # noqa: E402
 
 from cloud import observability  # noqa: E402
 from cloud.local import LocalEndpoint  # noqa: E402
@@ -41,6 +41,9 @@ def measure(batch_size: int, tmp: Path) -> tuple[int | None, int | None]:
         plain = smallest_heap_kib(tmp / "snap", tmp / "work")
         endpoint.store.set_desired(DEVICE, OFFER)
         offered = smallest_heap_kib(tmp / "snap", tmp / "work")
+        # The bisection's last try may have run out of memory: run the wake once more at the
+        # budget found, to check it stores the settings there.
+        assert offered and _completes(tmp / "snap", tmp / "work", offered)
         assert (tmp / "work" / "settings.json").exists(), "the measured wake stored the settings"
         shutil.rmtree(tmp / "snap")
     return plain, offered

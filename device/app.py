@@ -157,34 +157,10 @@ class Node:
 
 
 def report():
-    """One JSON line for `dhtlink status`: no secret, no Wi-Fi password."""
-    import config
-    import spool
+    """One JSON line for `dhtlink status` (in diag.py: no wake carries its code)."""
+    import diag
 
-    out = {"fw": FW, "safe_mode": _exists(SAFE)}
-    rtc = rtc_load()
-    out["sensor_errors"] = rtc.get("sensor_errors", 0)
-    out["last_error"] = rtc.get("last_error")
-    out["heap_hw"] = rtc.get("heap_hw", 0)
-    out["requests"] = rtc.get("requests", 0)
-    out["boot"] = rtc.get("boot", 0)
-    out["unverified"] = rtc.get("unverified", 0)
-    for k in ("cfg_v", "cfg_new", "cfg_refused", "cfg_error"):  # remote settings: running, stored, refused
-        if k in rtc:
-            out[k] = rtc[k]
-    try:
-        cfg = config.load()
-        out["device_id"] = cfg["device_id"]
-        out["config"] = config.summary(cfg)
-        sp = spool.Spool(cfg["spool_max"])
-    except config.ConfigError as e:
-        out["config_error"] = str(e)
-        sp = spool.Spool()
-    out["spool_depth"] = sp.depth()
-    out["next_seq"] = sp.next_seq
-    out["dropped"] = sp.dropped
-    out.update(sp.drops)
-    print(json.dumps(out))
+    diag.report()
 
 
 def _safe_mode(why):
