@@ -9,6 +9,7 @@ import pytest
 from moto import mock_aws
 
 from cloud import ingest, read_api, signing
+from cloud.protocol import token_sha256
 from cloud.stores.base import NoSuchDevice, public_device
 from cloud.stores.dynamodb import create_tables
 from cloud.stores.sqlite import SQLiteStore
@@ -72,7 +73,7 @@ def test_the_signed_answer_offers_settings_until_the_board_runs_or_refuses_them(
 def test_read_api_shows_desired_beside_reported(store):
     store.add_device(DEVICE, SECRET, 1)
     store.set_desired(DEVICE, {"mode": "always_on"})
-    answer = read_api.handle(get_event("/devices"), store, "read-token")
+    answer = read_api.handle(get_event("/devices"), store, token_sha256("read-token"))
     device = json.loads(answer["body"])["devices"][0]
     assert device["settings"]["desired"] == {"mode": "always_on"} and device["settings"]["in_sync"] is False
     assert SECRET not in answer["body"]
