@@ -55,3 +55,37 @@ def test_a_missing_or_bad_fw_line_is_named(tmp_path):
     app.write_text(app.read_text().replace('FW = "', 'FW = "bad version '))
     with pytest.raises(CommandError, match="FW ="):
         ota.publish(tmp_path / "data", device)
+
+
+def test_rollout_to_one_device_or_a_canary_of_the_fleet_and_status(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    for device_id in ("a-1", "b-2", "c-3"):
+        assert main(["devices", "add", device_id]) == 0
+    assert main(["ota", "rollout", "9.9.9", "--all"]) == 1
+    assert "no release 9.9.9" in capsys.readouterr().err
+    assert main(["ota", "publish"]) == 0
+    version = ota.app_version()
+    assert main(["ota", "rollout", version, "--device", "c-3", "--canary", "1"]) == 2
+    assert "--canary goes with --all" in capsys.readouterr().err
+    assert main(["ota", "rollout", version, "--device", "nobody"]) == 1
+    assert main(["ota", "rollout", version, "--all", "--canary", "1"]) == 0
+    assert f"release {version} offered to 1 device(s): a-1" in capsys.readouterr().out
+    assert main(["ota", "rollout", version, "--all", "--canary", "1"]) == 0, "the next canary: one not yet targeted"
+    assert "offered to 1 device(s): b-2" in capsys.readouterr().out
+    assert main(["ota", "status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"{version} offered at its next send" in lines[0] and "no release targeted" in lines[2]
+    manifest = (tmp_path / "data" / "releases" / version / "manifest.json").read_bytes()
+    from cloud import admin
+
+    row = admin.local_store(tmp_path / "data").get_device("a-1")
+    assert row["ota_target"] == {
+        "v": version,
+        "sha": hashlib.sha256(manifest).hexdigest(),
+        "size": len(
+            b"".join(
+                (tmp_path / "data" / "releases" / version / e["name"]).read_bytes()
+                for e in json.loads(manifest)["files"]
+            )
+        ),
+    }
