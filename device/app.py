@@ -129,7 +129,7 @@ class Node:
             log.warn("sensor: %s" % self.sensor.last_error)
         self._heap_mark()
         wdt.feed()
-        if self.spool.depth() and _batch_due(cfg, self.spool, clock, self.fresh):
+        if self.spool.depth() and _batch_due(cfg, self.spool, clock, self.fresh or "ota_soon" in rtc):
             if clock.unix() >= rtc.get("tx_next", 0):  # the send backoff (delivery._fail) allows it
                 if self._online(deadline):
                     # Loaded only now, after Wi-Fi's allocations: the send's buffer (6.5 KB at

@@ -19,6 +19,7 @@ POISON = 4  # the receiver will never take this batch: drop it, count it
 offered = None
 release = None
 answered = False
+soon = None  # this wake sends early so that a release offered may download (remote.py)
 
 
 def reaction(status, verified, answer):
@@ -66,9 +67,10 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
     passes, or an answer says to wait. Returns the number of requests made."""
     import time
 
-    global offered, release, answered
+    global offered, release, answered, soon
     offered = release = None
     answered = False
+    soon = rtc.pop("ota_soon", None)  # a wake that sends ends the request, whatever it gets
     requests = 0
     stale_retry = renumber_retry = True
     # Allocated before the spool is read, while the heap still has a large free block.

@@ -25,6 +25,12 @@ def after_send(delivery, cfg, rtc, log, deadline, trial):
         rtc["ota"] = None
         log.info("release committed: it reached a verified answer")
     if release and not trial:
+        # Downloads run in a wake whose send was small: this wake may have sent a batch of
+        # 100, after which the heap has no room for the download (bench/ota_update.py), so
+        # the next wake sends what it has at once and downloads then.
+        if not delivery.soon:
+            rtc["ota_soon"] = 1
+            return trial
         gc.collect()
         import ota
 
@@ -34,4 +40,16 @@ def after_send(delivery, cfg, rtc, log, deadline, trial):
             log.warn("release download: %r (resumed at the next send)" % e)
         sys.modules.pop("ota", None)
         sys.modules.pop("updater", None)
+        import os
+
+        try:
+            if os.stat("ota.state") and not _ready():
+                rtc["ota_soon"] = 1  # not finished: the next wake sends early again and resumes
+        except OSError:
+            pass
     return trial
+
+
+def _ready():
+    with open("ota.state") as f:
+        return '"ready"' in f.read()
