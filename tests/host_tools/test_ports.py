@@ -34,17 +34,6 @@ def test_port_from_the_environment(vboard, monkeypatch, capsys):
     assert "MicroPython" in capsys.readouterr().out
 
 
-def test_logs_follow_prints_only_what_is_new():
-    from host_tools.logs import added
-
-    assert added(b"", b"a\nb\n") == b"a\nb\n"
-    assert added(b"a\nb\n", b"a\nb\nc\n") == b"c\n"
-    # A rotation: log.txt becomes log.1.txt whole, the old log.1.txt is gone.
-    old_log1, old_log = b"".join(b"line %d\n" % i for i in range(40)), b"".join(b"later %d\n" % i for i in range(40))
-    assert added(old_log1 + old_log, old_log + b"fresh\n") == b"fresh\n"
-    assert added(b"gone\n", b"unrelated\n") == b"unrelated\n"
-
-
 def test_repl_hands_the_terminal_to_mpremote_without_a_reset(vboard, monkeypatch):
     import sys
 
