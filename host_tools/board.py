@@ -10,6 +10,12 @@ from typing import Any
 from host_tools.errors import CommandError
 
 CONNECT_TIMEOUT_S = 10
+# MicroPython's own version ("1.29.0-preview"), not sys.version's leading "3.4.0", the
+# Python language level MicroPython implements.
+VERSION_EXPRESSION = (
+    "'.'.join(str(p) for p in __import__('sys').implementation.version[:3])"
+    " + ''.join('-' + str(p) for p in __import__('sys').implementation.version[3:] if p)"
+)
 
 
 class Board:
@@ -127,6 +133,6 @@ def probe(port: str) -> str | None:
     """The MicroPython version answering on port, or None."""
     try:
         with Board(port) as board:
-            return str(board.eval("__import__('sys').version.split(';')[-1].strip()"))
+            return str(board.eval(VERSION_EXPRESSION))
     except (CommandError, OSError):
         return None

@@ -7,6 +7,7 @@ returns the exit status. The work itself is in library functions that tests call
 
 import argparse
 import importlib
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -53,6 +54,12 @@ class Parser(argparse.ArgumentParser):
                 if options
                 else f"{len(words)} unexpected argument(s) (not shown)"
             ) + f"; see `{self.prog} --help`"
+        # A required option with a hidden old spelling is a group of one to the user.
+        message = re.sub(
+            r"^one of the arguments (\S+) is required$",
+            r"the following arguments are required: \1",
+            message,
+        )
         super().error(message)
 
 
@@ -77,6 +84,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        if not _lost_board(error):
+            raise
+        print(
+            f"dhtlink {args.verb}: the board stopped answering ({type(error).__name__}: {str(error).strip()[:200]}); "
+            "is another program (a REPL, a serial monitor) using the port, or was the cable pulled? Close it, "
+            "press the board's reset button and retry",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _lost_board(error: Exception) -> bool:
+    """An error of the serial line or of mpremote's raw REPL, raised mid-command: a board that
+    another program took over, that was unplugged, or that stopped answering."""
+    for module, name in (("mpremote.transport", "TransportError"), ("serial", "SerialException")):
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(error, getattr(loaded, name)):
+            return True
+    return False
 
 
 if __name__ == "__main__":

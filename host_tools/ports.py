@@ -81,10 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print("no ESP32 boards found on USB")
         return 0
     for port in found:
-        answer = (
-            ""
-            if args.no_probe
-            else ("MicroPython " + probe(port.device) if probe(port.device) else "no MicroPython answer")
-        )
+        version = None if args.no_probe else probe(port.device)
+        answer = "" if args.no_probe else f"MicroPython {version}" if version else "no MicroPython answer"
         print(f"{port.device:<16} {port.vid_pid}  {port.chip:<36} {answer}")
     return 0

@@ -2,15 +2,20 @@
 
 import argparse
 
+from host_tools.board_files import SAFE
+from host_tools.common import board_options
 from host_tools.ports import choose
-
-SAFE = "SAFE"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("safe-mode", help="stop the app from starting at boot, or allow it again")
-    parser.add_argument("state", choices=["on", "off"])
-    parser.add_argument("--port", default=None)
+    parser = subparsers.add_parser(
+        "safe-mode",
+        parents=[board_options()],
+        help="stop the app from starting at boot, or allow it again",
+        description="on: write the SAFE file, so the board boots to the REPL without starting the app; off: "
+        "remove it. Either way the board restarts.",
+    )
+    parser.add_argument("state", choices=["on", "off"], help="on: boot to the REPL only; off: start the app again")
     parser.set_defaults(func=run)
 
 

@@ -4,31 +4,47 @@ import argparse
 import json
 from typing import Any
 
+from host_tools.board import VERSION_EXPRESSION
+from host_tools.board_files import MANIFEST
+from host_tools.common import board_options, json_options
 from host_tools.ports import choose
 
-PROBE = """
+PROBE = f"""
 import sys, os, gc, json
 st = os.statvfs("/") if hasattr(os, "statvfs") else None
 gc.collect()
-print(json.dumps({"micropython": sys.version, "platform": sys.platform,
-                  "flash_free": st[0] * st[3] if st else None, "heap_free": gc.mem_free()}))
+print(json.dumps({{"micropython": {VERSION_EXPRESSION}, "platform": sys.platform,
+                  "flash_free": st[0] * st[3] if st else None, "heap_free": gc.mem_free(),
+                  "files": os.listdir()}}))
 """
 
 
 def read_status(board) -> dict[str, Any]:
     status = json.loads(board.exec(PROBE).strip().splitlines()[-1])
-    if board.exists("app.mpy") or board.exists("app.py"):
-        lines = [line for line in board.exec("import app\napp.report()").splitlines() if line.startswith("{")]
-        status["app"] = json.loads(lines[-1]) if lines else None
-    else:
-        status["app"] = None
+    files = set(status.pop("files"))
+    status["app"] = status["app_incomplete"] = None
+    if MANIFEST in files:
+        # `dhtlink flash` removes the manifest before it changes a file and writes it after the
+        # last one: present means the upload completed, unless a file it lists has gone since.
+        missing = sorted(set(json.loads(board.read_file(MANIFEST) or b"[]")) - files)
+        if missing:
+            status["app_incomplete"] = f"missing {', '.join(missing)}"
+        else:
+            lines = [line for line in board.exec("import app\napp.report()").splitlines() if line.startswith("{")]
+            status["app"] = json.loads(lines[-1]) if lines else None
+    elif files & {"app.mpy", "app.py"}:
+        status["app_incomplete"] = "app files without dhtlink's manifest: a `dhtlink flash` did not finish"
     return status
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("status", help="MicroPython version, free flash and heap, app and spool state")
-    parser.add_argument("--port", default=None)
-    parser.add_argument("--json", action="store_true")
+    parser = subparsers.add_parser(
+        "status",
+        parents=[board_options(), json_options()],
+        help="MicroPython version, free flash and heap, app and spool state",
+        description="What is on the board and how the app is doing: MicroPython's version, free flash and "
+        "heap, the app's version and config (never its secrets), the spool and the last error.",
+    )
     parser.set_defaults(func=run)
 
 
@@ -44,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"MicroPython  {status['micropython']} ({status['platform']})")
     print(f"flash free   {status['flash_free']} bytes    heap free {status['heap_free']} bytes")
     app = status["app"]
+    if status["app_incomplete"]:
+        print(f"app          INCOMPLETE ({status['app_incomplete']}): `dhtlink flash` completes it")
+        return 0
     if app is None:
         print("app          not installed: `dhtlink flash` uploads it")
         return 0
