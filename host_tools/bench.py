@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from host_tools import battery, costs
+from host_tools.common import base_url
 from host_tools.dynamodb_server import LOCAL_SESSION, MotoServer
 from host_tools.errors import CommandError, UsageError
 from host_tools.sim import DROP_CAUSES, Summary, board_config, run_board
 from host_tools.vboard import VirtualBoard
+
+LOOK_PORT = 8080  # where the report suggests serving the run's store to look at it
 
 CHAOS_RATES = {
     # the network and the receiver failing
@@ -547,12 +550,14 @@ def render(report: Report) -> str:
             "(a batch write that began while the same board's was under way)"
         )
     first = next(iter(report.per_device), "bench-01")
+    # The token names this run's store: a query that reached another server would be refused, not answered.
+    look = f"--endpoint http://127.0.0.1:{LOOK_PORT} --token {report.read_token}"
     if report.endpoint:
         lines += [
             "",
             "Where to look next:",
             f"  boards' files  {report.data_dir}/boards",
-            f"  a device       dhtlink query --url {report.endpoint} latest --device {first}",
+            f"  a device       dhtlink query latest --device {first} --endpoint {report.endpoint}",
         ]
         return "\n".join(lines)
     if report.store == "dynamodb":
@@ -567,9 +572,10 @@ def render(report: Report) -> str:
         "",
         "Where to look next:",
         f"  data          {report.data_dir}",
-        f"  read API      DATA_DIR={report.data_dir}/endpoint dhtlink serve, then",
-        f"                curl -H 'Authorization: Bearer {report.read_token}' 'http://127.0.0.1:8080/devices'",
-        f"  a device      DATA_DIR={report.data_dir}/endpoint dhtlink query latest --device {first}",
+        f"  read API      dhtlink serve --data-dir {report.data_dir}/endpoint --port {LOOK_PORT}   (in another "
+        "terminal), then",
+        f"                dhtlink query devices {look}",
+        f"  a device      dhtlink query latest --device {first} {look}",
     ]
     return "\n".join(lines)
 
@@ -644,11 +650,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--chaos runs against the endpoint the bench starts itself, not with --endpoint")
         if args.store != "sqlite":
             raise UsageError("--store picks the store of the endpoint the bench starts, not with --endpoint")
-        if not args.endpoint.startswith(("http://", "https://")) or args.endpoint.rstrip("/").endswith("/data"):
-            raise UsageError(
-                "--endpoint is the receiver's base URL (boards POST to it + /data), e.g. "
-                "http://127.0.0.1:8080 or the stack's ApiUrl"
-            )
+        args.endpoint = base_url(args.endpoint)
         registry = open_store(args.aws, args.stack)
     elif args.aws:
         raise UsageError("--aws goes with --endpoint (the deployed stack's ApiUrl)")

@@ -3,9 +3,10 @@
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from host_tools import store_options
-from host_tools.common import data_dir
+from host_tools.common import data_dir, data_dir_options, json_options
 from host_tools.errors import CommandError, UsageError
 from host_tools.store_options import add_store_options
 
@@ -14,33 +15,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "devices",
         help="manage the device registry",
-        description="Manage the registry in the local store ($DATA_DIR) or, with --aws or --store dynamodb, "
+        description="Manage the registry in the local store (--data-dir) or, with --aws or --store dynamodb, "
         "in DynamoDB: a deployed stack's, named tables, or a local DynamoDB server (as `dhtlink serve`).",
     )
-    parser.add_argument(
-        "--aws", action="store_true", help="use the deployed stack's registry (boto3 credentials): --store dynamodb"
-    )
-    add_store_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = actions.add_parser("add", help="register a device and print its new secret once")
-    add.add_argument("device_id")
-    add.add_argument("--json", action="store_true", help='print {"device_id": ..., "secret": ...}')
-    actions.add_parser("list", help="list devices with last seen time and delivery health")
-    remove = actions.add_parser("remove", help="remove a device from the registry (its readings stay)")
-    remove.add_argument("device_id")
-    rotate = actions.add_parser("rotate", help="give a device a new secret and print it once")
-    rotate.add_argument("device_id")
-    rotate.add_argument("--json", action="store_true")
+    common = [data_dir_options(), _store_parent()]
+    secret_json = json_options('print {"device_id": ..., "secret": ...}')
+    device = {"metavar": "DEVICE", "help": "the device id: 1-64 characters of A-Z a-z 0-9 _ -"}
+    add = actions.add_parser(
+        "add", parents=[*common, secret_json], help="register a device and print its new secret once"
+    )
+    add.add_argument("device_id", **device)
+    actions.add_parser(
+        "list",
+        parents=[*common, json_options()],
+        help="list devices with last seen time and delivery health",
+    )
+    remove = actions.add_parser("remove", parents=common, help="remove a device from the registry (its readings stay)")
+    remove.add_argument("device_id", **device)
+    rotate = actions.add_parser(
+        "rotate", parents=[*common, secret_json], help="give a device a new secret and print it once"
+    )
+    rotate.add_argument("device_id", **device)
     parser.set_defaults(func=run)
 
 
-def open_store(aws: bool, stack: str):
+def _store_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--aws", action="store_true", help="use the deployed stack's registry (boto3 credentials): --store dynamodb"
+    )
+    add_store_options(parent)
+    return parent
+
+
+def open_store(aws: bool, stack: str, directory: Path | None = None):
     """The local registry, or with `aws` the deployed stack's, unchecked: provision, bench and
     alerts say what they need of it themselves (`dhtlink devices` checks the tables)."""
     from cloud import admin
 
     if not aws:
-        return admin.local_store(data_dir())
+        return admin.local_store(data_dir(directory))
     try:
         return admin.aws_store(stack)
     except LookupError as error:
@@ -58,12 +73,27 @@ def _print_secret(device_id: str, secret: str, as_json: bool, verb: str) -> None
         print("This is the only time the secret is shown; `dhtlink provision` writes it to the board.")
 
 
+def _print_devices(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print("no devices: `dhtlink devices add ID` registers one")
+    for row in rows:
+        health = row["health"]
+        print(
+            f"{row['device_id']:<24} last_seen={row['last_seen'] or '-'} "
+            f"received={health['received']} missing={health['missing']}"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from cloud import admin
 
     if args.aws and args.store == "sqlite":
         raise UsageError("--aws is the DynamoDB registry: leave out --store sqlite")
-    store, warnings = store_options.open_store(store_options.store_choice(args, dynamodb=args.aws), data_dir())
+    choice = store_options.store_choice(args, dynamodb=args.aws)
+    store, warnings = store_options.open_store(choice, data_dir(args.data_dir))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     try:
@@ -75,15 +105,7 @@ def run(args: argparse.Namespace) -> int:
             admin.remove_device(store, args.device_id)
             print(f"removed {args.device_id}")
         else:
-            rows = admin.list_devices(store)
-            if not rows:
-                print("no devices: `dhtlink devices add ID` registers one")
-            for row in rows:
-                health = row["health"]
-                print(
-                    f"{row['device_id']:<24} last_seen={row['last_seen'] or '-'} "
-                    f"received={health['received']} missing={health['missing']}"
-                )
+            _print_devices(admin.list_devices(store), args.json)
     except admin.InvalidDeviceId as error:
         raise UsageError(str(error)) from None
     except (admin.DeviceExists, admin.NoSuchDevice) as error:

@@ -18,10 +18,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from host_tools.board_files import CONFIG, MANIFEST
+from host_tools.common import (
+    DATA_PATH,
+    aws_options,
+    base_url,
+    board_options,
+    data_dir_options,
+    device_options,
+    endpoint_options,
+)
 from host_tools.errors import CommandError, UsageError
 from host_tools.ports import choose
-
-CONFIG = "config.json"
 
 
 def wifi_password(path: Path | None) -> str:
@@ -43,13 +51,9 @@ def wifi_password(path: Path | None) -> str:
     return password
 
 
-def check_endpoint_url(url: str) -> None:
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"--endpoint must be an http:// or https:// URL, got {url!r}")
-    if not url.rstrip("/").endswith("/data"):
-        raise UsageError(
-            f"--endpoint is the URL boards POST to and ends in /data: did you mean {url.rstrip('/')}/data?"
-        )
+def ingest_url(endpoint: str) -> str:
+    """The URL the board POSTs to: the receiver's base URL + /data (config.json's endpoint)."""
+    return base_url(endpoint) + DATA_PATH
 
 
 def _not_written(message: str) -> CommandError:
@@ -98,8 +102,8 @@ def probe(url: str, device_id: str, secret: str, timeout: float = 5.0) -> None:
     if status == 401 and code == "unauthorized":
         raise _not_written(
             f"{seen} unauthorized: that receiver does not know this device's secret; register it in the "
-            "receiver's registry (--aws and --stack for a deployed stack, DATA_DIR of `dhtlink serve` for the "
-            "local endpoint)"
+            "receiver's registry (--aws and --stack for a deployed stack, the --data-dir or $DATA_DIR of "
+            "`dhtlink serve` for the local endpoint)"
         )
     if code == "bad_batch_size":
         raise _not_written(
@@ -136,7 +140,9 @@ def _error_code(answer: Any) -> str:
     return str(document.get("error", "")) if isinstance(document, dict) else ""
 
 
-def identity(device_id: str, aws: bool, stack: str, rotate: bool, endpoint: str) -> tuple[str, str]:
+def identity(
+    device_id: str, aws: bool, stack: str, rotate: bool, endpoint: str, data_dir: Path | None = None
+) -> tuple[str, str]:
     """(secret, what happened): the registered secret, new, kept or rotated, once the
     endpoint has answered a signed probe with it. A device registered here is removed again
     when the probe fails, and a secret is rotated only after the old one passed it: a failed
@@ -144,7 +150,7 @@ def identity(device_id: str, aws: bool, stack: str, rotate: bool, endpoint: str)
     from cloud import admin
     from host_tools.devices import open_store
 
-    store = open_store(aws, stack)
+    store = open_store(aws, stack, data_dir)
     existing = store.get_device(device_id)
     if existing is None:
         secret = admin.add_device(store, device_id)
@@ -179,22 +185,26 @@ def write_config(board, config: dict[str, Any]) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "provision",
+        parents=[
+            board_options(),
+            device_options(),
+            endpoint_options(required=True, what="the receiver the board sends to"),
+            data_dir_options(),
+            aws_options("register in the deployed stack's registry, not the local store"),
+        ],
         help="register a device and write its config.json to the board",
-        description="Register DEVICE_ID (local store, or --aws) and write config.json with its secret, Wi-Fi "
-        "and endpoint to the board. Re-running keeps the device's identity unless --rotate.",
+        description="Register the device (local store, or --aws), check that the endpoint answers a probe "
+        "signed with its identity, and write config.json with its secret, Wi-Fi and endpoint to the board. "
+        "Re-running keeps the device's identity unless --rotate. Neither the secret nor the Wi-Fi password "
+        "is printed.",
     )
-    parser.add_argument("--device-id", required=True)
-    parser.add_argument("--wifi-ssid", required=True)
+    parser.add_argument("--wifi-ssid", required=True, help="the Wi-Fi network's name (1-32 bytes)")
     parser.add_argument(
         "--wifi-password-file",
         type=Path,
         default=None,
         help="file holding the Wi-Fi password (else $DHTLINK_WIFI_PASSWORD or a prompt)",
     )
-    parser.add_argument("--endpoint", required=True, help="the URL the board POSTs to, ending in /data")
-    parser.add_argument("--port", default=None)
-    parser.add_argument("--aws", action="store_true", help="register in the deployed stack's registry")
-    parser.add_argument("--stack", default="dhtlink")
     parser.add_argument("--rotate", action="store_true", help="give the device a new secret")
     parser.set_defaults(func=run)
 
@@ -204,17 +214,22 @@ def run(args: argparse.Namespace) -> int:
     from host_tools.board import Board
 
     try:
-        admin.check_device_id(args.device_id)
+        admin.check_device_id(args.device)
     except admin.InvalidDeviceId as error:
-        raise UsageError(f"--device-id: {error}") from None
+        raise UsageError(f"--device: {error}") from None
     if not 1 <= len(args.wifi_ssid.encode()) <= 32:
         raise UsageError("--wifi-ssid must be 1 to 32 bytes")
     password = wifi_password(args.wifi_password_file)
-    check_endpoint_url(args.endpoint)
+    endpoint = ingest_url(args.endpoint)
     port = choose(args.port)
     with Board(port) as board:  # opened before registering: no identity is minted for a board that isn't there
-        secret, what = identity(args.device_id, args.aws, args.stack, args.rotate, args.endpoint)
-        write_config(board, build_config(args.device_id, secret, args.wifi_ssid, password, args.endpoint))
-    print(f"{args.device_id}: {what}; config.json written to {port} and verified")
-    print(f"  wifi {args.wifi_ssid}, endpoint {args.endpoint}; `dhtlink reset` starts it with the new config")
+        secret, what = identity(args.device, args.aws, args.stack, args.rotate, endpoint, args.data_dir)
+        write_config(board, build_config(args.device, secret, args.wifi_ssid, password, endpoint))
+        has_app = board.exists(MANIFEST)
+    print(f"{args.device}: {what}; config.json written to {port} and verified")
+    print(f"  wifi {args.wifi_ssid}, endpoint {endpoint}")
+    if has_app:
+        print("  `dhtlink reset` starts the app with the new config")
+    else:
+        print(f"  no app on the board yet: `dhtlink flash -p {port}` uploads it, and the app starts with this config")
     return 0

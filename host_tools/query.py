@@ -7,7 +7,15 @@ import os
 from typing import Any
 
 from cloud.admin import TOKEN_FILE
-from host_tools.common import data_dir, default_port
+from host_tools.common import (
+    base_url,
+    data_dir,
+    data_dir_options,
+    default_port,
+    device_options,
+    endpoint_options,
+    json_options,
+)
 from host_tools.errors import CommandError, UsageError
 
 
@@ -15,28 +23,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "query",
         help="read stored readings and devices through the read API",
-        description="Query the read API of the local endpoint (default) or a deployed stack (--url ApiUrl). "
-        "The read token comes from --token, $READ_TOKEN, or the local endpoint's $DATA_DIR/read-token.",
+        description="Query the read API of the local endpoint (default) or a deployed stack (--endpoint ApiUrl). "
+        "The read token comes from --token, $READ_TOKEN, or the local endpoint's read-token in --data-dir.",
     )
-    parser.add_argument("--url", default=None, help="API base URL (default http://127.0.0.1:$PORT, PORT 8080)")
-    parser.add_argument("--token", default=None, help="read token (default $READ_TOKEN or the local one)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     what = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
-    latest = what.add_parser("latest", help="the newest reading of a device")
-    latest.add_argument("--device", required=True)
-    span = what.add_parser("range", help="readings of a device, newest first")
-    span.add_argument("--device", required=True)
+    common = [_api_options(), data_dir_options(), json_options("print JSON instead of a table")]
+    what.add_parser("latest", parents=[device_options(), *common], help="the newest reading of a device")
+    span = what.add_parser("range", parents=[device_options(), *common], help="readings of a device, newest first")
     span.add_argument("--from", dest="from_ts", type=int, default=None, help="Unix seconds, inclusive")
     span.add_argument("--to", dest="to_ts", type=int, default=None, help="Unix seconds, inclusive")
     span.add_argument("--limit", type=int, default=100, help="readings at most (default 100)")
-    what.add_parser("devices", help="every device with last seen time, last reading and delivery health")
+    what.add_parser(
+        "devices", parents=common, help="every device with last seen time, last reading and delivery health"
+    )
     parser.set_defaults(func=run)
+
+
+def _api_options() -> argparse.ArgumentParser:
+    parent = endpoint_options(required=False, what="the read API")
+    parent.add_argument("--url", dest="endpoint", help=argparse.SUPPRESS)  # the old spelling
+    parent.add_argument("--token", default=None, help="read token (default $READ_TOKEN, else the local endpoint's)")
+    return parent
 
 
 def _token(args: argparse.Namespace) -> str:
     if args.token or os.environ.get("READ_TOKEN"):
         return args.token or os.environ["READ_TOKEN"]
-    path = data_dir() / TOKEN_FILE
+    path = data_dir(args.data_dir) / TOKEN_FILE
     if path.exists():
         return path.read_text().strip()
     raise UsageError("no read token: pass --token, set READ_TOKEN, or run `dhtlink serve` once to create one")
@@ -48,13 +61,18 @@ def _get(session: Any, url: str, token: str, params: dict[str, Any]) -> dict[str
     try:
         response = session.get(url, params=params, headers={"Authorization": f"Bearer {token}"}, timeout=15)
     except requests.ConnectionError:
-        raise CommandError(f"cannot reach {url}: is `dhtlink serve` running, or is --url right?") from None
+        raise CommandError(f"cannot reach {url}: is `dhtlink serve` running, or is --endpoint right?") from None
     if response.status_code == 401:
-        raise CommandError("the read token was refused: check --token / READ_TOKEN")
+        raise CommandError(
+            f"{url} refused the read token: check --token / $READ_TOKEN, and that --endpoint names the "
+            "server the token belongs to"
+        )
     try:
         body = response.json()
     except ValueError:
-        raise CommandError(f"{url} answered {response.status_code} without JSON: is --url the API base?") from None
+        raise CommandError(
+            f"{url} answered {response.status_code} without JSON: is --endpoint the API's base URL?"
+        ) from None
     if response.status_code != 200:
         raise CommandError(f"{response.status_code} {body.get('error')}: {body.get('message')}")
     return body
@@ -73,7 +91,7 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
 def query(args: argparse.Namespace) -> Any:
     import requests
 
-    base = (args.url or f"http://127.0.0.1:{default_port()}").rstrip("/")
+    base = base_url(args.endpoint) if args.endpoint else f"http://127.0.0.1:{default_port()}"
     token = _token(args)
     session = requests.Session()
     if args.what == "latest":

@@ -4,12 +4,18 @@ import argparse
 import os
 import sys
 
+from host_tools.common import board_options
 from host_tools.ports import choose
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("repl", help="open the board's REPL (Ctrl-] to leave)")
-    parser.add_argument("--port", default=None)
+    parser = subparsers.add_parser(
+        "repl",
+        parents=[board_options()],
+        help="open the board's REPL (Ctrl-] to leave)",
+        description="The board's interactive REPL in this terminal, through mpremote, without resetting the "
+        "board. Ctrl-C stops a running app, Ctrl-D soft-resets, Ctrl-] leaves.",
+    )
     parser.set_defaults(func=run)
 
 

@@ -2,12 +2,18 @@
 
 import argparse
 
+from host_tools.common import board_options
 from host_tools.ports import choose
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("reset", help="reboot the board")
-    parser.add_argument("--port", default=None)
+    parser = subparsers.add_parser(
+        "reset",
+        parents=[board_options()],
+        help="reboot the board",
+        description="Reboot the board (machine.reset()): it runs boot.py and main.py, so the app starts "
+        "with the config and files now on it.",
+    )
     parser.add_argument("--soft", action="store_true", help="restart the interpreter only (Ctrl-D)")
     parser.set_defaults(func=run)
 

@@ -4,7 +4,7 @@ import argparse
 import os
 import time
 
-from host_tools.common import data_dir, default_port, tcp_port
+from host_tools.common import data_dir, data_dir_options, default_port, tcp_port
 from host_tools.store_options import add_store_options, open_store, store_choice
 
 SCHEDULE_S = 60  # the scheduled alert handler's period here (5 minutes in AWS)
@@ -13,13 +13,15 @@ SCHEDULE_S = 60  # the scheduled alert handler's period here (5 minutes in AWS)
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
+        parents=[data_dir_options()],
         help="run the Lambda handlers on a local HTTP endpoint",
         description="Serve POST /data and the read API on HOST:PORT with the same handlers as the Lambda "
-        "functions; data in $DATA_DIR (default .dhtlink), or in DynamoDB tables with --store dynamodb "
-        "(a deployed stack's, for debugging it; DynamoDB Local or moto_server with --dynamodb-endpoint).",
+        "functions; data (registry, readings, read token) in --data-dir, or in DynamoDB tables with --store "
+        "dynamodb (a deployed stack's, for debugging it; DynamoDB Local or moto_server with --dynamodb-endpoint). "
+        "Set $READ_TOKEN to choose the read token.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for boards on the LAN)")
-    parser.add_argument("--port", default=None, help="TCP port (default $PORT or 8080)")
+    parser.add_argument("-p", "--port", default=None, help="TCP port (default $PORT or 8080)")
     parser.add_argument(
         "--max-connections",
         type=int,
@@ -44,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--max-connections must be from 1 to 100000, got {cap}")
     choice = store_choice(args)
     # The SQLite store is the endpoint's own (store=None): it opens the file under DATA_DIR.
-    store, warnings = open_store(choice, data_dir()) if choice.kind == "dynamodb" else (None, [])
+    store, warnings = open_store(choice, data_dir(args.data_dir)) if choice.kind == "dynamodb" else (None, [])
     try:
         endpoint = LocalEndpoint(
-            data_dir(),
+            data_dir(args.data_dir),
             host=args.host,
             port=port,
             read_token=os.environ.get("READ_TOKEN"),

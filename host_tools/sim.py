@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from host_tools.common import DATA_PATH, base_url, device_options, endpoint_options, json_options
 from host_tools.errors import CommandError, UsageError
 from host_tools.vboard import VirtualBoard
 
@@ -135,13 +136,16 @@ def simulate(
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sim",
+        parents=[
+            endpoint_options(required=True, what="the receiver the board sends to"),
+            device_options(),
+            json_options("print the summary as JSON"),
+        ],
         help="run one virtual board with the real firmware against an endpoint",
         description="Boot a virtual ESP32 running device/ under MicroPython for N wake cycles, posting to "
         "ENDPOINT. Sleep is skipped, so an hour of 60 s cycles takes seconds; the board keeps real dates "
         "so any receiver accepts them. The secret may come from $DHTLINK_SECRET instead of --secret.",
     )
-    parser.add_argument("--endpoint", required=True, help="the URL the board POSTs to, e.g. http://127.0.0.1:8080/data")
-    parser.add_argument("--device-id", required=True)
     parser.add_argument("--secret", default=None, help="the device secret (64 hex); default $DHTLINK_SECRET")
     parser.add_argument("--cycles", type=int, default=60, help="wake cycles to run (default 60)")
     parser.add_argument("--interval", type=int, default=60, help="seconds between readings (default 60)")
@@ -149,7 +153,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scenario", type=Path, default=None, help="JSON scenario (docs/virtual-board.md)")
     parser.add_argument("--heap", default="64k", help="the firmware's heap budget (default 64k)")
     parser.add_argument("--dir", type=Path, default=None, help="board directory to keep (default: a temp dir)")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run)
 
 
@@ -172,13 +175,12 @@ def run(args: argparse.Namespace) -> int:
 
     secret = args.secret or os.environ.get("DHTLINK_SECRET", "")
     try:
-        check_device_id(args.device_id)
+        check_device_id(args.device)
     except ValueError as error:
-        raise UsageError(f"--device-id: {error}") from None
+        raise UsageError(f"--device: {error}") from None
     if len(secret) != 64 or any(c not in "0123456789abcdef" for c in secret):
         raise UsageError("--secret (or $DHTLINK_SECRET) must be the device's 64 lowercase hex characters")
-    if not args.endpoint.startswith(("http://", "https://")):
-        raise UsageError("--endpoint must be an http:// URL ending in /data, e.g. http://127.0.0.1:8080/data")
+    endpoint = base_url(args.endpoint) + DATA_PATH
     if not 1 <= args.cycles <= 100000:
         raise UsageError("--cycles must be from 1 to 100000")
     if not 2 <= args.interval <= 86400:
@@ -193,8 +195,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         summary = simulate(
-            args.endpoint,
-            args.device_id,
+            endpoint,
+            args.device,
             secret,
             args.cycles,
             args.interval,

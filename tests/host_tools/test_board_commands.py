@@ -40,16 +40,16 @@ def provision(port, endpoint_url, password_file, device_id="porch-1", *extra):
     return main(
         [
             "provision",
-            "--port",
+            "-p",
             port,
-            "--device-id",
+            "--device",
             device_id,
             "--wifi-ssid",
             "home",
             "--wifi-password-file",
             str(password_file),
             "--endpoint",
-            endpoint_url + "/data",
+            endpoint_url,
             *extra,
         ]
     )
@@ -194,7 +194,7 @@ def test_invalid_device_id(vboard, endpoint, tmp_path, capsys):
     password = tmp_path / "pw"
     password.write_text("x")
     assert provision(vboard.port, endpoint.url, password, "bad id!") == 2
-    one_line_error(capsys, "--device-id", "1-64 characters")
+    one_line_error(capsys, "--device", "1-64 characters")
     assert not (vboard.dir / "config.json").exists()
 
 
@@ -206,23 +206,31 @@ def test_unreachable_endpoint(vboard, tmp_path, capsys):
     assert not (vboard.dir / "config.json").exists()
 
 
-def test_endpoint_without_data_path(vboard, endpoint, tmp_path, capsys):
+def test_endpoint_must_be_an_http_url(vboard, endpoint, tmp_path, capsys):
     password = tmp_path / "pw"
     password.write_text("x")
     status = main(
         [
             "provision",
-            "--port",
+            "-p",
             vboard.port,
-            "--device-id",
+            "--device",
             "d1",
             "--wifi-ssid",
             "home",
             "--wifi-password-file",
             str(password),
             "--endpoint",
-            endpoint.url,
+            "127.0.0.1:8080",
         ]
     )
     assert status == 2
-    one_line_error(capsys, "ends in /data")
+    one_line_error(capsys, "--endpoint must be the receiver's http:// or https:// base URL")
+    assert not (vboard.dir / "config.json").exists()
+
+
+@pytest.mark.parametrize("typed", ["http://10.0.0.2:8080", "http://10.0.0.2:8080/", "http://10.0.0.2:8080/data"])
+def test_the_board_posts_to_the_base_url_plus_data_however_it_was_typed(typed):
+    from host_tools.provision import ingest_url
+
+    assert ingest_url(typed) == "http://10.0.0.2:8080/data"
