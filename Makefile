@@ -64,7 +64,7 @@ flash: $(STAMP)
 	$(DHTLINK) flash $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(if $(ERASE),--erase)
 
 provision: $(STAMP)
-	$(DHTLINK) provision $(if $(PORT),--port $(PORT)) --device-id "$(DEVICE_ID)" --wifi-ssid "$(WIFI_SSID)" \
+	$(DHTLINK) provision $(if $(PORT),--port $(PORT)) --device "$(DEVICE_ID)" --wifi-ssid "$(WIFI_SSID)" \
 		$(if $(WIFI_PASSWORD_FILE),--wifi-password-file $(WIFI_PASSWORD_FILE)) --endpoint "$(ENDPOINT)" \
 		$(if $(AWS),--aws)
 

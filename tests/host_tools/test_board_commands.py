@@ -102,7 +102,66 @@ def test_safe_mode_on_and_off(vboard, capsys):
 
 def test_status_of_a_board_without_the_app(vboard, capsys):
     assert main(["status", "--port", vboard.port]) == 0
-    assert "app          not installed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "app          not installed" in out
+    # MicroPython's own version, not sys.version's "3.4.0" (the language level it implements)
+    assert out.startswith("MicroPython  1.") and "3.4.0" not in out
+
+
+def test_ctrl_c_mid_flash_says_what_the_board_holds_and_status_never_shows_a_whole_app(vboard, capsys, monkeypatch):
+    from host_tools import flash as flash_module
+    from host_tools.board import Board
+
+    flash(vboard.port, capsys)
+    (vboard.dir / "app.mpy").write_bytes(b"stale")  # two files to send again
+    (vboard.dir / "spool.mpy").write_bytes(b"stale")
+    sent = []
+    original = Board.write_file
+
+    def interrupted_after_one_file(self, path, data, progress=None):
+        if path.endswith(".mpy"):
+            if sent:
+                raise KeyboardInterrupt
+            sent.append(path)
+        original(self, path, data, progress)
+
+    monkeypatch.setattr(Board, "write_file", interrupted_after_one_file)
+    assert main(["flash", "-p", vboard.port]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "interrupted after 1 of 2 changed files" in err and "`dhtlink flash` again" in err
+    monkeypatch.setattr(Board, "write_file", original)
+
+    assert main(["status", "-p", vboard.port, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["app"] is None and "a `dhtlink flash` did not finish" in status["app_incomplete"]
+    assert main(["status", "-p", vboard.port]) == 0
+    assert "app          INCOMPLETE" in capsys.readouterr().out
+
+    assert "1 sent" in flash(vboard.port, capsys)
+    assert main(["status", "-p", vboard.port, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["app_incomplete"] is None and status["app"]["fw"]
+    assert flash_module.PENDING not in [p.name for p in vboard.dir.iterdir()]
+
+
+def test_a_board_lost_mid_command_is_one_line(vboard, capsys, monkeypatch):
+    from mpremote.transport import TransportError
+
+    def taken_over(board, device_dir=None):
+        raise TransportError("could not enter raw repl")
+
+    monkeypatch.setattr("host_tools.flash.upload_app", taken_over)
+    assert main(["flash", "-p", vboard.port]) == 1
+    one_line_error(capsys, "the board stopped answering", "another program", "reset button")
+
+
+def test_provision_on_a_board_without_the_app_says_to_flash_first(vboard, endpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(endpoint.data_dir))
+    password = tmp_path / "wifi"
+    password.write_text("correct horse\n")
+    assert provision(vboard.port, endpoint.url, password) == 0
+    out = capsys.readouterr().out
+    assert f"no app on the board yet: `dhtlink flash -p {vboard.port}`" in out and "dhtlink reset" not in out
 
 
 # -- bad input: one clear line, a non-zero exit, nothing half-written on the board --------

@@ -25,7 +25,19 @@ def test_lists_only_boards_with_their_chips(monkeypatch, capsys):
 def test_probe_reports_micropython_on_a_virtual_board(vboard, monkeypatch, capsys):
     monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [Info(vboard.port, 0x10C4, 0xEA60)])
     assert main(["ports"]) == 0
-    assert "MicroPython" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "MicroPython 1." in out and "3.4.0" not in out
+
+
+def test_each_board_is_probed_once(monkeypatch, capsys):
+    # A board that answers the first probe and not a second one (it rebooted meanwhile)
+    # made `"MicroPython " + probe(...)` add None to a string.
+    answers = iter(["1.23.0", None])
+    calls = []
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [Info("/dev/ttyUSB0", 0x10C4, 0xEA60)])
+    monkeypatch.setattr("host_tools.board.probe", lambda port: calls.append(port) or next(answers))
+    assert main(["ports"]) == 0
+    assert calls == ["/dev/ttyUSB0"] and "MicroPython 1.23.0" in capsys.readouterr().out
 
 
 def test_port_from_the_environment(vboard, monkeypatch, capsys):
