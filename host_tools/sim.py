@@ -172,13 +172,14 @@ def _load_scenario(path: Path | None) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from cloud.admin import check_device_id
+    from cloud.protocol import SECRET
 
     secret = args.secret or os.environ.get("DHTLINK_SECRET", "")
     try:
         check_device_id(args.device)
     except ValueError as error:
         raise UsageError(f"--device: {error}") from None
-    if len(secret) != 64 or any(c not in "0123456789abcdef" for c in secret):
+    if not SECRET.fullmatch(secret):
         raise UsageError("--secret (or $DHTLINK_SECRET) must be the device's 64 lowercase hex characters")
     endpoint = base_url(args.endpoint) + DATA_PATH
     if not 1 <= args.cycles <= 100000:
