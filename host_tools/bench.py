@@ -130,30 +130,54 @@ def _ranges(seqs: list[int]) -> list[list[int]]:
     return out
 
 
-def seqs_in_file(store_file: Path, device_id: str) -> list[int]:
-    """Every stored seq of a device, straight from the SQLite file (duplicates included)."""
+Row = tuple[int, int, float, float]  # a stored reading: seq, ts, t, h
+
+
+def readings_in_file(store_file: Path, device_id: str) -> list[Row]:
+    """Every stored reading of a device, straight from the SQLite file."""
     with sqlite3.connect(f"file:{store_file}?mode=ro", uri=True) as db:
-        return [seq for (seq,) in db.execute("SELECT seq FROM readings WHERE device_id = ?", (device_id,))]
+        query = "SELECT seq, ts, t, h FROM readings WHERE device_id = ?"
+        return [(seq, ts, t, h) for (seq, ts, t, h) in db.execute(query, (device_id,))]
 
 
-def seqs_in_store(store: Any, device_id: str) -> list[int]:
-    """Every stored seq of a device through the store's own query (any store, DynamoDB included)."""
+def readings_in_store(store: Any, device_id: str) -> list[Row]:
+    """Every stored reading of a device through the store's own query (any store, DynamoDB included)."""
     items, cursor = store.query_readings(device_id, limit=1000)
     while cursor:
         more, cursor = store.query_readings(device_id, limit=1000, cursor=cursor)
         items += more
-    return [item["seq"] for item in items]
+    return [(item["seq"], item["ts"], item["t"], item["h"]) for item in items]
 
 
-def seqs_in_tables(db: Any, readings_table: str) -> dict[str, list[int]]:
+def stored_twice(rows: list[Row]) -> int:
+    """Readings stored again under another seq: the same measurement (ts, t, h) more than
+    once. Both stores key readings on (device, seq), so a seq can never hold two items and
+    counting repeated seqs would be 0 by construction; a board or receiver that renumbers
+    a reading it already delivered (a 409 handled wrong) shows here."""
+    seen: set[tuple[int, float, float]] = set()
+    twice = 0
+    for _seq, ts, t, h in sorted(rows):
+        content = (ts, round(t, 1), round(h, 1))
+        twice += content in seen
+        seen.add(content)
+    return twice
+
+
+def readings_in_tables(db: Any, readings_table: str) -> dict[str, list[Row]]:
     """Every item of the DynamoDB readings table by device, read with a Scan of the table
-    itself (not the store's queries): duplicates would show as a seq twice."""
-    rows: dict[str, list[int]] = {}
-    kwargs: dict[str, Any] = {"TableName": readings_table, "ProjectionExpression": "device_id, seq"}
+    itself (not the store's queries)."""
+    rows: dict[str, list[Row]] = {}
+    names = {"#d": "device_id", "#s": "seq", "#ts": "ts", "#t": "t", "#h": "h"}
+    kwargs: dict[str, Any] = {
+        "TableName": readings_table,
+        "ProjectionExpression": ", ".join(names),
+        "ExpressionAttributeNames": names,
+    }
     while True:
         page = db.scan(**kwargs)
         for item in page["Items"]:
-            rows.setdefault(item["device_id"]["S"], []).append(int(item["seq"]["N"]))
+            row = (int(item["seq"]["N"]), int(item["ts"]["N"]), float(item["t"]["N"]), float(item["h"]["N"]))
+            rows.setdefault(item["device_id"]["S"], []).append(row)
         if "LastEvaluatedKey" not in page:
             return rows
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -185,19 +209,19 @@ class OverlapCounter:
 
 
 def verify(
-    rows: list[int], device_id: str, summary: Summary, phases: dict[str, dict[str, int]] | None = None
+    rows: list[Row], device_id: str, summary: Summary, phases: dict[str, dict[str, int]] | None = None
 ) -> DeviceResult:
     """Loss and duplicates from what the store holds, against the board's own seq counter.
     `phases`: how the wakes of each phase ended (default: the summary's, as one "run")."""
     phases = phases or {"run": summary.boots}
-    stored = set(rows)
+    stored = {row[0] for row in rows}
     sent_range = set(range(summary.readings_taken - summary.still_spooled))
     missing = sorted(sent_range - stored)
     return DeviceResult(
         device_id=device_id,
         produced=summary.readings_taken,
         stored=len(stored),
-        duplicates_stored=len(rows) - len(stored),
+        duplicates_stored=stored_twice(rows),
         # Readings the board counted as dropped (poison batches, or taken before a clock that a
         # second power cut left unknowable) are reported, not lost; anything else missing is lost.
         lost=max(0, len(missing) - summary.dropped) + len(stored - set(range(summary.readings_taken))),
@@ -365,7 +389,7 @@ def run_bench(
         fleet = Fleet(ids, boards, scenarios, cycles, interval, None, True, view)
         secrets = {device_id: admin.add_device(registry, device_id) for device_id in ids}
         flown = fleet.fly(secrets, endpoint.rstrip("/"), None)
-        results = {d: verify(seqs_in_store(registry, d), d, *flown[d]) for d in ids}
+        results = {d: verify(readings_in_store(registry, d), d, *flown[d]) for d in ids}
         report = _report(devices, hours, interval, seed, chaos, time.monotonic() - started, results, {}, {}, root, "")
         report.endpoint = endpoint
         return report
@@ -419,10 +443,10 @@ def run_bench(
             totals = local.totals
             read_token = local.read_token
             if store == "dynamodb":
-                stored_rows = seqs_in_tables(db, tables[0])
+                stored_rows = readings_in_tables(db, tables[0])
             else:
                 store_file = local.data_dir / admin.STORE_FILE
-                stored_rows = {d: seqs_in_file(store_file, d) for d in ids + pi_ids}
+                stored_rows = {d: readings_in_file(store_file, d) for d in ids + pi_ids}
     finally:
         observability.set_output(None)
         log_file.close()
