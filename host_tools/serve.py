@@ -8,6 +8,7 @@ from host_tools.common import data_dir, data_dir_options, default_port, tcp_port
 from host_tools.store_options import add_store_options, open_store, store_choice
 
 SCHEDULE_S = 60  # the scheduled alert handler's period here (5 minutes in AWS)
+METRICS_FILE = "metrics.jsonl"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cloud import observability
     from cloud.alerts.local import LocalAlerts
     from cloud.local import LocalEndpoint
     from cloud.local.server import CONNECTION_CAP
@@ -67,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  data             {choice.describe(endpoint.data_dir)}", flush=True)
     for warning in warnings:
         print(f"  warning          {warning}", flush=True)
+    # The console shows JSON log lines only; CloudWatch's metric records go to a file beside the data.
+    metrics_file = (endpoint.data_dir / METRICS_FILE).open("a")
+    observability.set_metrics_output(metrics_file)
+    print(f"  metrics          {endpoint.data_dir.resolve() / METRICS_FILE} (CloudWatch EMF records)", flush=True)
     if endpoint.connection_cap < cap:
         print(f"  connections      at most {endpoint.connection_cap} (open-file limit; raise it with ulimit -n)")
     print("Ctrl-C stops it; every reading and device is kept for the next start.", flush=True)
@@ -80,5 +86,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         alerts.stop()  # first: its last writes are in the store endpoint.stop() checkpoints
         endpoint.stop()
+        observability.set_metrics_output(None)
+        metrics_file.close()
     print("\nstopped", flush=True)
     return 0
