@@ -213,6 +213,8 @@ class _Server(ThreadingTCPServer):
     lock: threading.Lock
     delay_s: float
     answers: dict[str, bytes]
+    rng: random.Random
+    rates: list[tuple[str, float]]
 
     def draw(self) -> str | None:
         with self.lock:
@@ -246,8 +248,7 @@ class ChaosProxy:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"  # bound to loopback above
 
     @property
     def stats(self) -> Stats:

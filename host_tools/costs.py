@@ -82,4 +82,5 @@ def cost_per_device_month(
         "dynamodb_storage": stored_gb * (DYNAMODB_STORAGE_GB_MONTH + DYNAMODB_PITR_GB_MONTH),
         "logs": requests * LOG_BYTES_PER_REQUEST / 1e9 * (LOGS_INGEST_PER_GB + LOGS_STORE_GB_MONTH),
     }
-    return DeviceMonthCost(readings=readings, requests=requests, total=sum(parts.values()), **parts)
+    # mypy cannot tell that parts' keys are all float fields (prices_as_of, the one str, is not among them)
+    return DeviceMonthCost(readings=readings, requests=requests, total=sum(parts.values()), **parts)  # type: ignore[arg-type]

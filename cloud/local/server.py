@@ -155,6 +155,7 @@ class _Channel(HTTPChannel):
 class _Server(TcpWSGIServer):
     channel_class = _Channel
     read_timeout_s: float = READ_TIMEOUT_S
+    next_channel_cleanup: float = 0  # waitress's, declared here for the override below
 
     def readable(self) -> bool:
         # Keep accepting at the cap: handle_accept refuses in words instead of the backlog hanging.
@@ -388,7 +389,7 @@ class LocalEndpoint:
                 # Seen rarely under a loaded test run (EBADF: the trigger's pipe already closed,
                 # cause not found): close from here instead, so stopping never fails.
                 log("WARNING", "local endpoint: could not wake the server loop to stop it", error=repr(failure))
-        if woken:
+        if woken and self._thread:
             self._thread.join(timeout=5)
         else:
             wasyncore.close_all(self._server._map, ignore_all=True)

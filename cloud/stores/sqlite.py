@@ -177,8 +177,9 @@ class SQLiteStore:
         return db
 
     def _device_row(self, row: sqlite3.Row | None) -> dict[str, Any] | None:
-        if row is None:
-            return None
+        return None if row is None else self._device(row)
+
+    def _device(self, row: sqlite3.Row) -> dict[str, Any]:
         out = dict(row)
         for key in ("last_status", "last_reading"):
             out[key] = json.loads(out[key]) if out[key] else None
@@ -202,7 +203,7 @@ class SQLiteStore:
     @_busy_is_store_busy
     def list_devices(self) -> list[dict[str, Any]]:
         rows = self._connect().execute("SELECT * FROM devices ORDER BY device_id").fetchall()
-        return [self._device_row(row) for row in rows]
+        return [self._device(row) for row in rows]
 
     @_busy_is_store_busy
     def page_devices(self, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -212,7 +213,7 @@ class SQLiteStore:
             .execute("SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after, limit + 1))
             .fetchall()
         )
-        page = [self._device_row(row) for row in rows[:limit]]
+        page = [self._device(row) for row in rows[:limit]]
         return page, (encode_cursor({"after": page[-1]["device_id"]}) if len(rows) > limit else None)
 
     @_busy_is_store_busy

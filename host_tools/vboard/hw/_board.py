@@ -14,8 +14,8 @@ import json
 import utime
 import _chip
 
-state = {}
-scenario = {}
+state = {}  # type: dict
+scenario = {}  # type: dict
 
 
 def _load(name, default):
