@@ -15,7 +15,7 @@ import pytest
 
 from cloud import admin, observability
 from cloud.local import LocalEndpoint
-from host_tools.bench import seqs_in_file
+from host_tools.bench import readings_in_file
 from host_tools.node.clock import Clock
 from host_tools.node.delivery import Sender
 from host_tools.node.node import Node, NodeConfig
@@ -28,7 +28,7 @@ DEVICE = "pi-e2e"
 
 
 def stored(data_dir, device_id=DEVICE):
-    return seqs_in_file(data_dir / admin.STORE_FILE, device_id)
+    return [row[0] for row in readings_in_file(data_dir / admin.STORE_FILE, device_id)]
 
 
 @pytest.fixture
