@@ -36,13 +36,12 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
-from cloud import admin, dashboard, ingest, protocol, read_api
+from cloud import admin, dashboard, ingest, protocol, read_api, routes
 from cloud.observability import log, request_context
 from cloud.responses import error
 from cloud.stores.base import Store
 
 Clock = Callable[[str | None], float]
-READ_ROUTES = ("/data/latest", "/data", "/data/series", "/devices", "/alerts")
 DEFAULT_RETENTION_S = 400 * 86400
 # A board's request is one small POST; 10 s to receive it is generous on any LAN.
 READ_TIMEOUT_S = 10
@@ -304,18 +303,19 @@ class LocalEndpoint:
                 self._totals["rejected"] = self._totals.get("rejected", 0) + len(answer["rejected"])
 
     def _route(self, event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
-        if path == "/data" and method == "POST":
+        handler = routes.handler(method, path)
+        if handler == routes.INGEST:
             response = ingest.handle(
                 event, self.store, self.clock(event["headers"].get("x-device-id")), self.retention_s
             )
             self._count(response)
             return response
-        if path in READ_ROUTES and method == "GET":
+        if handler == routes.READ:
             return read_api.handle(event, self.store, self._read_token_sha256)
-        if dashboard.is_dashboard_path(path):
+        if handler == routes.DASHBOARD:
             return dashboard.handle(event)
-        if path in READ_ROUTES:
-            allowed = "GET, POST" if path == "/data" else "GET"
+        allowed = ", ".join(routes.methods(path))
+        if allowed:
             response = error(405, "method_not_allowed", f"{path} answers {allowed} only")
             response["headers"]["allow"] = allowed
             return response
