@@ -356,14 +356,15 @@ def run_bench(
         # The receiver keeps its wall clock: boards keep real dates and skip their sleeps.
         fleet = Fleet(ids, boards, scenarios, cycles, interval, None, True, view)
         secrets = {device_id: admin.add_device(registry, device_id) for device_id in ids}
-        flown = fleet.fly(secrets, endpoint.rstrip("/"), None)
-        results = {d: verify(readings_in_store(registry, d), d, *flown[d]) for d in ids}
+        remote = fleet.fly(secrets, endpoint.rstrip("/"), None)
+        results = {d: verify(readings_in_store(registry, d), d, *remote[d]) for d in ids}
         report = _report(devices, hours, interval, seed, chaos, time.monotonic() - started, results, {}, {}, root, "")
         report.endpoint = endpoint
         return report
 
     # The simulated day ends now, so its readings carry real, past dates.
-    fleet = Fleet(ids, boards, scenarios, cycles, interval, time.time() - cycles * interval - 60, False, view)
+    start = time.time() - cycles * interval - 60
+    fleet = Fleet(ids, boards, scenarios, cycles, interval, start, False, view)
     pi_ids = [f"bench-pi-{i + 1:02d}" for i in range(pi_nodes)]
     scenarios.update({d: scenario_for(devices + i, seed, hours, chaos) for i, d in enumerate(pi_ids)})
     pis: dict[str, Any] = {}
@@ -379,7 +380,7 @@ def run_bench(
         from host_tools.node import simulated
 
         pi_secrets = {d: admin.add_device(local.store, d) for d in pi_ids}
-        pis.update(simulated.make_nodes(root / "pi-nodes", pi_secrets, scenarios, interval, fleet.start))
+        pis.update(simulated.make_nodes(root / "pi-nodes", pi_secrets, scenarios, interval, start))
         with ThreadPoolExecutor(1) as beside:
             pi_summaries = beside.submit(simulated.fly, pis, target, drain_to, cycles)
             boards_flown = fleet.fly(secrets, target, drain_to)

@@ -49,7 +49,6 @@ class PiNode:
             scenario.get("t_mean", 21.0), scenario.get("seed", 1), scenario.get("sensor_fail_rate", 0)
         )
         self.senders: list[Sender] = []
-        self.node: Node | None = None
         self.power_cuts = 0
 
     def boot(self, endpoint: str) -> Node:
@@ -57,13 +56,12 @@ class PiNode:
         sender = Sender(endpoint, self.config.device_id, self.config.secret)
         self.senders.append(sender)
         sensor = Sensor("DHT22", self.driver, self.clock)
-        self.node = Node(self.config, sensor, Spool(self.dir), sender, self.clock)
-        return self.node
+        return Node(self.config, sensor, Spool(self.dir), sender, self.clock)
 
-    def restart(self, endpoint: str) -> None:
+    def restart(self, node: Node, endpoint: str) -> Node:
         self.power_cuts += 1
-        self.node.spool.close()  # the file handle only: nothing is flushed that SQLite has not committed
-        self.boot(endpoint)
+        node.spool.close()  # the file handle only: nothing is flushed that SQLite has not committed
+        return self.boot(endpoint)
 
     def run(self, endpoint: str, cycles: int, drain_to: str | None = None) -> Summary:
         rng = random.Random(self.scenario.get("seed", 1) + 7)
@@ -72,21 +70,19 @@ class PiNode:
         for _ in range(cycles):
             node.run(until=self.clock.monotonic() + node.config.interval_s)
             if cut_rate and rng.random() < cut_rate:
-                self.restart(endpoint)
-                node = self.node
+                node = self.restart(node, endpoint)
         if drain_to:
-            self.restart(drain_to)  # the network is back: a restart sends at once
+            node = self.restart(node, drain_to)  # the network is back: a restart sends at once
             self.power_cuts -= 1
-            node = self.node
             for _ in range(20):
                 if not node.spool.depth():
                     break
                 node.run(until=self.clock.monotonic() + 60)
-        return self.summary(cycles)
+        return self.summary(node, cycles)
 
-    def summary(self, cycles: int) -> Summary:
-        snap = self.node.spool.snapshot()
-        self.node.spool.close()
+    def summary(self, node: Node, cycles: int) -> Summary:
+        snap = node.spool.snapshot()
+        node.spool.close()
         for sender in self.senders:
             sender.close()
         return Summary(
