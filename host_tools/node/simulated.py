@@ -56,7 +56,8 @@ class PiNode:
         sender = Sender(endpoint, self.config.device_id, self.config.secret)
         self.senders.append(sender)
         sensor = Sensor("DHT22", self.driver, self.clock)
-        return Node(self.config, sensor, Spool(self.dir), sender, self.clock)
+        self.node = Node(self.config, sensor, Spool(self.dir), sender, self.clock)  # the one running now
+        return self.node
 
     def restart(self, node: Node, endpoint: str) -> Node:
         self.power_cuts += 1
