@@ -56,13 +56,13 @@ class PiNode:
         sender = Sender(endpoint, self.config.device_id, self.config.secret)
         self.senders.append(sender)
         sensor = Sensor("DHT22", self.driver, self.clock)
-        self.node = Node(self.config, sensor, Spool(self.dir), sender, self.clock)  # the one running now
+        self.node = Node(self.config, sensor, Spool(self.dir), sender, self.clock)
         return self.node
 
-    def restart(self, node: Node, endpoint: str) -> Node:
+    def restart(self, endpoint: str) -> None:
         self.power_cuts += 1
-        node.spool.close()  # the file handle only: nothing is flushed that SQLite has not committed
-        return self.boot(endpoint)
+        self.node.spool.close()  # the file handle only: nothing is flushed that SQLite has not committed
+        self.boot(endpoint)
 
     def run(self, endpoint: str, cycles: int, drain_to: str | None = None) -> Summary:
         rng = random.Random(self.scenario.get("seed", 1) + 7)
@@ -71,19 +71,21 @@ class PiNode:
         for _ in range(cycles):
             node.run(until=self.clock.monotonic() + node.config.interval_s)
             if cut_rate and rng.random() < cut_rate:
-                node = self.restart(node, endpoint)
+                self.restart(endpoint)
+                node = self.node
         if drain_to:
-            node = self.restart(node, drain_to)  # the network is back: a restart sends at once
+            self.restart(drain_to)  # the network is back: a restart sends at once
             self.power_cuts -= 1
+            node = self.node
             for _ in range(20):
                 if not node.spool.depth():
                     break
                 node.run(until=self.clock.monotonic() + 60)
-        return self.summary(node, cycles)
+        return self.summary(cycles)
 
-    def summary(self, node: Node, cycles: int) -> Summary:
-        snap = node.spool.snapshot()
-        node.spool.close()
+    def summary(self, cycles: int) -> Summary:
+        snap = self.node.spool.snapshot()
+        self.node.spool.close()
         for sender in self.senders:
             sender.close()
         return Summary(
