@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
@@ -24,6 +25,12 @@ T_RANGE = (-40.0, 80.0)
 H_RANGE = (0.0, 100.0)
 DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SECRET = re.compile(r"[0-9a-f]{64}")  # 32 random bytes, lowercase hex, wherever stored or shown
+
+
+def new_secret() -> str:
+    return secrets.token_hex(32)
+
+
 # Decimal seconds as the device signed them: no sign, no leading zero (the signature covers
 # the header's text, so "01795390000" could never verify against the number it means).
 TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,11}")

@@ -6,6 +6,7 @@ import argparse
 import json
 import random
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -336,11 +337,12 @@ def run_bench(
     `dhtlink serve`, or a deployed stack's). `store` is the local endpoint's: "sqlite" (a
     file under the run's directory) or "dynamodb" (new tables on a DynamoDB server started for
     the run, or on `dynamodb_endpoint`'s: DynamoDB Local, or a server a test inspects after)."""
-    from cloud import admin, observability
+    from cloud import observability
     from cloud.local import LocalEndpoint
     from cloud.stores.dynamodb import DynamoDBStore, create_tables
     from cloud.stores.dynamodb import client as dynamodb_client
     from host_tools.chaos import ChaosProxy
+    from host_tools.registry import STORE_FILE, add_device, local_store
 
     started = time.monotonic()
     run = time.strftime("%Y%m%d-%H%M%S")
@@ -355,7 +357,7 @@ def run_bench(
     if endpoint:
         # The receiver keeps its wall clock: boards keep real dates and skip their sleeps.
         fleet = Fleet(ids, boards, scenarios, cycles, interval, None, True, view)
-        secrets = {device_id: admin.add_device(registry, device_id) for device_id in ids}
+        secrets = {device_id: registry.add_device(registry, device_id) for device_id in ids}
         remote = fleet.fly(secrets, endpoint.rstrip("/"), None)
         results = {d: verify(readings_in_store(registry, d), d, *remote[d]) for d in ids}
         report = _report(devices, hours, interval, seed, chaos, time.monotonic() - started, results, {}, {}, root, "")
@@ -379,7 +381,7 @@ def run_bench(
     ) -> dict[str, tuple[Summary, dict[str, dict[str, int]] | None]]:
         from host_tools.node import simulated
 
-        pi_secrets = {d: admin.add_device(local.store, d) for d in pi_ids}
+        pi_secrets = {d: registry.add_device(local.store, d) for d in pi_ids}
         pis.update(simulated.make_nodes(root / "pi-nodes", pi_secrets, scenarios, interval, start))
         with ThreadPoolExecutor(1) as beside:
             pi_summaries = beside.submit(simulated.fly, pis, target, drain_to, cycles)
@@ -400,9 +402,9 @@ def run_bench(
                 create_tables(db, *tables)
                 backend = OverlapCounter(DynamoDBStore(*tables, db))
             else:
-                backend = OverlapCounter(admin.local_store(root / "endpoint"))
+                backend = OverlapCounter(local_store(root / "endpoint"))
             local = run_stack.enter_context(LocalEndpoint(root / "endpoint", clock=clock, store=backend))
-            secrets = {device_id: admin.add_device(local.store, device_id) for device_id in ids}
+            secrets = {device_id: add_device(local.store, device_id) for device_id in ids}
             if chaos:
                 with ChaosProxy(local.url, chaos_rates or CHAOS_RATES, seed=seed, delay_s=5.5) as proxy:
                     flown = fly(secrets, proxy.url, drain_to=local.url)
@@ -414,7 +416,7 @@ def run_bench(
             if store == "dynamodb":
                 stored_rows = readings_in_tables(db, tables[0])
             else:
-                store_file = local.data_dir / admin.STORE_FILE
+                store_file = local.data_dir / STORE_FILE
                 stored_rows = {d: readings_in_file(store_file, d) for d in ids + pi_ids}
     finally:
         observability.set_output(None)

@@ -19,7 +19,8 @@ from host_tools.errors import CommandError, UsageError
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "cloud" / "template.yaml"
 BUILD = REPO / ".build"
-LAMBDA_EXCLUDE = ("local",)  # the laptop endpoint: never imported by a handler
+# Host side, never imported by a handler: the laptop endpoint and its SQLite store.
+LAMBDA_EXCLUDE = ("local", "stores/sqlite.py")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365)  # the template's AllowedValues
 
 
@@ -36,7 +37,7 @@ def build_artifact(build_dir: Path | None = None) -> Path:
     source = REPO / "cloud"
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
-        if relative.parts[0] in LAMBDA_EXCLUDE or not _in_artifact(relative):
+        if relative.parts[0] in LAMBDA_EXCLUDE or relative.as_posix() in LAMBDA_EXCLUDE or not _in_artifact(relative):
             continue
         target = staging / "cloud" / relative
         target.parent.mkdir(parents=True, exist_ok=True)

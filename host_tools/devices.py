@@ -52,12 +52,12 @@ def _store_parent() -> argparse.ArgumentParser:
 def open_store(aws: bool, stack: str, directory: Path | None = None):
     """The local registry, or with `aws` the deployed stack's, unchecked: provision, bench and
     alerts say what they need of it themselves (`dhtlink devices` checks the tables)."""
-    from cloud import admin
+    from host_tools import registry
 
     if not aws:
-        return admin.local_store(data_dir(directory))
+        return registry.local_store(data_dir(directory))
     try:
-        return admin.aws_store(stack)
+        return registry.aws_store(stack)
     except LookupError as error:
         raise CommandError(str(error)) from None
     except Exception as error:  # botocore's credential and region errors share no base class worth naming
@@ -88,7 +88,7 @@ def _print_devices(rows: list[dict], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cloud import admin
+    from host_tools import registry
 
     if args.aws and args.store == "sqlite":
         raise UsageError("--aws is the DynamoDB registry: leave out --store sqlite")
@@ -98,16 +98,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     try:
         if args.action == "add":
-            _print_secret(args.device_id, admin.add_device(store, args.device_id), args.json, "registered")
+            _print_secret(args.device_id, registry.add_device(store, args.device_id), args.json, "registered")
         elif args.action == "rotate":
-            _print_secret(args.device_id, admin.rotate_secret(store, args.device_id), args.json, "new secret for")
+            _print_secret(args.device_id, registry.rotate_secret(store, args.device_id), args.json, "new secret for")
         elif args.action == "remove":
-            admin.remove_device(store, args.device_id)
+            registry.remove_device(store, args.device_id)
             print(f"removed {args.device_id}")
         else:
-            _print_devices(admin.list_devices(store), args.json)
-    except admin.InvalidDeviceId as error:
+            _print_devices(registry.list_devices(store), args.json)
+    except registry.InvalidDeviceId as error:
         raise UsageError(str(error)) from None
-    except (admin.DeviceExists, admin.NoSuchDevice) as error:
+    except (registry.DeviceExists, registry.NoSuchDevice) as error:
         raise CommandError(str(error)) from None
     return 0

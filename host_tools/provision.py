@@ -147,13 +147,13 @@ def identity(
     endpoint has answered a signed probe with it. A device registered here is removed again
     when the probe fails, and a secret is rotated only after the old one passed it: a failed
     run leaves the registry as it was. device_id is already checked by run()."""
-    from cloud import admin
+    from host_tools import registry
     from host_tools.devices import open_store
 
     store = open_store(aws, stack, data_dir)
     existing = store.get_device(device_id)
     if existing is None:
-        secret = admin.add_device(store, device_id)
+        secret = registry.add_device(store, device_id)
         try:
             probe(endpoint, device_id, secret)
         except CommandError:
@@ -162,7 +162,7 @@ def identity(
         return secret, "registered"
     probe(endpoint, device_id, existing["secret"])
     if rotate:
-        return admin.rotate_secret(store, device_id), "rotated its secret"
+        return registry.rotate_secret(store, device_id), "rotated its secret"
     return existing["secret"], "kept its registered identity"
 
 
@@ -210,12 +210,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cloud import admin
+    from host_tools import registry
     from host_tools.board import Board
 
     try:
-        admin.check_device_id(args.device)
-    except admin.InvalidDeviceId as error:
+        registry.check_device_id(args.device)
+    except registry.InvalidDeviceId as error:
         raise UsageError(f"--device: {error}") from None
     if not 1 <= len(args.wifi_ssid.encode()) <= 32:
         raise UsageError("--wifi-ssid must be 1 to 32 bytes")

@@ -6,7 +6,6 @@ import json
 import os
 from typing import Any
 
-from cloud.admin import TOKEN_FILE
 from host_tools.common import (
     base_url,
     data_dir,
@@ -17,6 +16,7 @@ from host_tools.common import (
     json_options,
 )
 from host_tools.errors import CommandError, UsageError
+from host_tools.registry import TOKEN_FILE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -171,8 +171,8 @@ def _load_scenario(path: Path | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cloud.admin import check_device_id
     from cloud.protocol import SECRET
+    from host_tools.registry import check_device_id
 
     secret = args.secret or os.environ.get("DHTLINK_SECRET", "")
     try:

@@ -36,7 +36,9 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
-from cloud import admin, dashboard, ingest, protocol, read_api, routes
+from cloud import dashboard, ingest, protocol, read_api
+from cloud.local import files as data_files
+from cloud.local import routes
 from cloud.observability import log, request_context
 from cloud.responses import error
 from cloud.stores.base import Store
@@ -240,8 +242,8 @@ class LocalEndpoint:
         threads: int = 6,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.store = store or admin.local_store(self.data_dir)
-        self.read_token = admin.read_token(self.data_dir, read_token)
+        self.store = store or data_files.local_store(self.data_dir)
+        self.read_token = data_files.read_token(self.data_dir, read_token)
         self._read_token_sha256 = protocol.token_sha256(self.read_token)
         self.clock = clock or wall_clock
         self.retention_s = retention_s
@@ -288,7 +290,10 @@ class LocalEndpoint:
         return f"http://{self.host}:{self.port}"
 
     def add_device(self, device_id: str) -> str:
-        return admin.add_device(self.store, device_id)
+        """Register a device in this endpoint's store; returns its new secret (tests, benches)."""
+        secret = protocol.new_secret()
+        self.store.add_device(device_id, secret, int(time.time()))
+        return secret
 
     # -- requests -----------------------------------------------------------
     def _count(self, response: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""One route table (cloud/routes.py): the SAM template's HttpApi events, the read handler's
+"""One route table (cloud/local/routes.py): the SAM template's HttpApi events, the read handler's
 parameters and the local endpoint's routing all follow it."""
 
 from pathlib import Path
@@ -7,7 +7,8 @@ import pytest
 import requests
 import yaml
 
-from cloud import read_api, routes
+from cloud import read_api
+from cloud.local import routes
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "cloud" / "template.yaml"
 

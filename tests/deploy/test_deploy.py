@@ -124,6 +124,54 @@ def test_artifact_is_cloud_only(tmp_path):
     assert deploy.build_artifact(tmp_path).read_bytes() == archive.read_bytes(), "the build is reproducible"
 
 
+def handler_closure() -> set[str]:
+    """The files of every cloud module a handler the template names imports, at any depth
+    (lazy imports inside functions included), with their packages' __init__.py."""
+    import ast
+
+    root = Path(deploy.REPO)
+    pending = [
+        resource["Properties"]["Handler"].rsplit(".", 1)[0]
+        for resource in TEMPLATE["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+    ]
+    seen: set[str] = set()
+    while pending:
+        module = pending.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = root / (module.replace(".", "/") + ".py")
+        if not path.exists():
+            path = root / module.replace(".", "/") / "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                pending += [a.name for a in node.names if a.name.startswith("cloud.")]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cloud"):
+                pending.append(node.module)
+                for alias in node.names:
+                    candidate = f"{node.module}.{alias.name}"
+                    if (root / (candidate.replace(".", "/") + ".py")).exists():
+                        pending.append(candidate)
+    files = set()
+    for module in seen:
+        parts = module.split(".")
+        for depth in range(1, len(parts)):
+            files.add("/".join(parts[:depth]) + "/__init__.py")
+        single = "/".join(parts) + ".py"
+        files.add(single if (root / single).exists() else "/".join(parts) + "/__init__.py")
+    return files
+
+
+def test_the_artifact_holds_only_what_a_handler_imports(tmp_path):
+    """No host-only code in the Lambda zip: the registry, CloudFormation lookups, the local
+    endpoint and its token file live on the host side."""
+    names = set(zipfile.ZipFile(deploy.build_artifact(tmp_path)).namelist())
+    assert names <= handler_closure(), f"in the zip but imported by no handler: {sorted(names - handler_closure())}"
+    text = b"".join(zipfile.ZipFile(deploy.build_artifact(tmp_path)).read(n) for n in names)
+    assert b"describe_stacks" not in text and b"read-token" not in text
+
+
 def test_without_credentials_it_validates_and_says_what_is_missing(tmp_path, monkeypatch, capsys):
     for name in (
         "AWS_ACCESS_KEY_ID",

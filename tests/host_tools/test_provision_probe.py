@@ -11,11 +11,11 @@ import pytest
 import requests
 
 from cloud import signing
-from cloud.admin import local_store
 from host_tools.cli import main
 from host_tools.common import data_dir
 from host_tools.errors import CommandError
 from host_tools.provision import probe
+from host_tools.registry import local_store
 from tests.host_tools.impostors import CAPTIVE_PORTAL, Impostor, fixed
 
 DEVICE = "attic-3"

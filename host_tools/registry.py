@@ -1,17 +1,16 @@
-"""Registry operations behind `dhtlink devices` and `dhtlink provision`."""
+"""The device registry behind `dhtlink devices`, `provision` and `bench`: local (the SQLite store
+in a data folder) or a deployed stack's (found through CloudFormation). Host side only: the
+Lambda artifact holds none of it."""
 
-import secrets
 import time
-from pathlib import Path
 from typing import Any
 
+from cloud import protocol
+from cloud.local.files import STORE_FILE, TOKEN_FILE, local_store
 from cloud.protocol import DEVICE_ID
 from cloud.stores.base import DeviceExists, NoSuchDevice, Store, public_device
 
-__all__ = ["DeviceExists", "InvalidDeviceId", "NoSuchDevice"]
-
-STORE_FILE = "dhtlink.sqlite3"
-TOKEN_FILE = "read-token"  # noqa: S105 - a file name, not a token
+__all__ = ["STORE_FILE", "TOKEN_FILE", "DeviceExists", "InvalidDeviceId", "NoSuchDevice", "local_store"]
 
 
 class InvalidDeviceId(ValueError):
@@ -26,14 +25,10 @@ def check_device_id(device_id: str) -> str:
     return device_id
 
 
-def new_secret() -> str:
-    return secrets.token_hex(32)
-
-
 def add_device(store: Store, device_id: str) -> str:
     """Register a device; returns its new secret (64 hex characters)."""
     check_device_id(device_id)
-    secret = new_secret()
+    secret = protocol.new_secret()
     try:
         store.add_device(device_id, secret, int(time.time()))
     except DeviceExists:
@@ -45,7 +40,7 @@ def add_device(store: Store, device_id: str) -> str:
 
 def rotate_secret(store: Store, device_id: str) -> str:
     check_device_id(device_id)
-    secret = new_secret()
+    secret = protocol.new_secret()
     try:
         store.set_secret(device_id, secret)
     except NoSuchDevice:
@@ -63,15 +58,6 @@ def remove_device(store: Store, device_id: str) -> None:
 
 def list_devices(store: Store) -> list[dict[str, Any]]:
     return [public_device(row) for row in store.list_devices()]
-
-
-def local_store(data_dir: str | Path) -> Store:
-    from cloud.stores.sqlite import SQLiteStore
-
-    path = Path(data_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)  # the store holds device secrets
-    return SQLiteStore(path / STORE_FILE)
 
 
 def stack_outputs(stack_name: str, cloudformation: Any = None) -> dict[str, str]:
@@ -96,17 +82,3 @@ def aws_store(stack_name: str) -> Store:
         )
     except KeyError:
         raise LookupError(f"stack {stack_name!r} has no ReadingsTableName/DevicesTableName outputs") from None
-
-
-def read_token(data_dir: str | Path, environ_token: str | None = None) -> str:
-    """The local endpoint's read token: READ_TOKEN if set, else one kept in DATA_DIR."""
-    if environ_token:
-        return environ_token
-    path = Path(data_dir) / TOKEN_FILE
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(24)
-    path.touch(mode=0o600)
-    path.write_text(token + "\n")
-    return token

@@ -1,6 +1,7 @@
-"""Every route the receiver answers, and the handler behind it: the table the local
-endpoint routes by and the SAM template's HttpApi events are tested against
-(tests/cloud/test_routes.py), so the two cannot drift apart."""
+"""Every route the receiver answers, and the handler behind it: the table the local endpoint
+routes by (host side, like the rest of cloud/local/; API Gateway routes in AWS) and the SAM
+template's HttpApi events are tested against (tests/cloud/test_routes.py), so the two cannot
+drift apart."""
 
 INGEST = "cloud.ingest.handler"
 READ = "cloud.read_api.handler"
