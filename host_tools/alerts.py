@@ -72,9 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _topic_arn(aws: bool, stack: str) -> str | None:
     if not aws:
         return os.environ.get("ALERTS_TOPIC_ARN") or None
-    from cloud import admin
+    from host_tools import registry
 
-    return admin.stack_outputs(stack).get("AlertsTopicArn")
+    return registry.stack_outputs(stack).get("AlertsTopicArn")
 
 
 def _webhook_url(args: argparse.Namespace) -> str | None:

@@ -19,8 +19,8 @@ from host_tools.errors import CommandError, UsageError
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "cloud" / "template.yaml"
 BUILD = REPO / ".build"
-# Host side, never imported by a handler: the laptop endpoint and its SQLite store.
-LAMBDA_EXCLUDE = ("local", "stores/sqlite.py")
+# Host side, never imported by a handler: the laptop endpoint, its SQLite store and its alert loop.
+LAMBDA_EXCLUDE = ("local", "stores/sqlite.py", "alerts/local.py")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365)  # the template's AllowedValues
 
 
