@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from host_tools.common import aws_options, data_dir_options, json_options
 from host_tools.errors import CommandError, UsageError
 
 EPILOG = """examples:
@@ -21,15 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "alerts",
         help="alert rules: thresholds, silent boards, rising errors; webhooks and e-mail",
-        description="Manage alert rules in the local store ($DATA_DIR) or, with --aws, in a deployed stack. "
+        description="Manage alert rules in the local store (--data-dir) or, with --aws, in a deployed stack. "
         "See docs/alerts.md.",
     )
-    parser.add_argument("--aws", action="store_true", help="use the deployed stack (boto3 credentials)")
-    parser.add_argument("--stack", default="dhtlink", help="CloudFormation stack name with --aws (default dhtlink)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    common = [data_dir_options(), aws_options("use the deployed stack's rules, not the local store")]
+    rule = {"metavar": "RULE", "help": "the rule's id, as `dhtlink alerts list` shows it"}
 
     add = actions.add_parser(
         "add",
+        parents=common,
         help="add a rule; prints its webhook signing secret once",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,16 +58,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--name", help="a label shown in notifications")
     add.add_argument("--json", action="store_true", help='print {"rule": ..., "webhook_secret": ...}')
 
-    listing = actions.add_parser("list", help="list rules and each one's last delivery")
-    listing.add_argument("--json", action="store_true")
-    remove = actions.add_parser("remove", help="remove a rule (its history stays until it expires)")
-    remove.add_argument("rule_id", metavar="RULE")
-    past = actions.add_parser("history", help="open/resolve events of the last 30 days, newest first")
+    actions.add_parser("list", parents=[*common, json_options()], help="list rules and each one's last delivery")
+    remove = actions.add_parser("remove", parents=common, help="remove a rule (its history stays until it expires)")
+    remove.add_argument("rule_id", **rule)
+    past = actions.add_parser(
+        "history", parents=[*common, json_options()], help="open/resolve events of the last 30 days, newest first"
+    )
     past.add_argument("--rule", help="only this rule's events")
     past.add_argument("--limit", type=int, default=50, help="at most this many events (default 50)")
-    past.add_argument("--json", action="store_true")
-    test = actions.add_parser("test", help="send a test notification through a rule's webhook and e-mail now")
-    test.add_argument("rule_id", metavar="RULE")
+    test = actions.add_parser(
+        "test", parents=common, help="send a test notification through a rule's webhook and e-mail now"
+    )
+    test.add_argument("rule_id", **rule)
     parser.set_defaults(func=run)
 
 
@@ -140,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     from cloud.alerts.notify import Notifier
     from host_tools.devices import open_store
 
-    store = open_store(args.aws, args.stack)
+    store = open_store(args.aws, args.stack, args.data_dir)
     if args.aws and not store.alerts:
         raise CommandError(f"stack {args.stack!r} has no AlertsTableName output: `make deploy` updates it")
     try:
