@@ -168,9 +168,9 @@ def _run(args: argparse.Namespace) -> int:
                 return 0
             if not rules:
                 print("no alert rules: `dhtlink alerts add --help` shows how to add one")
-            for rule in rules:
-                channels = "+".join(c for c in ("webhook", "email") if rule[c])
-                print(f"{rule['rule_id']}  {rule['description']:<48} {channels:<14} {_delivery(rule['last_delivery'])}")
+            for row in rules:
+                channels = "+".join(c for c in ("webhook", "email") if row[c])
+                print(f"{row['rule_id']}  {row['description']:<48} {channels:<14} {_delivery(row['last_delivery'])}")
         elif args.action == "remove":
             alerts_admin.remove_rule(store, args.rule_id)
             print(f"removed rule {args.rule_id}")

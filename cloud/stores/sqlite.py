@@ -454,9 +454,9 @@ class SQLiteStore:
         self._write(work, durable=False)
 
     def alert_states(self, device_id: str | None = None) -> list[dict[str, Any]]:
-        sql, args = "SELECT state, version FROM alert_state", ()
+        sql, args = "SELECT state, version FROM alert_state", [] if device_id is None else [device_id]
         if device_id is not None:
-            sql, args = sql + " WHERE device_id = ?", (device_id,)
+            sql += " WHERE device_id = ?"
         rows = self._alerts_db().execute(sql, args).fetchall()
         return [{**json.loads(row["state"]), "version": row["version"]} for row in rows]
 
@@ -482,7 +482,8 @@ class SQLiteStore:
 
     def alert_events(self, now: int, limit: int = 100, rule_id: str | None = None) -> list[dict[str, Any]]:
         """History newest first, without what has outlived its retention."""
-        sql, args = "SELECT event FROM alert_events WHERE expires_at > ?", [now]
+        sql = "SELECT event FROM alert_events WHERE expires_at > ?"
+        args: list[Any] = [now]
         if rule_id:
             sql += " AND rule_id = ?"
             args.append(rule_id)
