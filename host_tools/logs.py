@@ -63,18 +63,6 @@ def with_iso_times(text: bytes, offset: int) -> str:
     return LINE_TIME.sub(iso, text).decode("utf-8", "replace")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "logs",
-        parents=[board_options()],
-        help="print the board's log file",
-        description="Print the app's log (log.1.txt, then log.txt) with UTC times; --follow keeps printing "
-        "new lines as the board writes them, each once.",
-    )
-    parser.add_argument("--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
-    parser.set_defaults(func=run)
-
-
 def follow(
     open_board: Callable[[], Any],
     once: bool,
@@ -100,6 +88,18 @@ def follow(
         if once:
             return
         sleep(POLL_S)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "logs",
+        parents=[board_options()],
+        help="print the board's log file",
+        description="Print the app's log (log.1.txt, then log.txt) with UTC times; --follow keeps printing "
+        "new lines as the board writes them, each once.",
+    )
+    parser.add_argument("--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -103,7 +103,7 @@ def test_board_file_names_agree():
 
 
 def test_reset_causes_agree_between_the_virtual_chip_and_its_runner():
-    machine = constants(REPO / "host_tools" / "vboard" / "hw" / "machine.py")
+    machine = constants(Path(vboard.__file__).parent / "hw" / "machine.py")
     for name in ("PWRON_RESET", "WDT_RESET", "DEEPSLEEP_RESET", "SOFT_RESET"):
         assert machine[name] == getattr(vboard, name), name
     # and MicroPython's ESP32 port's values, which device/app.py compares against
