@@ -72,6 +72,29 @@ class DeviceResult:
     boots: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What a run was asked for."""
+
+    devices: int
+    hours: float
+    interval: int
+    seed: int
+    chaos: bool
+
+
+@dataclass
+class Seen:
+    """What the run saw besides the boards' own counts: the receiver's and the proxy's."""
+
+    wall_s: float
+    data_dir: Path
+    duplicates_absorbed: int = 0  # re-sent readings the receiver answered as duplicates
+    faults: dict[str, int] = field(default_factory=dict)  # injected by the chaos proxy, by kind
+    read_token: str = ""
+    endpoint: str = ""  # the receiver, when the fleet ran against one it did not start
+
+
 @dataclass
 class Report:
     devices: int
@@ -345,6 +368,7 @@ def run_bench(
     from host_tools.registry import STORE_FILE, add_device, local_store
 
     started = time.monotonic()
+    asked = Asked(devices, hours, interval, seed, chaos)
     run = time.strftime("%Y%m%d-%H%M%S")
     root = Path(data_dir or Path(".dhtlink") / f"bench-{run}")
     root.mkdir(parents=True, exist_ok=True)
@@ -357,12 +381,10 @@ def run_bench(
     if endpoint:
         # The receiver keeps its wall clock: boards keep real dates and skip their sleeps.
         fleet = Fleet(ids, boards, scenarios, cycles, interval, None, True, view)
-        secrets = {device_id: registry.add_device(registry, device_id) for device_id in ids}
+        secrets = {device_id: add_device(registry, device_id) for device_id in ids}
         remote = fleet.fly(secrets, endpoint.rstrip("/"), None)
         results = {d: verify(readings_in_store(registry, d), d, *remote[d]) for d in ids}
-        report = _report(devices, hours, interval, seed, chaos, time.monotonic() - started, results, {}, {}, root, "")
-        report.endpoint = endpoint
-        return report
+        return summarize(asked, results, Seen(time.monotonic() - started, root, endpoint=endpoint))
 
     # The simulated day ends now, so its readings carry real, past dates.
     start = time.time() - cycles * interval - 60
@@ -381,7 +403,7 @@ def run_bench(
     ) -> dict[str, tuple[Summary, dict[str, dict[str, int]] | None]]:
         from host_tools.node import simulated
 
-        pi_secrets = {d: registry.add_device(local.store, d) for d in pi_ids}
+        pi_secrets = {d: add_device(local.store, d) for d in pi_ids}
         pis.update(simulated.make_nodes(root / "pi-nodes", pi_secrets, scenarios, interval, start))
         with ThreadPoolExecutor(1) as beside:
             pi_summaries = beside.submit(simulated.fly, pis, target, drain_to, cycles)
@@ -422,45 +444,33 @@ def run_bench(
         observability.set_output(None)
         log_file.close()
     results = {d: verify(stored_rows.get(d, []), d, *flown[d]) for d in ids + pi_ids}
-    report = _report(
-        devices, hours, interval, seed, chaos, time.monotonic() - started, results, totals, faults, root, read_token
-    )
+    seen = Seen(time.monotonic() - started, root, totals.get("duplicates", 0), faults, read_token)
+    report = summarize(asked, results, seen)
     report.pi_nodes = pi_nodes
     report.store = store
     report.overlapping_writes = dict(backend.overlapping)
     return report
 
 
-def _report(
-    devices: int,
-    hours: float,
-    interval: int,
-    seed: int,
-    chaos: bool,
-    wall_s: float,
-    results: dict[str, DeviceResult],
-    totals: dict[str, int],
-    faults: dict[str, int],
-    root: Path,
-    read_token: str,
-) -> Report:
+def summarize(asked: Asked, results: dict[str, DeviceResult], seen: Seen) -> Report:
+    """The fleet's figures from each device's result, the battery and cost models at that traffic."""
     produced = sum(r.produced for r in results.values())
     stored = sum(r.stored for r in results.values())
     requests = sum(r.requests for r in results.values())
     wire = sum(r.bytes_on_wire for r in results.values())
     per_reading = requests / produced if produced else 0.0
     model = battery.awake_model()
-    cost = costs.cost_per_device_month(interval, stored / requests if requests else 1.0)
+    cost = costs.cost_per_device_month(asked.interval, stored / requests if requests else 1.0)
     return Report(
-        devices=devices,
-        hours=hours,
-        interval_s=interval,
-        seed=seed,
-        chaos=chaos,
-        wall_s=round(wall_s, 1),
+        devices=asked.devices,
+        hours=asked.hours,
+        interval_s=asked.interval,
+        seed=asked.seed,
+        chaos=asked.chaos,
+        wall_s=round(seen.wall_s, 1),
         produced=produced,
         stored=stored,
-        duplicates_absorbed=totals.get("duplicates", 0),
+        duplicates_absorbed=seen.duplicates_absorbed,
         duplicates_stored=sum(r.duplicates_stored for r in results.values()),
         lost=sum(r.lost for r in results.values()),
         dropped=sum(r.dropped for r in results.values()),
@@ -473,16 +483,17 @@ def _report(
         power_cuts=sum(r.power_cuts for r in results.values()),
         watchdog_resets=sum(r.watchdog_resets for r in results.values()),
         battery={
-            "days": round(battery.battery_days(interval, per_reading, model), 1),
+            "days": round(battery.battery_days(asked.interval, per_reading, model), 1),
             "battery": battery.BATTERY,
             "module": "ESP32-WROOM-32, deep sleep between readings",
             "awake_s": model.as_dict(),
         },
         aws_cost_per_device_month={k: (round(v, 6) if isinstance(v, float) else v) for k, v in cost.as_dict().items()},
-        chaos_faults=faults,
+        chaos_faults=seen.faults,
         per_device={k: asdict(v) for k, v in results.items()},
-        data_dir=str(root.resolve()),
-        read_token=read_token,
+        data_dir=str(seen.data_dir.resolve()),
+        read_token=seen.read_token,
+        endpoint=seen.endpoint,
     )
 
 
