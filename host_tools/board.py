@@ -5,7 +5,8 @@ so a running app and the REPL state survive a look at the board."""
 import hashlib
 import json
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from host_tools.errors import CommandError
 
@@ -16,6 +17,19 @@ VERSION_EXPRESSION = (
     "'.'.join(str(p) for p in __import__('sys').implementation.version[:3])"
     " + ''.join('-' + str(p) for p in __import__('sys').implementation.version[3:] if p)"
 )
+
+
+class BoardFiles(Protocol):
+    """What the board verbs need of a board: a real one on a serial port (Board, also a
+    virtual board's pseudo-terminal), or a test's stand-in. Type-checked (make lint)."""
+
+    def exec(self, code: str) -> str: ...
+    def read_file(self, path: str) -> bytes | None: ...
+    def exists(self, path: str) -> bool: ...
+    def sha256(self, path: str) -> str | None: ...
+    def write_file(self, path: str, data: bytes, progress: Callable[[int, int], Any] | None = None) -> None: ...
+    def remove(self, path: str) -> None: ...
+    def mpy_version(self) -> tuple[int, int]: ...
 
 
 class Board:
@@ -97,7 +111,7 @@ class Board:
             return None
         return self.transport.fs_hashfile(path, "sha256").hex()
 
-    def write_file(self, path: str, data: bytes, progress: Any = None) -> None:
+    def write_file(self, path: str, data: bytes, progress: Callable[[int, int], Any] | None = None) -> None:
         """Write to a temporary name, check it, then rename: a cut never leaves a half file."""
         temporary = path + ".part"
         self.transport.fs_writefile(temporary, data, progress_callback=progress)

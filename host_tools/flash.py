@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host_tools import firmware, firmware_image
+from host_tools.board import BoardFiles
 from host_tools.board_files import MANIFEST, PENDING
 from host_tools.common import board_options
 from host_tools.errors import CommandError
@@ -68,11 +69,11 @@ class FlashInterrupted(CommandError):
     """Ctrl-C during an upload: the message says what the board now holds."""
 
 
-def _listed(board, name: str) -> set[str]:
+def _listed(board: BoardFiles, name: str) -> set[str]:
     return set(json.loads((board.read_file(name) or b"[]").decode()))
 
 
-def upload_app(board, device_dir: Path = firmware.DEVICE, progress: Progress | None = None) -> UploadResult:
+def upload_app(board: BoardFiles, device_dir: Path = firmware.DEVICE, progress: Progress | None = None) -> UploadResult:
     """Make the board's app files equal to device/ (compiled when the board loads our .mpy).
 
     Each file is replaced whole (Board.write_file renames a checked copy), and the manifest

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from host_tools.board import BoardFiles
 from host_tools.board_files import LOG, OLD_LOG
 from host_tools.common import board_options
 from host_tools.ports import choose
@@ -22,11 +23,11 @@ EPOCH_2000 = 946684800
 LINE_TIME = re.compile(rb"^(\d+)(?= )", re.MULTILINE)
 
 
-def read_log(board) -> bytes:
+def read_log(board: BoardFiles) -> bytes:
     return (board.read_file(OLD_LOG) or b"") + (board.read_file(LOG) or b"")
 
 
-def epoch_offset(board) -> int:
+def epoch_offset(board: BoardFiles) -> int:
     """Seconds to add to the board's time.time() to get Unix time."""
     return 0 if board.exec(EPOCH_PROBE).strip() == "1970" else EPOCH_2000
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from host_tools.board import BoardFiles
 from host_tools.board_files import CONFIG, MANIFEST
 from host_tools.common import (
     DATA_PATH,
@@ -175,7 +176,7 @@ def build_config(device_id: str, secret: str, ssid: str, password: str, endpoint
     }
 
 
-def write_config(board, config: dict[str, Any]) -> None:
+def write_config(board: BoardFiles, config: dict[str, Any]) -> None:
     data = json.dumps(config).encode()
     board.write_file(CONFIG, data)
     if board.sha256(CONFIG) != hashlib.sha256(data).hexdigest():

@@ -4,7 +4,7 @@ import argparse
 import json
 from typing import Any
 
-from host_tools.board import VERSION_EXPRESSION
+from host_tools.board import VERSION_EXPRESSION, BoardFiles
 from host_tools.board_files import MANIFEST
 from host_tools.common import board_options, json_options
 from host_tools.ports import choose
@@ -19,7 +19,7 @@ print(json.dumps({{"micropython": {VERSION_EXPRESSION}, "platform": sys.platform
 """
 
 
-def read_status(board) -> dict[str, Any]:
+def read_status(board: BoardFiles) -> dict[str, Any]:
     status = json.loads(board.exec(PROBE).strip().splitlines()[-1])
     files = set(status.pop("files"))
     status["app"] = status["app_incomplete"] = None
