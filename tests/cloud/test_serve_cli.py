@@ -77,8 +77,11 @@ def test_the_console_shows_json_log_lines_and_the_metrics_go_to_their_file(tmp_p
         [DHTLINK, "serve", "-p", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     try:
-        banner = [process.stdout.readline() for _ in range(6)]
-        assert "Ctrl-C stops it" in banner[-1]
+        banner = []
+        while not banner or "Ctrl-C stops it" not in banner[-1]:
+            banner.append(process.stdout.readline())
+            assert banner[-1], "serve ended before its banner did"
+        assert any("metrics.jsonl" in line for line in banner)
         body = json.dumps({"device_id": "d1", "readings": [{"seq": 0, "ts": int(time.time()), "t": 20, "h": 50}]})
         headers = signing.signed_headers(secret, "d1", int(time.time()), "/data", body.encode())
         deadline = time.monotonic() + 10
