@@ -67,11 +67,12 @@ def with_iso_times(text: bytes, offset: int) -> str:
 def follow(
     open_board: Callable[[], Any],
     once: bool,
-    write: Callable[[str], Any] = sys.stdout.write,
+    write: Callable[[str], Any] | None = None,
     sleep: Callable[[float], Any] = time.sleep,
 ) -> None:
     """Print the log, then (unless once) what each poll adds to it, every line once. The
-    board is opened for each poll only, so the app runs between polls."""
+    board is opened for each poll only, so the app runs between polls. write defaults to
+    the sys.stdout of the moment (a test's capture, a redirect)."""
     printed = b""
     offset = None
     while True:
@@ -81,7 +82,7 @@ def follow(
             text = read_log(board)
         new = added(printed, text)
         if new:
-            write(with_iso_times(new, offset))
+            (write or sys.stdout.write)(with_iso_times(new, offset))
             sys.stdout.flush()
         # What was printed, not what was read: a read torn by a rotation must not become
         # the reference the next poll is placed against.
