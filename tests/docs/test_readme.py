@@ -55,8 +55,20 @@ def commands() -> list[str]:
             if line.startswith(("dhtlink ", "make ", "mpremote ", "read ")):
                 found.append(" ".join(line.split()))
     prose = "\n".join(line for line in text.splitlines() if not line.startswith("#"))  # not the headings
-    inline = re.findall(r"`(dhtlink [^`]+)`", prose)
-    return found + [" ".join(c.split()) for c in inline if c not in found]
+    inline = [" ".join(c.split()) for c in re.findall(r"`(dhtlink [^`]+)`", prose)]
+    return found + [c for c in inline if c not in found and not names_a_verb(c)]
+
+
+def names_a_verb(text: str) -> bool:
+    """`dhtlink devices` in a sentence names the verb; its actions are the commands."""
+    import argparse
+
+    words = text.split()
+    if len(words) != 2:
+        return False
+    verbs = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    verb = verbs.choices.get(words[1])
+    return verb is not None and any(isinstance(a, argparse._SubParsersAction) and a.required for a in verb._actions)
 
 
 def not_run(command: str) -> str | None:
