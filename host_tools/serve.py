@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"  warning          {warning}", flush=True)
     # The console shows JSON log lines only; CloudWatch's metric records go to a file beside the data.
+    endpoint.data_dir.mkdir(parents=True, exist_ok=True)  # with --store dynamodb it holds only the token
     metrics_file = (endpoint.data_dir / METRICS_FILE).open("a")
     observability.set_metrics_output(metrics_file)
     print(f"  metrics          {endpoint.data_dir.resolve() / METRICS_FILE} (CloudWatch EMF records)", flush=True)
