@@ -51,7 +51,7 @@ import collections, json, sys, threading
 from cloud import observability
 from cloud.local import LocalEndpoint
 from host_tools import registry
-from host_tools.bench import OverlapCounter
+from host_tools.sim.fleet import OverlapCounter
 data_dir, kind, url = sys.argv[1], sys.argv[2], sys.argv[3]
 log = open(data_dir + "/endpoint.log", "w")
 observability.set_output(log)

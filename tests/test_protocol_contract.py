@@ -10,8 +10,8 @@ import string
 from pathlib import Path
 
 from cloud import protocol
-from host_tools import board_files
-from host_tools.vboard import board as vboard
+from host_tools.serial import files as board_files
+from host_tools.sim.vboard import board as vboard
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE = REPO / "device"

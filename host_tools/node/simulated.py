@@ -12,7 +12,7 @@ from host_tools.node.delivery import Sender
 from host_tools.node.node import Node, NodeConfig
 from host_tools.node.sensor import FrameError, Sensor
 from host_tools.node.spool import Spool
-from host_tools.sim import Summary
+from host_tools.sim.run import Summary
 
 
 class SimulatedDriver:

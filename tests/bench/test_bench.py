@@ -7,12 +7,13 @@ import pytest
 
 from cloud import observability
 from cloud.local import LocalEndpoint
-from host_tools import battery, costs
-from host_tools.bench import Fleet, readings_in_file, readings_in_store, run_bench, verify
-from host_tools.chaos import IMPOSTORS
 from host_tools.cli import main
-from host_tools.sim import Summary
-from host_tools.vboard import VirtualBoard
+from host_tools.models import battery, costs
+from host_tools.sim.chaos import IMPOSTORS
+from host_tools.sim.fleet import Fleet, run_bench
+from host_tools.sim.run import Summary
+from host_tools.sim.vboard import VirtualBoard
+from host_tools.sim.verify import readings_in_file, readings_in_store, verify
 
 JSON_KEYS = {
     "produced",

@@ -7,9 +7,10 @@ import threading
 
 import pytest
 
-from host_tools.bench import OverlapCounter, readings_in_tables
 from host_tools.cli import main
 from host_tools.dynamodb_server import MotoServer
+from host_tools.sim.fleet import OverlapCounter
+from host_tools.sim.verify import readings_in_tables
 
 
 def scan_tables(db):

@@ -20,7 +20,7 @@ from samtranslator.translator.transform import transform
 from cloud.protocol import Reading, token_sha256
 from cloud.stores.base import Delivery
 from cloud.stores.dynamodb import DynamoDBStore, create_tables
-from host_tools import deploy
+from host_tools.cli import deploy
 
 REPO = Path(__file__).resolve().parents[2]
 INGEST_ATTRIBUTES = {"device_id", "last_seen", "last_status", "first_seq", "max_seq", "received", "last_reading"}

@@ -11,8 +11,7 @@ from moto import mock_aws
 
 from cloud.protocol import token_sha256
 from cloud.stores.dynamodb import create_tables
-from host_tools import deploy
-from host_tools.cli import main
+from host_tools.cli import deploy, main
 
 
 class CloudFormationLoader(yaml.SafeLoader):

@@ -16,13 +16,13 @@ import pytest
 from cloud import observability
 from cloud.local import LocalEndpoint
 from host_tools import registry
-from host_tools.bench import readings_in_file
 from host_tools.node.clock import Clock
 from host_tools.node.delivery import Sender
 from host_tools.node.node import Node, NodeConfig
 from host_tools.node.sensor import AdafruitDriver, Sensor
 from host_tools.node.simulated import PiNode
 from host_tools.node.spool import Spool
+from host_tools.sim.verify import readings_in_file
 from tests.node.pulses import FakePulseIn, Wire, frame, wire
 
 DEVICE = "pi-e2e"

@@ -10,8 +10,8 @@ import pytest
 from cloud import observability
 from cloud.local import LocalEndpoint
 from host_tools import cli
-from host_tools.vboard import VirtualBoard
-from host_tools.vboard.board import DEEPSLEEP_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
+from host_tools.sim.vboard import VirtualBoard
+from host_tools.sim.vboard.board import DEEPSLEEP_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
 
 # Each wake prints what the chip would tell it, then does what the wake number says.
 MAIN = """
