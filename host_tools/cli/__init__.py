@@ -104,7 +104,3 @@ def _lost_board(error: Exception) -> bool:
         if loaded is not None and isinstance(error, getattr(loaded, name)):
             return True
     return False
-
-
-if __name__ == "__main__":
-    sys.exit(main())
