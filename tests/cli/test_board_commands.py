@@ -109,7 +109,7 @@ def test_status_of_a_board_without_the_app(vboard, capsys):
 
 
 def test_ctrl_c_mid_flash_says_what_the_board_holds_and_status_never_shows_a_whole_app(vboard, capsys, monkeypatch):
-    from host_tools import flash as flash_module
+    from host_tools.serial import flash as flash_module
     from host_tools.serial.board import Board
 
     flash(vboard.port, capsys)
