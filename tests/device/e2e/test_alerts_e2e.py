@@ -37,8 +37,9 @@ def test_one_notification_per_transition_through_a_bench_run(rig):
             keys[rule.rule_id] = (rule.kind, secret.webhook_secret)
         notifier = Notifier(store, attempts=1)
         # The scheduled handler runs often in real time; it reads the board's clock, so it
-        # sees each virtual minute (in AWS: every 5 minutes of real time).
-        with LocalAlerts(store, rig.board.now, interval_s=0.2, notifier=notifier) as alerts:
+        # sees each virtual minute (in AWS: every 5 minutes of real time). A board wakes about
+        # every 20 ms of real time: at 0.2 s the handler saw only every ~10th virtual minute.
+        with LocalAlerts(store, rig.board.now, interval_s=0.02, notifier=notifier) as alerts:
             rig.install(scenario, batch_size=5)
             summary = rig.run(130, scenario)
             time.sleep(0.5)  # one more scheduled run after the last wake
