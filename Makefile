@@ -9,6 +9,9 @@ DHTLINK := $(BIN)/dhtlink
 # The dashboard's tests drive Debian's chromium through Playwright; no tool downloads a browser.
 # Defined before the rules that list it: make expands prerequisites as it reads them.
 CHROMIUM := /usr/bin/chromium
+# MicroPython's ESP32 port as type stubs, for checking device/ (make lint); kept out of the venv's
+# site-packages, where they would stand in for CPython's own modules.
+DEVICE_STUBS := micropython-esp32-esp32-generic-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
 
 .PHONY: venv emulators test test-fast test-browser chromium lint serve bench flash repl provision deploy clean
 
@@ -18,6 +21,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(VENV)/device-stubs $(DEVICE_STUBS)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -50,6 +54,8 @@ test-fast: $(STAMP) $(DYNALITE)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/mypy --config-file mypy-device.ini device
 
 # The local endpoint: 127.0.0.1:$(PORT) (default 8080), data in $(DATA_DIR) (default .dhtlink).
 serve: $(STAMP)
@@ -64,7 +70,7 @@ flash: $(STAMP)
 	$(DHTLINK) flash $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(if $(ERASE),--erase)
 
 provision: $(STAMP)
-	$(DHTLINK) provision $(if $(PORT),--port $(PORT)) --device-id "$(DEVICE_ID)" --wifi-ssid "$(WIFI_SSID)" \
+	$(DHTLINK) provision $(if $(PORT),--port $(PORT)) --device "$(DEVICE_ID)" --wifi-ssid "$(WIFI_SSID)" \
 		$(if $(WIFI_PASSWORD_FILE),--wifi-password-file $(WIFI_PASSWORD_FILE)) --endpoint "$(ENDPOINT)" \
 		$(if $(AWS),--aws)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from host_tools.deploy import build_artifact  # noqa: E402
+from host_tools.cli.deploy import build_artifact  # noqa: E402
 
 TARGET_OVERHEAD = 0.20
 

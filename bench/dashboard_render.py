@@ -25,10 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cloud import admin, series  # noqa: E402
+from cloud import series  # noqa: E402
 from cloud.local import LocalEndpoint  # noqa: E402
 from cloud.protocol import Reading  # noqa: E402
 from cloud.stores.base import Delivery  # noqa: E402
+from host_tools import registry  # noqa: E402
 from tests.dashboard.conftest import launch  # noqa: E402
 
 DEVICE = "greenhouse-01"
@@ -36,12 +37,12 @@ MINUTES = 30 * 1440
 
 
 def fill(data_dir: Path, now: int) -> None:
-    store = admin.local_store(data_dir)
+    store = registry.local_store(data_dir)
     rng = random.Random(1)
     start = now - MINUTES * 60
     fleet = {DEVICE: MINUTES, "cellar": 600, "attic": 300, "garage-door": 120, "shed": 0}
     for index, (device_id, count) in enumerate(fleet.items()):
-        admin.add_device(store, device_id)
+        registry.add_device(store, device_id)
         t, h, seq = 18.0 + index, 50.0, 0
         readings = []
         for minute in range(MINUTES - count, MINUTES):
@@ -119,7 +120,7 @@ def main() -> int:
                 Counting.items += len(items)
                 return items
 
-        store = admin.local_store(Path(tmp))
+        store = registry.local_store(Path(tmp))
         series.series(Counting(), DEVICE, now - 30 * 86400, now, 1000)
         with LocalEndpoint(tmp) as endpoint, sync_playwright() as playwright:
             if args.screenshots:

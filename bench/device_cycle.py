@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cloud import observability  # noqa: E402
 from cloud.local import LocalEndpoint  # noqa: E402
 from host_tools import battery  # noqa: E402
-from host_tools.battery import CITED, ESP32_SLOWDOWN  # noqa: E402
-from host_tools.sim import board_config  # noqa: E402
-from host_tools.vboard import VirtualBoard  # noqa: E402
-from host_tools.vboard import board as vboard  # noqa: E402
+from host_tools.models.battery import CITED, ESP32_SLOWDOWN  # noqa: E402
+from host_tools.sim.run import board_config  # noqa: E402
+from host_tools.sim.vboard import VirtualBoard  # noqa: E402
+from host_tools.sim.vboard import board as vboard  # noqa: E402
 
 DEVICE = "bench-device"
 BATCH_SIZES = (1, 10, 20, 50)

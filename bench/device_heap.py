@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cloud import observability  # noqa: E402
 from cloud.local import LocalEndpoint  # noqa: E402
-from host_tools.sim import board_config  # noqa: E402
-from host_tools.vboard import VirtualBoard  # noqa: E402
+from host_tools.sim.run import board_config  # noqa: E402
+from host_tools.sim.vboard import VirtualBoard  # noqa: E402
 
 DEVICE = "heap-bench"
 BATCH_SIZES = (1, 10, 20, 25, 30, 50, 100)

@@ -20,8 +20,8 @@ from device_heap import HIGH_KIB, _completes, smallest_heap_kib  # noqa: E402
 
 from cloud import observability  # noqa: E402
 from cloud.local import LocalEndpoint  # noqa: E402
-from host_tools.sim import board_config  # noqa: E402
-from host_tools.vboard import VirtualBoard  # noqa: E402
+from host_tools.sim.run import board_config  # noqa: E402
+from host_tools.sim.vboard import VirtualBoard  # noqa: E402
 
 DEVICE = "settings-heap-bench"
 OFFER = {"interval_s": 300, "batch_size": 30, "sensor.type": "DHT11", "sensor.pin": 15, "max_batch_delay_s": 3600}

@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cloud import signing  # noqa: E402
-from host_tools.battery import ESP32_SLOWDOWN  # noqa: E402
-from host_tools.firmware import compiled_dir, sources  # noqa: E402
-from host_tools.vboard.board import MICROPYTHON  # noqa: E402
+from host_tools.models.battery import ESP32_SLOWDOWN  # noqa: E402
+from host_tools.serial.firmware import compiled_dir, sources  # noqa: E402
+from host_tools.sim.vboard.board import MICROPYTHON  # noqa: E402
 
 SECRET = "ab" * 32
 REQUEST_SIGNATURE = "v1=" + "5e" * 32

@@ -30,8 +30,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cloud import admin, ingest, observability, signing  # noqa: E402
+from cloud import ingest, observability, signing  # noqa: E402
 from cloud.local.server import to_event  # noqa: E402
+from host_tools import registry  # noqa: E402
 
 BATCH = 20
 TARGET_READINGS_S = 2000
@@ -97,8 +98,8 @@ class Device(threading.Thread):
 def handler_limit(batches: int) -> dict[str, Any]:
     """Readings/s of ingest.handle called back to back in this process: no HTTP, no threads."""
     with tempfile.TemporaryDirectory() as data_dir:
-        store = admin.local_store(data_dir)
-        secret = admin.add_device(store, "limit-000")
+        store = registry.local_store(data_dir)
+        secret = registry.add_device(store, "limit-000")
         observability.set_output(open(os.devnull, "w"))  # noqa: SIM115 - request logs are not the figures
         try:
             started = time.perf_counter()
@@ -130,8 +131,8 @@ def percentile(values: list[float], fraction: float) -> float:
 def run_load(devices: int, batches: int, max_seconds: float, rate: float = 0) -> dict[str, Any]:
     """rate: readings/s offered by the whole fleet, spread evenly over the devices; 0 = back to back."""
     with tempfile.TemporaryDirectory() as data_dir:
-        store = admin.local_store(data_dir)
-        secrets = {f"load-{n:03d}": admin.add_device(store, f"load-{n:03d}") for n in range(devices)}
+        store = registry.local_store(data_dir)
+        secrets = {f"load-{n:03d}": registry.add_device(store, f"load-{n:03d}") for n in range(devices)}
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         server = subprocess.Popen(
             [sys.executable, "-c", SERVER, data_dir],

@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from host_tools.bench import run_bench  # noqa: E402
-from host_tools.vboard import board as vboard  # noqa: E402
+from host_tools.sim.fleet import run_bench  # noqa: E402
+from host_tools.sim.vboard import board as vboard  # noqa: E402
 
 LAUNCHERS = ("wrapper", "direct", "fork")
 FIGURES = ("produced", "stored", "requests_per_reading", "bytes_per_reading")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from host_tools.bench import run_bench  # noqa: E402
+from host_tools.sim.fleet import run_bench  # noqa: E402
 
 
 def main() -> None:

@@ -21,9 +21,10 @@ from device_heap import HIGH_KIB, smallest_heap_kib  # noqa: E402
 
 from cloud import observability  # noqa: E402
 from cloud.local import LocalEndpoint  # noqa: E402
-from host_tools import firmware, ota  # noqa: E402
-from host_tools.sim import board_config  # noqa: E402
-from host_tools.vboard import VirtualBoard  # noqa: E402
+from host_tools import ota  # noqa: E402
+from host_tools.serial import firmware  # noqa: E402
+from host_tools.sim.run import board_config  # noqa: E402
+from host_tools.sim.vboard import VirtualBoard  # noqa: E402
 
 DEVICE = "ota-bench"
 
@@ -48,9 +49,9 @@ def main() -> int:
             shutil.copytree(firmware.DEVICE, source)
             app = source / "app.py"
             app.write_text(app.read_text().replace('FW = "0.1.0"', 'FW = "0.2.0"'))
-            ota.publish(endpoint.data_dir, source)
+            ota.publish(ota.LocalReleases(endpoint.data_dir), source)
             files = len(ota.release_files(source))
-            offer = ota.target(endpoint.data_dir, "0.2.0")
+            offer = ota.target(ota.LocalReleases(endpoint.data_dir), "0.2.0")
             endpoint.store.set_ota_target(DEVICE, offer)
             base_flash = flash_bytes(board.dir)
             net0 = board.net()

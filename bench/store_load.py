@@ -35,8 +35,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cloud import admin, signing  # noqa: E402
+from cloud import signing  # noqa: E402
 from cloud.stores.dynamodb import DynamoDBStore, create_tables  # noqa: E402
+from host_tools import registry  # noqa: E402
 from host_tools.dynamodb_server import MotoServer  # noqa: E402
 
 BATCH = 20
@@ -49,8 +50,8 @@ SERVER = """
 import collections, json, sys, threading
 from cloud import observability
 from cloud.local import LocalEndpoint
-from cloud import admin
-from host_tools.bench import OverlapCounter
+from host_tools import registry
+from host_tools.sim.fleet import OverlapCounter
 data_dir, kind, url = sys.argv[1], sys.argv[2], sys.argv[3]
 log = open(data_dir + "/endpoint.log", "w")
 observability.set_output(log)
@@ -62,7 +63,7 @@ if kind == "dynamodb":
     db.meta.events.register("before-call.dynamodb", lambda model, **_: calls.update([model.name]))
     store = OverlapCounter(DynamoDBStore(sys.argv[4], sys.argv[5], db))
 else:
-    store = OverlapCounter(admin.local_store(data_dir))
+    store = OverlapCounter(registry.local_store(data_dir))
 with LocalEndpoint(data_dir, read_token="bench-read-token-not-secret", store=store) as endpoint:
     print(endpoint.port, flush=True)
     sys.stdin.read()  # until the bench closes our stdin
@@ -134,8 +135,8 @@ def run(kind: str, devices: int, batches: int) -> dict[str, Any]:
             create_tables(db, READINGS, DEVICES)
             store: Any = DynamoDBStore(READINGS, DEVICES, db)
         else:
-            store = admin.local_store(data_dir)
-        secrets = {d: admin.add_device(store, d) for d in ids}
+            store = registry.local_store(data_dir)
+        secrets = {d: registry.add_device(store, d) for d in ids}
         server = subprocess.Popen(
             [sys.executable, "-c", SERVER, data_dir, kind, moto.url, READINGS, DEVICES],
             stdin=subprocess.PIPE,

@@ -16,6 +16,9 @@ from typing import Any, TextIO
 
 NAMESPACE = "dhtlink"
 _output: TextIO | None = None  # None: stdout, where Lambda hands lines to CloudWatch
+# None: with the log lines (in Lambda both go to stdout, and CloudWatch tells them apart);
+# the local endpoint keeps them out of its console, which shows log lines only.
+_metrics_output: TextIO | None = None
 # The request being served, on every log line: one request's lines can be found among many.
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -61,8 +64,14 @@ def set_output(stream: TextIO | None) -> None:
     _output = stream
 
 
-def _emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record, default=str), file=_output or sys.stdout, flush=True)
+def set_metrics_output(stream: TextIO | None) -> None:
+    """Send the metric (EMF) records to their own stream; None: with the log lines."""
+    global _metrics_output
+    _metrics_output = stream
+
+
+def _emit(record: dict[str, Any], stream: TextIO | None = None) -> None:
+    print(json.dumps(record, default=str), file=stream or _output or sys.stdout, flush=True)
 
 
 def log(level: str, message: str, **fields: Any) -> None:
@@ -92,4 +101,4 @@ def metrics(route: str, **counts: int) -> None:
         **({"request_id": _request_id.get()} if _request_id.get() else {}),
         **counts,
     }
-    _emit(record)
+    _emit(record, _metrics_output)

@@ -12,8 +12,9 @@ import itertools
 import json
 import math
 import re
+import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from cloud import signing
 
@@ -23,6 +24,13 @@ MAX_SKEW_S = 300
 T_RANGE = (-40.0, 80.0)
 H_RANGE = (0.0, 100.0)
 DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SECRET = re.compile(r"[0-9a-f]{64}")  # 32 random bytes, lowercase hex, wherever stored or shown
+
+
+def new_secret() -> str:
+    return secrets.token_hex(32)
+
+
 # Decimal seconds as the device signed them: no sign, no leading zero (the signature covers
 # the header's text, so "01795390000" could never verify against the number it means).
 TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,11}")
@@ -166,7 +174,7 @@ def check_freshness(timestamp: int, now: float) -> None:
         )
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

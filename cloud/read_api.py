@@ -26,6 +26,7 @@ KNOWN_PARAMS = {
     "/data": {"device_id", "from", "to", "limit", "cursor"},
     "/devices": {"limit", "cursor"},
     "/data/series": {"device_id", "from", "to", "points"},
+    "/alerts": {"limit", "device_id"},
 }
 
 
@@ -89,6 +90,7 @@ def handle(event: dict[str, Any], store: Store, read_token_sha256: str) -> dict[
         elif path.endswith("/alerts"):
             from cloud.alerts.admin import overview
 
+            _check_params(params, "/alerts")
             limit = _int_param(params, "limit", 100, 1, MAX_LIMIT)
             device = _device_param(params) if params.get("device_id") else None
             result = respond(200, overview(store, int(time.time()), limit or 100, device))

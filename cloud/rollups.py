@@ -77,7 +77,7 @@ def day_slots(day_start: int, hours: dict[int, list[Slot]]) -> list[Slot]:
 
 
 def count(slots: Sequence[Slot]) -> int:
-    return sum(s[0] for s in slots if s)
+    return int(sum(s[0] for s in slots if s))
 
 
 def touched(timestamps: Iterable[int]) -> tuple[list[int], list[int]]:

@@ -44,13 +44,15 @@ def _raw(store: Store, device_id: str, from_ts: int, to_ts: int, points: int) ->
 def _buckets(store: Store, device_id: str, from_ts: int, to_ts: int, step: int) -> list[list[Any]]:
     level = rollups.HOUR_LEVEL if step < rollups.HOUR else rollups.DAY_LEVEL
     span, width = rollups.SLOTS[level]
-    merged: dict[int, list[Any]] = {}
+    merged: dict[int, list[float]] = {}
     for start, slots in store.query_rollups(device_id, level, rollups.start_of(from_ts, span), to_ts):
         for index, slot in enumerate(slots):
             slot_start = start + index * width
             if slot and from_ts < slot_start + width and slot_start <= to_ts:
                 bucket = rollups.start_of(slot_start, step)
-                merged[bucket] = rollups.merge([merged.get(bucket), slot])
+                combined = rollups.merge([merged.get(bucket), slot])
+                if combined:  # never empty here: slot is not
+                    merged[bucket] = combined
     rows = []
     for bucket in sorted(merged):
         n, st, lo_t, hi_t, sh, lo_h, hi_h = merged[bucket]

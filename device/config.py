@@ -20,8 +20,12 @@ DEFAULTS = {
 }
 MODES = ("deep_sleep", "always_on")
 SENSORS = ("DHT22", "DHT11")
+# The protocol's facts, as cloud/protocol.py states them (tests/test_protocol_contract.py).
 HEX = "0123456789abcdef"
+SECRET_LEN = 64  # 32 random bytes as lowercase hex
 ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+ID_MAX = 64
+BATCH_MAX = 100  # readings in one POST
 
 
 class ConfigError(Exception):
@@ -48,10 +52,10 @@ def validate(cfg):
         if key not in cfg:
             cfg[key] = DEFAULTS[key]
     dev = cfg["device_id"]
-    if not isinstance(dev, str) or not 1 <= len(dev) <= 64 or any(c not in ID_CHARS for c in dev):
+    if not isinstance(dev, str) or not 1 <= len(dev) <= ID_MAX or any(c not in ID_CHARS for c in dev):
         raise ConfigError("device_id: 1-64 characters of A-Z a-z 0-9 _ -")
     sec = cfg["secret"]
-    if not isinstance(sec, str) or len(sec) != 64 or any(c not in HEX for c in sec):
+    if not isinstance(sec, str) or len(sec) != SECRET_LEN or any(c not in HEX for c in sec):
         raise ConfigError("secret: must be 64 lowercase hex characters")
     nets = cfg["wifi"]
     if not isinstance(nets, list) or not nets:
@@ -71,7 +75,7 @@ def validate(cfg):
     if not isinstance(pin, int) or not 0 <= pin <= 48:
         raise ConfigError("sensor.pin: must be a GPIO number from 0 to 48")
     _int(cfg, "interval_s", 2, 86400)
-    _int(cfg, "batch_size", 1, 100)
+    _int(cfg, "batch_size", 1, BATCH_MAX)
     _int(cfg, "max_batch_delay_s", 0, 7 * 86400)
     _int(cfg, "spool_max", 10, 100000)
     if cfg["mode"] not in MODES:

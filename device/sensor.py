@@ -6,7 +6,7 @@ try:
     import dht
     import machine
 except ImportError:  # CircuitPython, or CPython with Blinka
-    dht = None
+    dht = None  # type: ignore[assignment]
 
 MIN_INTERVAL_MS = {"DHT22": 2000, "DHT11": 1000}
 POWER_UP_MS = {"DHT22": 2000, "DHT11": 1000}

@@ -1,34 +1,101 @@
-"""`dhtlink ota publish`: the app as a release for over-the-air updates.
+"""Over-the-air app releases, host side: publish, roll out, follow (docs/ota.md).
 
-A release is the same compiled files `make flash` uploads (host_tools/firmware.py), less
-boot.py and main.py, which stay the board's own (the part that must survive a bad
-release), with a manifest naming each file's size and SHA-256. Its version is the app's
-own `FW` (device/app.py): a board reports that in `status.fw`, which is how the receiver
-will know a board runs the release. Releases are kept under $DATA_DIR/releases/VERSION/
-and never change once published: the same version with other content is refused.
+A release is the same compiled files `make flash` uploads (host_tools/serial/firmware.py),
+less boot.py, main.py and updater.py, which stay the board's own (the part that must
+survive a bad release), with a manifest naming each file's size and SHA-256. Its version
+is the app's own `FW` (device/app.py): a board reports that in `status.fw`, which is how
+the receiver knows a board runs the release. A published release never changes: the same
+version with other content is refused.
 
-`dhtlink ota rollout` points devices at a release in the registry; the receiver then
-offers it in its signed answer (docs/ota.md). `dhtlink ota status` shows where each
-device is. Releases are served by the local endpoint (`dhtlink serve`) from the same
-DATA_DIR; a deployed stack does not serve them yet.
+Releases live where the receiver serves them from (cloud/releases.py): under
+DATA_DIR/releases/VERSION/ for the local endpoint, in the deployed stack's ReleasesBucket
+under releases/VERSION/ for API Gateway. One class per medium, the same verbs.
 """
 
-import argparse
 import hashlib
 import json
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from host_tools import firmware
-from host_tools.common import data_dir
-from host_tools.errors import CommandError, UsageError
+from cloud.releases import MANIFEST, PREFIX, VERSION, directory_reader, s3_reader
+from host_tools.errors import CommandError
+from host_tools.serial import firmware
 
-RELEASES = "releases"
-MANIFEST = "manifest.json"
-VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}")  # fits status.fw (32 characters)
+BOARD_OWN = (*firmware.SOURCE_ONLY, "updater.mpy")  # what switches and rolls back: never in a release
+
+
+class Releases:
+    """Where published releases are kept: read a file (as the receiver does), write a whole release."""
+
+    where = ""
+
+    def __init__(self, read: Callable[[str, str], bytes | None]) -> None:
+        self.read = read
+
+    def write_release(self, version: str, files: dict[str, bytes], manifest: bytes) -> None:
+        """Store files, then the manifest: a release without its manifest is not published."""
+        raise NotImplementedError
+
+
+class LocalReleases(Releases):
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / PREFIX
+        self.where = str(self.root)
+        super().__init__(directory_reader(self.root))
+
+    def write_release(self, version: str, files: dict[str, bytes], manifest: bytes) -> None:
+        # Written to a temporary folder and renamed into place: a release folder is always whole.
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.root))
+        try:
+            for name, data in files.items():
+                (staging / name).write_bytes(data)
+            (staging / MANIFEST).write_bytes(manifest)
+            shutil.rmtree(self.root / version, ignore_errors=True)  # files of an upload cut before its manifest
+            staging.rename(self.root / version)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+class S3Releases(Releases):
+    def __init__(self, bucket: str, client: Any = None) -> None:
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3")
+        self.bucket, self.client = bucket, client
+        self.where = f"s3://{bucket}/{PREFIX}/"
+        super().__init__(s3_reader(bucket, client))
+
+    def write_release(self, version: str, files: dict[str, bytes], manifest: bytes) -> None:
+        # The manifest goes last: a board is offered a release only through its manifest's
+        # digest, so files of a cut upload are never fetched (and the next publish rewrites them).
+        for name, data in [*sorted(files.items()), (MANIFEST, manifest)]:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=f"{PREFIX}/{version}/{name}",
+                Body=data,
+                ContentType="application/octet-stream",
+            )
+
+
+def stack_releases(stack: str) -> S3Releases:
+    """The releases of a deployed stack (its ReleasesBucketName output)."""
+    from host_tools import registry
+
+    try:
+        bucket = registry.stack_outputs(stack).get("ReleasesBucketName")
+    except LookupError as error:
+        raise CommandError(str(error)) from None
+    except Exception as error:  # botocore's credential and region errors share no base class worth naming
+        raise CommandError(f"cannot reach AWS: {error}") from None
+    if not bucket:
+        raise CommandError(f"stack {stack!r} has no ReleasesBucketName output: redeploy it (`make deploy`)")
+    return S3Releases(bucket)
 
 
 def app_version(device_dir: Path = firmware.DEVICE) -> str:
@@ -49,65 +116,47 @@ def manifest_bytes(version: str, files: dict[str, bytes]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
-BOARD_OWN = (*firmware.SOURCE_ONLY, "updater.mpy")  # what switches and rolls back: never in a release
-
-
 def release_files(device_dir: Path = firmware.DEVICE) -> dict[str, bytes]:
     return {name: data for name, data in firmware.build(device_dir).items() if name not in BOARD_OWN}
 
 
-def publish(root: Path, device_dir: Path = firmware.DEVICE) -> tuple[str, dict[str, Any], bool]:
-    """Build and store the release of the app in device_dir under root/releases/VERSION;
-    returns (version, manifest, newly published). Written to a temporary directory and
-    renamed into place, so a release directory is always whole."""
+def publish(releases: Releases, device_dir: Path = firmware.DEVICE) -> tuple[str, dict[str, Any], bool]:
+    """Build the app in device_dir and publish it; returns (version, manifest, newly published)."""
     version = app_version(device_dir)
     files = release_files(device_dir)
     manifest = manifest_bytes(version, files)
-    releases = root / RELEASES
-    target = releases / version
-    if target.exists():
-        if (target / MANIFEST).read_bytes() == manifest:
+    published = releases.read(version, MANIFEST)
+    if published is not None:
+        if published == manifest:
             return version, json.loads(manifest), False
         raise CommandError(
             f"release {version} is already published with other content: a release never changes, so raise "
             'FW = "..." in device/app.py for this one'
         )
-    releases.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=releases))
-    try:
-        for name, data in files.items():
-            (staging / name).write_bytes(data)
-        (staging / MANIFEST).write_bytes(manifest)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    releases.write_release(version, files, manifest)
     return version, json.loads(manifest), True
 
 
-def target(root: Path, version: str) -> dict[str, Any]:
+def target(releases: Releases, version: str) -> dict[str, Any]:
     """What the receiver offers for a published release: {"v", "sha", "size"}."""
-    path = root / RELEASES / version / MANIFEST
-    if not VERSION.fullmatch(version) or not path.is_file():
-        raise CommandError(f"no release {version} in {root / RELEASES}: `dhtlink ota publish` makes one")
-    manifest = path.read_bytes()
+    manifest = releases.read(version, MANIFEST) if VERSION.fullmatch(version) else None
+    if manifest is None:
+        raise CommandError(f"no release {version} in {releases.where}: `dhtlink ota publish` makes one")
     return {"v": version, "sha": hashlib.sha256(manifest).hexdigest(), "size": json.loads(manifest)["size"]}
 
 
 def rollout(store: Any, offer: dict[str, Any], device: str | None, canary: int | None) -> list[str]:
     """Point one device, or all (the first `canary` of those not yet targeted), at the
     release; returns the device ids newly targeted."""
-    if device is not None:
-        from cloud.stores.base import NoSuchDevice
+    from host_tools import registry
 
-        try:
-            store.set_ota_target(device, offer)
-        except NoSuchDevice:
-            raise CommandError(f"no device {device} in the registry") from None
+    if device is not None:
+        registry.set_ota_target(store, device, offer)
         return [device]
     rows = [row for row in store.list_devices() if (row.get("ota_target") or {}).get("v") != offer["v"]]
     chosen = [row["device_id"] for row in sorted(rows, key=lambda r: r["device_id"])][:canary]
     for device_id in chosen:
-        store.set_ota_target(device_id, offer)
+        registry.set_ota_target(store, device_id, offer)
     return chosen
 
 
@@ -122,71 +171,8 @@ def state(row: dict[str, Any]) -> str:
         return f"runs {version}" + (" (on trial)" if status.get("ota") == "trial" else "")
     if status.get("ota_failed") == version:
         return f"{version} ROLLED BACK or refused: {status.get('ota_error')}"
-    if status.get("ota") in ("download", "ready"):
-        return f"{version} {status['ota']}ing" if status["ota"] == "download" else f"{version} ready, switching"
+    if status.get("ota") == "download":
+        return f"{version} downloading"
+    if status.get("ota") == "ready":
+        return f"{version} ready, switching"
     return f"{version} offered at its next send"
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "ota",
-        help="over-the-air app releases",
-        description="Publish the app (device/) as a release with a manifest of file sizes and SHA-256 digests, "
-        "under $DATA_DIR/releases/. Its version is FW in device/app.py. See docs/ota.md.",
-    )
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("publish", help="build the app into a release (version: FW in device/app.py)")
-    roll = actions.add_parser("rollout", help="offer a published release to a device or the fleet")
-    roll.add_argument("version")
-    which = roll.add_mutually_exclusive_group(required=True)
-    which.add_argument("--device", default=None, help="one device id")
-    which.add_argument("--all", action="store_true", help="every registered device")
-    roll.add_argument("--canary", default=None, help="with --all: only this many devices not yet targeted")
-    actions.add_parser("status", help="each device's release target and what it reports")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    root = data_dir()
-    if args.action == "rollout":
-        return run_rollout(args, root)
-    if args.action == "status":
-        from cloud import admin
-
-        rows = admin.local_store(root).list_devices()
-        if not rows:
-            print("no devices: `dhtlink devices add ID` registers one")
-        for row in rows:
-            fw = (row.get("last_status") or {}).get("fw", "-")
-            print(f"{row['device_id']:<24} fw={fw:<10} {state(row)}")
-        return 0
-    version, manifest, new = publish(root)
-    where = root / RELEASES / version
-    files = manifest["files"]
-    if new:
-        print(f"published release {version}: {len(files)} files, {manifest['size']} bytes, in {where}")
-    else:
-        print(f"release {version} is already published with this content ({where})")
-    return 0
-
-
-def run_rollout(args: argparse.Namespace, root: Path) -> int:
-    from cloud import admin
-
-    canary = None
-    if args.canary is not None:
-        if not args.all:
-            raise UsageError("--canary goes with --all")
-        if not args.canary.isdigit() or int(args.canary) < 1:
-            raise UsageError(f"--canary must be a whole number of devices from 1 up, got {args.canary!r}")
-        canary = int(args.canary)
-    if args.device is not None:
-        try:
-            admin.check_device_id(args.device)
-        except admin.InvalidDeviceId as error:
-            raise UsageError(f"--device: {error}") from None
-    offer = target(root, args.version)
-    chosen = rollout(admin.local_store(root), offer, args.device, canary)
-    print(f"release {args.version} offered to {len(chosen)} device(s): {', '.join(chosen) or 'none left'}")
-    print("  each downloads it at its next sends and switches at the boot after; `dhtlink ota status` follows it")
-    return 0

@@ -142,10 +142,10 @@ def _enable_ttl(db: Any, readings_table: str) -> None:
 def open_store(choice: StoreChoice, data_dir: Path) -> tuple[Any, list[str]]:
     """The store and any warnings about its tables; a CommandError in one line when the tables
     are missing or differ from the template, or DynamoDB cannot be reached."""
-    from cloud import admin
+    from host_tools import registry
 
     if choice.kind == "sqlite":
-        return admin.local_store(data_dir), []
+        return registry.local_store(data_dir), []
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
     from cloud.stores.dynamodb import (
@@ -164,7 +164,7 @@ def open_store(choice: StoreChoice, data_dir: Path) -> tuple[Any, list[str]]:
         db = _dynamodb_client(choice.endpoint)
         if choice.stack:
             try:
-                outputs = admin.stack_outputs(choice.stack)
+                outputs = registry.stack_outputs(choice.stack)
             except LookupError as error:
                 raise CommandError(str(error)) from None
             readings, devices = outputs.get("ReadingsTableName"), outputs.get("DevicesTableName")

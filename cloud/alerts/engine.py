@@ -14,7 +14,7 @@ from typing import Any
 from cloud.alerts.rules import HISTORY_S, VALUE_KINDS, Rule, format_duration, rule_from_item
 from cloud.observability import log
 
-Deliver = Callable[[Rule, dict[str, Any]], None]
+Deliver = Callable[[Rule, dict[str, Any]], object]  # what it returns (a delivery record) is not used here
 
 
 def fresh_state(rule: Rule, device_id: str) -> dict[str, Any]:

@@ -36,13 +36,14 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
-from cloud import admin, dashboard, ingest, protocol, read_api
+from cloud import dashboard, ingest, protocol, read_api, releases
+from cloud.local import files as data_files
+from cloud.local import routes
 from cloud.observability import log, request_context
 from cloud.responses import error
 from cloud.stores.base import Store
 
 Clock = Callable[[str | None], float]
-READ_ROUTES = ("/data/latest", "/data", "/data/series", "/devices", "/alerts")
 DEFAULT_RETENTION_S = 400 * 86400
 # A board's request is one small POST; 10 s to receive it is generous on any LAN.
 READ_TIMEOUT_S = 10
@@ -155,6 +156,7 @@ class _Channel(HTTPChannel):
 class _Server(TcpWSGIServer):
     channel_class = _Channel
     read_timeout_s: float = READ_TIMEOUT_S
+    next_channel_cleanup: float = 0  # waitress's, declared here for the override below
 
     def readable(self) -> bool:
         # Keep accepting at the cap: handle_accept refuses in words instead of the backlog hanging.
@@ -240,8 +242,9 @@ class LocalEndpoint:
         threads: int = 6,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.store = store or admin.local_store(self.data_dir)
-        self.read_token = admin.read_token(self.data_dir, read_token)
+        self._releases = releases.directory_reader(self.data_dir / releases.PREFIX)
+        self.store = store or data_files.local_store(self.data_dir)
+        self.read_token = data_files.read_token(self.data_dir, read_token)
         self._read_token_sha256 = protocol.token_sha256(self.read_token)
         self.clock = clock or wall_clock
         self.retention_s = retention_s
@@ -288,7 +291,10 @@ class LocalEndpoint:
         return f"http://{self.host}:{self.port}"
 
     def add_device(self, device_id: str) -> str:
-        return admin.add_device(self.store, device_id)
+        """Register a device in this endpoint's store; returns its new secret (tests, benches)."""
+        secret = protocol.new_secret()
+        self.store.add_device(device_id, secret, int(time.time()))
+        return secret
 
     # -- requests -----------------------------------------------------------
     def _count(self, response: dict[str, Any]) -> None:
@@ -303,22 +309,21 @@ class LocalEndpoint:
                 self._totals["rejected"] = self._totals.get("rejected", 0) + len(answer["rejected"])
 
     def _route(self, event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
-        if path == "/data" and method == "POST":
+        handler = routes.handler(method, path)
+        if handler == routes.INGEST:
             response = ingest.handle(
                 event, self.store, self.clock(event["headers"].get("x-device-id")), self.retention_s
             )
             self._count(response)
             return response
-        if path in READ_ROUTES and method == "GET":
+        if handler == routes.READ:
             return read_api.handle(event, self.store, self._read_token_sha256)
-        if path.startswith("/ota/") and method == "GET":
-            from cloud import releases
-
-            return releases.answer(self.data_dir / "releases", path, event["headers"].get("range"))
-        if dashboard.is_dashboard_path(path):
+        if handler == routes.RELEASES:
+            return releases.answer(self._releases, path, event["headers"].get("range"))
+        if handler == routes.DASHBOARD:
             return dashboard.handle(event)
-        if path in READ_ROUTES:
-            allowed = "GET, POST" if path == "/data" else "GET"
+        allowed = ", ".join(routes.methods(path))
+        if allowed:
             response = error(405, "method_not_allowed", f"{path} answers {allowed} only")
             response["headers"]["allow"] = allowed
             return response
@@ -392,7 +397,7 @@ class LocalEndpoint:
                 # Seen rarely under a loaded test run (EBADF: the trigger's pipe already closed,
                 # cause not found): close from here instead, so stopping never fails.
                 log("WARNING", "local endpoint: could not wake the server loop to stop it", error=repr(failure))
-        if woken:
+        if woken and self._thread:
             self._thread.join(timeout=5)
         else:
             wasyncore.close_all(self._server._map, ignore_all=True)

@@ -179,8 +179,9 @@ class SQLiteStore:
         return db
 
     def _device_row(self, row: sqlite3.Row | None) -> dict[str, Any] | None:
-        if row is None:
-            return None
+        return None if row is None else self._device(row)
+
+    def _device(self, row: sqlite3.Row) -> dict[str, Any]:
         out = dict(row)
         for key in ("last_status", "last_reading", "desired", "ota_target"):
             out[key] = json.loads(out[key]) if out[key] else None
@@ -204,7 +205,7 @@ class SQLiteStore:
     @_busy_is_store_busy
     def list_devices(self) -> list[dict[str, Any]]:
         rows = self._connect().execute("SELECT * FROM devices ORDER BY device_id").fetchall()
-        return [self._device_row(row) for row in rows]
+        return [self._device(row) for row in rows]
 
     @_busy_is_store_busy
     def page_devices(self, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -214,7 +215,7 @@ class SQLiteStore:
             .execute("SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after, limit + 1))
             .fetchall()
         )
-        page = [self._device_row(row) for row in rows[:limit]]
+        page = [self._device(row) for row in rows[:limit]]
         return page, (encode_cursor({"after": page[-1]["device_id"]}) if len(rows) > limit else None)
 
     @_busy_is_store_busy
@@ -455,9 +456,9 @@ class SQLiteStore:
         self._write(work, durable=False)
 
     def alert_states(self, device_id: str | None = None) -> list[dict[str, Any]]:
-        sql, args = "SELECT state, version FROM alert_state", ()
+        sql, args = "SELECT state, version FROM alert_state", [] if device_id is None else [device_id]
         if device_id is not None:
-            sql, args = sql + " WHERE device_id = ?", (device_id,)
+            sql += " WHERE device_id = ?"
         rows = self._alerts_db().execute(sql, args).fetchall()
         return [{**json.loads(row["state"]), "version": row["version"]} for row in rows]
 
@@ -483,7 +484,8 @@ class SQLiteStore:
 
     def alert_events(self, now: int, limit: int = 100, rule_id: str | None = None) -> list[dict[str, Any]]:
         """History newest first, without what has outlived its retention."""
-        sql, args = "SELECT event FROM alert_events WHERE expires_at > ?", [now]
+        sql = "SELECT event FROM alert_events WHERE expires_at > ?"
+        args: list[Any] = [now]
         if rule_id:
             sql += " AND rule_id = ?"
             args.append(rule_id)

@@ -4,7 +4,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import signal
 import stat
 import sys
@@ -12,20 +11,25 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cloud.protocol import DEVICE_ID, SECRET
+from host_tools.common import DATA_PATH, base_url
 from host_tools.errors import CommandError, UsageError
-
-DEVICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-SECRET = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _node_options(parser: argparse.ArgumentParser) -> None:
     from host_tools.node.node import DEFAULT_STATE_DIR
 
-    parser.add_argument("--device-id", help="the id registered with `dhtlink devices add`")
+    parser.add_argument("--device", dest="device_id", metavar="ID", help="the id registered with `dhtlink devices add`")
+    parser.add_argument("--device-id", dest="device_id", help=argparse.SUPPRESS)  # the old spelling
     parser.add_argument(
         "--secret-file", type=Path, help="file holding the device secret (mode 600), or `devices add --json` output"
     )
-    parser.add_argument("--endpoint", help="the receiver's POST URL, e.g. http://192.168.1.10:8080/data")
+    parser.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="the receiver's base URL, e.g. http://192.168.1.10:8080 (the node POSTs to it + /data; "
+        "a URL ending in /data works too)",
+    )
     parser.add_argument("--sensor", default="DHT22", help="DHT22 (default) or DHT11")
     parser.add_argument("--pin", default="D4", help="Blinka board pin name of the data line (default D4 = GPIO4)")
     parser.add_argument("--interval", type=int, default=60, help="seconds between readings (default 60)")
@@ -69,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def read_secret(path: Path, device_id: str) -> str:
     """The device secret from a file only its owner can read. Never echoes the content."""
-    if SECRET.match(path.name):
+    if SECRET.fullmatch(path.name):
         raise UsageError("--secret-file takes the path of a file holding the secret, not the secret itself")
     try:
         info = path.stat()
@@ -96,7 +100,7 @@ def read_secret(path: Path, device_id: str) -> str:
         if data.get("device_id") not in (None, device_id):
             raise UsageError(f"--secret-file {path} is for device {data.get('device_id')!r}, not {device_id!r}")
         text = str(data.get("secret", ""))
-    if not SECRET.match(text):
+    if not SECRET.fullmatch(text):
         raise UsageError(
             f"--secret-file {path} must hold the 64 lowercase hex characters `dhtlink devices add` printed"
         )
@@ -107,16 +111,15 @@ def node_config(args: argparse.Namespace):
     from host_tools.node.node import NodeConfig
     from host_tools.node.sensor import KINDS, PIN_NAME
 
-    for option in ("device_id", "secret_file", "endpoint"):
+    for option, flag in (("device_id", "--device"), ("secret_file", "--secret-file"), ("endpoint", "--endpoint")):
         if getattr(args, option) is None:
-            raise UsageError(f"--{option.replace('_', '-')} is required")
-    if not DEVICE_ID.match(args.device_id):
-        raise UsageError("--device-id must be 1-64 characters of A-Z a-z 0-9 _ -")
+            raise UsageError(f"{flag} is required")
+    if not DEVICE_ID.fullmatch(args.device_id):
+        raise UsageError("--device must be 1-64 characters of A-Z a-z 0-9 _ -")
     url = urlsplit(args.endpoint)
     if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
         raise UsageError(f"--endpoint must be an http:// or https:// URL, got {args.endpoint!r}")
-    if not url.path.endswith("/data"):
-        raise UsageError(f"--endpoint is the POST URL ending in /data, e.g. {args.endpoint.rstrip('/')}/data")
+    endpoint = base_url(args.endpoint) + DATA_PATH
     if args.sensor not in KINDS:
         raise UsageError(f"--sensor must be DHT22 or DHT11, got {args.sensor!r}")
     if not PIN_NAME.match(args.pin):
@@ -131,7 +134,7 @@ def node_config(args: argparse.Namespace):
             raise UsageError(f"--{option.replace('_', '-')} must be from {low} to {high}")
     return NodeConfig(
         device_id=args.device_id,
-        endpoint=args.endpoint,
+        endpoint=endpoint,
         secret=read_secret(args.secret_file, args.device_id),
         sensor=args.sensor,
         pin=args.pin,
@@ -238,7 +241,7 @@ def install_service(args: argparse.Namespace) -> int:
     if args.user == "root" or args.user.isdigit() and int(args.user) == 0:
         raise UsageError("--user must not be root: the node needs only the gpio group")
     node_args = [
-        "--device-id", config.device_id,
+        "--device", config.device_id,
         "--endpoint", config.endpoint,
         "--sensor", config.sensor,
         "--pin", config.pin,

@@ -5,6 +5,7 @@ minimum interval between reads, up to three tries, implausible frames refused, e
 failed try counted, and a failed read gives None, never the previous value.
 """
 
+import importlib
 import re
 import types
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ def resolve_pin(name: str, board: Any = None) -> Any:
         raise SensorSetupError(f"--pin must be a board pin name such as D4, got {name!r}")
     if board is None:
         try:
-            import board
+            board = importlib.import_module("board")
         except Exception as error:  # Blinka raises NotImplementedError, RuntimeError or ImportError by board
             raise SensorSetupError(f"cannot load Blinka's board module ({error}); pip install 'dhtlink[pi]'") from None
     pin = getattr(board, name, None)

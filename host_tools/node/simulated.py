@@ -12,7 +12,7 @@ from host_tools.node.delivery import Sender
 from host_tools.node.node import Node, NodeConfig
 from host_tools.node.sensor import FrameError, Sensor
 from host_tools.node.spool import Spool
-from host_tools.sim import Summary
+from host_tools.sim.run import Summary
 
 
 class SimulatedDriver:
@@ -49,7 +49,6 @@ class PiNode:
             scenario.get("t_mean", 21.0), scenario.get("seed", 1), scenario.get("sensor_fail_rate", 0)
         )
         self.senders: list[Sender] = []
-        self.node: Node | None = None
         self.power_cuts = 0
 
     def boot(self, endpoint: str) -> Node:

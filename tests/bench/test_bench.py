@@ -7,12 +7,13 @@ import pytest
 
 from cloud import observability
 from cloud.local import LocalEndpoint
-from host_tools import battery, costs
-from host_tools.bench import Fleet, run_bench, seqs_in_file, seqs_in_store, verify
-from host_tools.chaos import IMPOSTORS
 from host_tools.cli import main
-from host_tools.sim import Summary
-from host_tools.vboard import VirtualBoard
+from host_tools.models import battery, costs
+from host_tools.sim.chaos import IMPOSTORS
+from host_tools.sim.fleet import Fleet, run_bench
+from host_tools.sim.run import Summary
+from host_tools.sim.vboard import VirtualBoard
+from host_tools.sim.verify import readings_in_file, readings_in_store, verify
 
 JSON_KEYS = {
     "produced",
@@ -30,34 +31,38 @@ def summary(taken, spooled=0, dropped=0):
     return Summary("d", 10, taken, taken - spooled - dropped, spooled, dropped, 0, 0, 1, 1, 1, 0)
 
 
-def store_with(tmp_path, seqs, unique=True):
+def store_with(tmp_path, seqs, content=None):
+    """A store holding seqs; content maps a seq to its (ts, t, h) (default: one per seq)."""
     path = tmp_path / "s.sqlite3"
+    content = content or {}
     with sqlite3.connect(path) as db:
-        key = ", PRIMARY KEY (device_id, seq)" if unique else ""
-        db.execute(f"CREATE TABLE readings (device_id TEXT, seq INTEGER{key})")
-        db.executemany("INSERT INTO readings VALUES ('d', ?)", [(s,) for s in seqs])
+        columns = "device_id TEXT, seq INTEGER, ts INTEGER, t REAL, h REAL, PRIMARY KEY (device_id, seq)"
+        db.execute(f"CREATE TABLE readings ({columns})")
+        rows = [(s, *content.get(s, (1795000000 + 60 * s, 21.0, 50.0))) for s in seqs]
+        db.executemany("INSERT INTO readings VALUES ('d', ?, ?, ?, ?)", rows)
     return path
 
 
 def test_verify_passes_a_complete_store(tmp_path):
-    result = verify(seqs_in_file(store_with(tmp_path, range(10)), "d"), "d", summary(12, spooled=2))
+    result = verify(readings_in_file(store_with(tmp_path, range(10)), "d"), "d", summary(12, spooled=2))
     assert (result.lost, result.duplicates_stored, result.missing_seqs) == (0, 0, [])
 
 
-def test_verify_finds_a_gap_and_a_duplicate(tmp_path):
-    seqs = [0, 1, 2, 5, 6, 6, 7]
-    result = verify(seqs_in_file(store_with(tmp_path, seqs, unique=False), "d"), "d", summary(8))
+def test_verify_finds_a_gap_and_a_reading_stored_again_under_another_seq(tmp_path):
+    # seq 7 holds seq 6's measurement: a reading renumbered after it was stored
+    store = store_with(tmp_path, [0, 1, 2, 5, 6, 7], content={7: (1795000000 + 360, 21.0, 50.0)})
+    result = verify(readings_in_file(store, "d"), "d", summary(8))
     assert result.lost == 2 and result.missing_seqs == [[3, 4]]
     assert result.duplicates_stored == 1
 
 
 def test_dropped_readings_are_accounted_not_lost(tmp_path):
-    result = verify(seqs_in_file(store_with(tmp_path, [0, 1, 3]), "d"), "d", summary(4, dropped=1))
+    result = verify(readings_in_file(store_with(tmp_path, [0, 1, 3]), "d"), "d", summary(4, dropped=1))
     assert result.lost == 0 and result.missing_seqs == [[2, 2]]
 
 
 def test_drops_are_explained_by_cause_and_a_gap_in_the_causes_is_flagged(tmp_path):
-    rows = seqs_in_file(store_with(tmp_path, [0, 1, 5]), "d")
+    rows = readings_in_file(store_with(tmp_path, [0, 1, 5]), "d")
     explained = summary(6, dropped=3)
     explained.drops = {"drop_clock": 2, "drop_poison": 1}
     result = verify(rows, "d", explained)
@@ -183,13 +188,13 @@ def test_fleet_against_a_separately_served_endpoint(endpoint, tmp_path, capsys, 
         assert device_id.startswith("bench-2")  # fresh ids per run against a shared receiver
         stored = endpoint.store.query_readings(device_id, limit=1000)[0]
         assert len(stored) == figures["stored"] > 0
-    assert f"--url {endpoint.url}" in capsys.readouterr().out
+    assert f"--endpoint {endpoint.url}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--endpoint", "http://x/data"], "base URL"),
+        (["--endpoint", "x:8080"], "base URL"),
         (["--endpoint", "http://x", "--chaos"], "--chaos"),
         (["--aws"], "--endpoint"),
     ],
@@ -209,7 +214,7 @@ def test_power_cuts_count_in_the_phase_they_happened_in(tmp_path):
         with LocalEndpoint(tmp_path / "endpoint", clock=lambda _d: board.now()) as local:
             secret = local.add_device("cut-01")
             summary, phases = fleet.fly({"cut-01": secret}, local.url, drain_to=local.url)["cut-01"]
-            result = verify(seqs_in_store(local.store, "cut-01"), "cut-01", summary, phases)
+            result = verify(readings_in_store(local.store, "cut-01"), "cut-01", summary, phases)
     finally:
         observability.set_output(None)
     assert phases["run"]["power_cut"] == 3 and "power_cut" not in phases["drain"]

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from host_tools.bench import as_json, run_bench
+from host_tools.sim.fleet import run_bench
+from host_tools.sim.report import as_json
 
 HOST_ONLY = ("wall_s", "data_dir")
 

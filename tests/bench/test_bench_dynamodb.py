@@ -7,15 +7,16 @@ import threading
 
 import pytest
 
-from host_tools.bench import OverlapCounter, seqs_in_tables
 from host_tools.cli import main
 from host_tools.dynamodb_server import MotoServer
+from host_tools.sim.fleet import OverlapCounter
+from host_tools.sim.verify import readings_in_tables
 
 
 def scan_tables(db):
     """Every readings table the run made, item by item: {device: [seq, ...]}."""
     (table,) = [name for name in db.list_tables()["TableNames"] if name.endswith("-readings")]
-    return seqs_in_tables(db, table)
+    return {device: [row[0] for row in rows] for device, rows in readings_in_tables(db, table).items()}
 
 
 @pytest.mark.slow

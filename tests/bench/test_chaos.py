@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from host_tools.chaos import ChaosProxy
+from host_tools.sim.chaos import ChaosProxy
 
 
 class Counter(BaseHTTPRequestHandler):

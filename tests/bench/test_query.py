@@ -23,7 +23,8 @@ def filled(endpoint):
 
 def test_latest_table(filled, capsys):
     endpoint, _ = filled
-    assert main(["query", "--url", endpoint.url, "--token", endpoint.read_token, "latest", "--device", "attic"]) == 0
+    argv = ["query", "latest", "--device", "attic", "--endpoint", endpoint.url, "--token", endpoint.read_token]
+    assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["SEQ", "MEASURED", "(UTC)", "T", "C", "H", "%"]
     assert out[1].split()[0] == "44" and "24.4" in out[1]
@@ -36,12 +37,12 @@ def test_range_follows_cursors_up_to_the_limit(filled, capsys, monkeypatch):
         main(
             [
                 "query",
-                "--url",
-                endpoint.url,
-                "--json",
                 "range",
                 "--device",
                 "attic",
+                "--endpoint",
+                endpoint.url + "/data",  # what boards POST to works too
+                "--json",
                 "--limit",
                 "40",
                 "--from",
@@ -59,27 +60,37 @@ def test_devices_from_the_local_token_file(filled, capsys, monkeypatch):
     monkeypatch.setenv("DATA_DIR", str(endpoint.data_dir))
     monkeypatch.delenv("READ_TOKEN", raising=False)
     (endpoint.data_dir / "read-token").write_text(endpoint.read_token + "\n")
-    assert main(["query", "--url", endpoint.url, "devices"]) == 0
+    assert main(["query", "devices", "--url", endpoint.url]) == 0  # --url: the old spelling, unlisted
     out = capsys.readouterr().out
     assert "attic" in out and "45" in out
+
+
+def test_data_dir_option_names_the_token_file(filled, capsys, monkeypatch, tmp_path):
+    endpoint, _ = filled
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.delenv("READ_TOKEN", raising=False)
+    (endpoint.data_dir / "read-token").write_text(endpoint.read_token + "\n")
+    argv = ["query", "devices", "--endpoint", endpoint.url, "--data-dir", str(endpoint.data_dir), "--json"]
+    assert main(argv) == 0
+    assert [d["device_id"] for d in json.loads(capsys.readouterr().out)] == ["attic"]
 
 
 @pytest.mark.parametrize(
     ("args", "status", "needle"),
     [
-        (["--token", "wrong", "devices"], 1, "token was refused"),
-        (["--token", "x", "latest", "--device", "nobody"], 1, "404 not_found"),
+        (["devices", "--token", "wrong"], 1, "refused the read token"),
+        (["latest", "--device", "nobody", "--token", "x"], 1, "404 not_found"),
     ],
 )
 def test_errors(filled, capsys, args, status, needle):
     endpoint, _ = filled
     if "wrong" not in args:
-        args = ["--token", endpoint.read_token, *args[2:]]
-    assert main(["query", "--url", endpoint.url, *args]) == status
+        args = [*args[:-2], "--token", endpoint.read_token]
+    assert main(["query", *args, "--endpoint", endpoint.url]) == status
     assert needle in capsys.readouterr().err
 
 
 def test_connection_refused(capsys, monkeypatch):
     monkeypatch.setenv("READ_TOKEN", "t")
-    assert main(["query", "--url", "http://127.0.0.1:9", "devices"]) == 1
+    assert main(["query", "devices", "--endpoint", "http://127.0.0.1:9"]) == 1
     assert "cannot reach" in capsys.readouterr().err

@@ -181,7 +181,7 @@ def test_cli_test_of_a_dead_webhook_fails_with_its_status(tmp_path, monkeypatch,
 
 
 def admin_store(tmp_path):
-    from cloud.admin import local_store
+    from cloud.local.files import local_store
 
     return local_store(tmp_path / "data")
 

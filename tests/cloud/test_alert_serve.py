@@ -8,16 +8,17 @@ import time
 
 import requests
 
-from cloud import admin, signing
+from cloud import signing
 from cloud.alerts import admin as alerts_admin
+from host_tools import registry
 from tests.cloud.test_serve_cli import DHTLINK, free_port
 from tests.cloud.webhook_receiver import WebhookReceiver
 
 
 def test_serve_sends_a_signed_webhook_when_a_reading_crosses_a_rule(tmp_path):
     data = tmp_path / "data"
-    store = admin.local_store(data)
-    secret = admin.add_device(store, "porch")
+    store = registry.local_store(data)
+    secret = registry.add_device(store, "porch")
     port = free_port()
     env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(data), "PORT": str(port)}
     with WebhookReceiver() as receiver:

@@ -1,4 +1,4 @@
-"""`dhtlink alerts --aws`: the alerts table and topic from the stack's outputs (moto)."""
+"""`dhtlink alerts ... --aws`: the alerts table and topic from the stack's outputs (moto)."""
 
 import json
 
@@ -32,7 +32,7 @@ def test_alerts_against_a_deployed_stack(aws_env, capsys):
                 "AlertsTopicArn": {"Value": topic},
             }
         )
-        assert main(["alerts", "--aws", "add", "--all-devices", "--stale", "30m", "--email", "--json"]) == 0
+        assert main(["alerts", "add", "--aws", "--all-devices", "--stale", "30m", "--email", "--json"]) == 0
         out, err = capsys.readouterr()
         rule_id = json.loads(out)["rule"]["rule_id"]
         assert "no alerts SNS topic" not in err
@@ -42,16 +42,16 @@ def test_alerts_against_a_deployed_stack(aws_env, capsys):
             ExpressionAttributeValues={":pk": {"S": "rule"}},
         )["Items"]
         assert [item["sk"]["S"] for item in items] == [rule_id]
-        assert main(["alerts", "--aws", "test", rule_id]) == 0
+        assert main(["alerts", "test", rule_id, "--aws"]) == 0
         assert "email ok" in capsys.readouterr().out
         (mail,) = sqs.receive_message(QueueUrl=queue)["Messages"]
         assert json.loads(mail["Body"])["Subject"].startswith("dhtlink test: any-device")
-        assert main(["alerts", "--aws", "remove", rule_id]) == 0
+        assert main(["alerts", "remove", rule_id, "--aws"]) == 0
 
 
 def test_a_stack_deployed_before_alerts_says_so(aws_env, capsys):
     with mock_aws():
         stack({"ReadingsTableName": {"Value": "r"}, "DevicesTableName": {"Value": "d"}})
-        assert main(["alerts", "--aws", "list"]) == 1
+        assert main(["alerts", "list", "--aws"]) == 1
         err = capsys.readouterr().err
         assert "no AlertsTableName output" in err and "make deploy" in err

@@ -1,27 +1,13 @@
 """bench/read_scaling.py and bench/endpoint_load.py run end to end on tiny workloads (figures: docs/performance.md)."""
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _bench(script: str, *args: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, str(REPO / "bench" / script), *args, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+from tests.deploy.test_bench_scripts import REPO, run_bench
 
 
 def test_read_scaling_times_first_and_deep_pages():
-    result = _bench("read_scaling.py", "--sizes", "2000,4000", "--repeat", "3")
+    result = run_bench("read_scaling.py", "--sizes", "2000,4000", "--repeat", "3")
     assert [r["readings"] for r in result["results"]] == [2000, 4000]
     for row in result["results"]:
         assert row["first_ms"] > 0 and row["deep_ms"] > 0 and row["old_condition_deep_ms"] > 0
@@ -30,7 +16,7 @@ def test_read_scaling_times_first_and_deep_pages():
 
 
 def test_endpoint_load_reports_its_fraction_of_the_handler_limit():
-    result = _bench("endpoint_load.py", "--devices", "3", "--batches", "2", "--rate", "600")
+    result = run_bench("endpoint_load.py", "--devices", "3", "--batches", "2", "--rate", "600")
     assert result["limit"]["readings_per_s"] > 0
     assert result["fraction_of_limit"] == round(
         result["capacity"]["readings_per_s"] / result["limit"]["readings_per_s"], 2

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from cloud import admin, signing
-from cloud.admin import STORE_FILE
+from cloud import signing
 from cloud.stores.sqlite import SQLiteStore, StoreDamaged
+from host_tools import registry
+from host_tools.registry import STORE_FILE
 from tests.cloud.test_hostile import start_serve
 
 DHTLINK = str(Path(sys.executable).parent / "dhtlink")
@@ -59,7 +60,7 @@ class _Poster(threading.Thread):
 @pytest.mark.slow
 def test_every_acknowledged_reading_survives_kills_under_load(tmp_path):
     data_dir = tmp_path / "data"
-    store = admin.local_store(data_dir)
+    store = registry.local_store(data_dir)
     devices = [f"kill-{n}" for n in range(DEVICES)]
     for device_id in devices:
         store.add_device(device_id, SECRET, 1)
@@ -89,7 +90,7 @@ def test_every_acknowledged_reading_survives_kills_under_load(tmp_path):
 
 def _damaged_store(tmp_path: Path, how: str) -> Path:
     data_dir = tmp_path / "data"
-    store = admin.local_store(data_dir)
+    store = registry.local_store(data_dir)
     store.add_device("cellar", SECRET, 1)
     path = data_dir / STORE_FILE
     db = sqlite3.connect(path)
@@ -123,7 +124,7 @@ def test_a_damaged_store_is_refused_in_one_line(tmp_path, how):
 
 def test_restart_after_a_kill_serves_at_once(tmp_path):
     data_dir = tmp_path / "data"
-    admin.local_store(data_dir).add_device("cellar", SECRET, 1)
+    registry.local_store(data_dir).add_device("cellar", SECRET, 1)
     process, _port = start_serve(data_dir)
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
@@ -145,7 +146,7 @@ def _post_one(port: int, device_id: str, seq: int) -> None:
 
 def test_a_wal_deleted_after_a_kill_is_refused_not_ignored(tmp_path):
     data_dir = tmp_path / "data"
-    admin.local_store(data_dir).add_device("cellar", SECRET, 1)
+    registry.local_store(data_dir).add_device("cellar", SECRET, 1)
     process, port = start_serve(data_dir)
     _post_one(port, "cellar", 1)
     os.kill(process.pid, signal.SIGKILL)
@@ -161,7 +162,7 @@ def test_a_wal_deleted_after_a_kill_is_refused_not_ignored(tmp_path):
 
 def test_a_clean_stop_leaves_nothing_only_in_the_wal(tmp_path):
     data_dir = tmp_path / "data"
-    admin.local_store(data_dir).add_device("cellar", SECRET, 1)
+    registry.local_store(data_dir).add_device("cellar", SECRET, 1)
     process, port = start_serve(data_dir)
     _post_one(port, "cellar", 1)
     process.send_signal(signal.SIGINT)

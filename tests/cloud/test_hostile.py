@@ -19,7 +19,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from cloud import admin, ingest, read_api, settings
+from cloud import ingest, read_api, settings
+from cloud.local.files import local_store
 from cloud.protocol import token_sha256
 from cloud.stores.dynamodb import DynamoDBStore, create_tables
 from tests.cloud import hostile
@@ -107,7 +108,7 @@ def start_serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen, int]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("hostile-serve")
-    admin.local_store(data_dir).add_device(hostile.DEVICE, hostile.SECRET, 1)
+    local_store(data_dir).add_device(hostile.DEVICE, hostile.SECRET, 1)
     process, port = start_serve(data_dir)
     yield port, data_dir
     process.terminate()
@@ -145,7 +146,7 @@ def test_serve_answers_hostile_requests(served, name):
     assert len(answers) == 1, f"{case.name}: {len(answers)} answers"
     status, headers, body = answers[0]
     hostile.check_answer(case, status, headers.get("content-type", ""), body)
-    assert admin.local_store(data_dir).query_readings(hostile.DEVICE)[0] == []
+    assert local_store(data_dir).query_readings(hostile.DEVICE)[0] == []
 
 
 def test_serve_does_not_process_a_body_cut_short(served):
@@ -159,4 +160,4 @@ def test_serve_does_not_process_a_body_cut_short(served):
         conn.sendall(raw)
         conn.shutdown(socket.SHUT_WR)
         assert conn.recv(65536) == b""
-    assert admin.local_store(data_dir).query_readings(hostile.DEVICE)[0] == []
+    assert local_store(data_dir).query_readings(hostile.DEVICE)[0] == []

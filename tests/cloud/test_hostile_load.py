@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from cloud import admin, signing
+from cloud import signing
+from cloud.local.files import local_store
 from tests.cloud import hostile
 from tests.cloud.test_hostile import start_serve
 
@@ -51,7 +52,7 @@ def _signed_post(port: int, seq: int) -> float:
 def test_slow_connections_do_not_starve_signed_posts(tmp_path):
     slow = min(SLOW, _hold_files(SLOW + 200) - 200)
     data_dir = tmp_path / "data"
-    admin.local_store(data_dir).add_device(hostile.DEVICE, hostile.SECRET, 1)
+    local_store(data_dir).add_device(hostile.DEVICE, hostile.SECRET, 1)
     process, port = start_serve(data_dir)
     held: list[socket.socket] = []
     latencies = []
@@ -73,7 +74,7 @@ def test_slow_connections_do_not_starve_signed_posts(tmp_path):
         for _ in range(5):  # the mass close must not stall the server either
             seq += 1
             latencies.append(_signed_post(port, seq))
-        stored = admin.local_store(data_dir).query_readings(hostile.DEVICE, limit=1000)[0]
+        stored = local_store(data_dir).query_readings(hostile.DEVICE, limit=1000)[0]
     finally:
         for conn in held:
             conn.close()

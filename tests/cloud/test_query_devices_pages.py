@@ -29,4 +29,4 @@ def _query_all(tmp_path):
             [(f"node-{n:04d}", "00" * 32) for n in range(1203)],
         )
         db.execute("COMMIT")
-        assert main(["query", "--url", endpoint.url, "--token", endpoint.read_token, "--json", "devices"]) == 0
+        assert main(["query", "devices", "--endpoint", endpoint.url, "--token", endpoint.read_token, "--json"]) == 0

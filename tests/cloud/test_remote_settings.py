@@ -115,9 +115,9 @@ def test_devices_set_against_a_deployed_stack(aws_env, capsys):
     with mock_aws():
         create_tables(boto3.client("dynamodb"), "stack-readings", "stack-devices")
         boto3.client("cloudformation").create_stack(StackName="dhtlink", TemplateBody=json.dumps(OUTPUTS_ONLY))
-        assert main(["devices", "--aws", "add", "cellar-1"]) == 0
-        assert main(["devices", "--aws", "set", "cellar-1", "--interval", "600"]) == 0
-        assert main(["devices", "--aws", "set", "cellar-1", "--mode", "always_on"]) == 0
+        assert main(["devices", "add", "cellar-1", "--aws"]) == 0
+        assert main(["devices", "set", "cellar-1", "--interval", "600", "--aws"]) == 0
+        assert main(["devices", "set", "cellar-1", "--mode", "always_on", "--aws"]) == 0
         assert "desired settings v2: interval_s=600, mode=always_on" in capsys.readouterr().out
         item = boto3.client("dynamodb").get_item(TableName="stack-devices", Key={"device_id": {"S": "cellar-1"}})
         assert json.loads(item["Item"]["desired"]["S"]) == {"interval_s": 600, "mode": "always_on"}

@@ -62,3 +62,41 @@ def test_port_in_use_is_one_clear_line(tmp_path):
             check=False,
         )
     assert done.returncode == 1 and "cannot listen" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_the_console_shows_json_log_lines_and_the_metrics_go_to_their_file(tmp_path):
+    import json
+
+    from cloud import signing
+
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data")}
+    add = subprocess.run([DHTLINK, "devices", "add", "d1", "--json"], env=env, capture_output=True, text=True)
+    secret = json.loads(add.stdout)["secret"]
+    process = subprocess.Popen(
+        [DHTLINK, "serve", "-p", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        banner = []
+        while not banner or "Ctrl-C stops it" not in banner[-1]:
+            banner.append(process.stdout.readline())
+            assert banner[-1], "serve ended before its banner did"
+        assert any("metrics.jsonl" in line for line in banner)
+        body = json.dumps({"device_id": "d1", "readings": [{"seq": 0, "ts": int(time.time()), "t": 20, "h": 50}]})
+        headers = signing.signed_headers(secret, "d1", int(time.time()), "/data", body.encode())
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                answer = requests.post(f"http://127.0.0.1:{port}/data", data=body, headers=headers, timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert answer.status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=10)
+    logged = [line for line in out.splitlines() if line.startswith("{")]
+    assert logged and all("_aws" not in json.loads(line) for line in logged)
+    metrics = [json.loads(line) for line in (tmp_path / "data" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics and all("_aws" in record for record in metrics)

@@ -47,7 +47,7 @@ def test_store_flag_errors_name_the_option(args, needle, capsys):
 
 
 def test_missing_tables_are_one_line_naming_the_fix(moto_server, capsys):  # noqa: F811
-    assert main(["devices", *table_flags(moto_server, "absent-r", "absent-d"), "list"]) == 1
+    assert main(["devices", "list", *table_flags(moto_server, "absent-r", "absent-d")]) == 1
     err = capsys.readouterr().err
     assert "table absent-r does not exist" in err and "--create-tables" in err and err.count("\n") == 1
 
@@ -62,7 +62,7 @@ def test_tables_that_differ_from_the_template_are_refused(moto_server, capsys): 
         KeySchema=[{"AttributeName": "device_id", "KeyType": "HASH"}],
     )
     create_tables(db, "ok-r", "ok-d")
-    assert main(["devices", *table_flags(moto_server, "wrong-r", "ok-d"), "list"]) == 1
+    assert main(["devices", "list", *table_flags(moto_server, "wrong-r", "ok-d")]) == 1
     err = capsys.readouterr().err
     assert "table wrong-r differs from cloud/template.yaml" in err
     assert "keys (device_id HASH), not (device_id HASH, seq RANGE)" in err and "no local index by_time" in err
@@ -94,18 +94,18 @@ def test_each_difference_that_breaks_a_query_is_named(moto_server):  # noqa: F81
     devices_index["Projection"] = {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["last_seen"]}
     db.delete_table(TableName="bad-d")
     _definition(db, "bad-d", GlobalSecondaryIndexes=[devices_index])
-    with pytest.raises(TablesMismatch, match="index all_devices does not project created_at, first_seq"):
+    with pytest.raises(TablesMismatch, match="index all_devices does not project created_at, desired, desired_version, first_seq"):
         check_tables(db, "x-r", "bad-d")
     assert check_tables(db, "x-r", "x-d") == ["table x-r has no time to live on expires_at: readings will never expire"]
 
 
 def test_devices_work_against_the_server(moto_server, capsys):  # noqa: F811
     flags = table_flags(moto_server, "dev-r", "dev-d")
-    assert main(["devices", *flags, "--create-tables", "add", "cellar-1", "--json"]) == 0
+    assert main(["devices", "add", "cellar-1", "--json", *flags, "--create-tables"]) == 0
     secret = json.loads(capsys.readouterr().out)["secret"]
     item = moto_server.client().get_item(TableName="dev-d", Key={"device_id": {"S": "cellar-1"}})["Item"]
     assert item["secret"]["S"] == secret
-    assert main(["devices", *flags, "list"]) == 0
+    assert main(["devices", "list", *flags]) == 0
     out = capsys.readouterr()
     assert "cellar-1" in out.out and secret not in out.out + out.err
     assert "time to live" not in out.err, "--create-tables sets the TTL the template sets"
@@ -113,7 +113,7 @@ def test_devices_work_against_the_server(moto_server, capsys):  # noqa: F811
 
 def test_serve_stores_signed_posts_in_the_tables(moto_server, tmp_path, capsys):  # noqa: F811
     flags = table_flags(moto_server, "srv-r", "srv-d")
-    assert main(["devices", *flags, "--create-tables", "add", "greenhouse-01", "--json"]) == 0
+    assert main(["devices", "add", "greenhouse-01", "--json", *flags, "--create-tables"]) == 0
     secret = json.loads(capsys.readouterr().out)["secret"]
     port = free_port()
     env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data"), "READ_TOKEN": "t" * 32}
@@ -161,7 +161,7 @@ def test_no_region_or_credentials_is_one_line_saying_what_to_set(monkeypatch, tm
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    assert main(["devices", "--store", "dynamodb", "--stack", "dhtlink", "list"]) == 1
+    assert main(["devices", "list", "--store", "dynamodb", "--stack", "dhtlink"]) == 1
     err = capsys.readouterr().err
     assert "cannot use DynamoDB at AWS" in err and "AWS_PROFILE" in err and err.count("\n") == 1
 
@@ -171,12 +171,12 @@ def test_an_alerts_table_is_created_checked_and_used(moto_server, capsys):  # no
     from host_tools.store_options import open_store, store_choice
 
     flags = [*table_flags(moto_server, "al-r", "al-d"), "--alerts-table", "al-a", "--create-tables"]
-    args = build_parser().parse_args(["devices", *flags, "list"])
+    args = build_parser().parse_args(["devices", "list", *flags])
     store, warnings = open_store(store_choice(args), None)
     assert store.alerts == "al-a" and store.inline_summaries and not any("alert" in w for w in warnings)
     key = moto_server.client().describe_table(TableName="al-a")["Table"]["KeySchema"]
     assert [k["AttributeName"] for k in key] == ["pk", "sk"]
-    assert main(["devices", *table_flags(moto_server, "al-r", "al-d"), "--alerts-table", "al-a", "list"]) == 0
+    assert main(["devices", "list", *table_flags(moto_server, "al-r", "al-d"), "--alerts-table", "al-a"]) == 0
     assert "alert" not in capsys.readouterr().err
-    assert main(["devices", *table_flags(moto_server, "al-r", "al-d"), "list"]) == 0
+    assert main(["devices", "list", *table_flags(moto_server, "al-r", "al-d")]) == 0
     assert "no alerts table: alert rules are off" in capsys.readouterr().err

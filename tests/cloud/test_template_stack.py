@@ -20,7 +20,7 @@ from samtranslator.translator.transform import transform
 from cloud.protocol import Reading, token_sha256
 from cloud.stores.base import Delivery
 from cloud.stores.dynamodb import DynamoDBStore, create_tables
-from host_tools import deploy
+from host_tools.cli import deploy
 
 REPO = Path(__file__).resolve().parents[2]
 INGEST_ATTRIBUTES = {"device_id", "last_seen", "last_status", "first_seq", "max_seq", "received", "last_reading"}
@@ -84,8 +84,15 @@ def test_the_transformed_template_creates_in_moto(stack):
         "ReadFunction",
         "IngestLogGroup",
         "ReadLogGroup",
+        "ReleasesBucket",
+        "ReleasesFunction",
     ):
         assert logical in created, f"{logical} was not created"
+    outputs = {
+        o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="dhtlink")["Stacks"][0]["Outputs"]
+    }
+    assert outputs["ReleasesBucketName"] == created["ReleasesBucket"]["PhysicalResourceId"]
+    boto3.client("s3").head_bucket(Bucket=outputs["ReleasesBucketName"])
     dynamodb = boto3.client("dynamodb")
     readings = dynamodb.describe_table(TableName=created["ReadingsTable"]["PhysicalResourceId"])["Table"]
     assert [i["IndexName"] for i in readings["LocalSecondaryIndexes"]] == ["by_time"]

@@ -40,7 +40,7 @@ def launch(playwright, viewport=None):
 @pytest.fixture(scope="module")
 def bench_data(tmp_path_factory):
     """What `dhtlink bench` leaves: two virtual boards, two hours of readings a minute apart."""
-    from host_tools.bench import run_bench
+    from host_tools.sim.fleet import run_bench
 
     report = run_bench(2, 2, 60, 7, False, tmp_path_factory.mktemp("bench"))
     assert report.stored > 200 and not report.lost

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from cloud import admin
+from cloud.local.files import STORE_FILE
 from cloud.stores.base import Delivery
 from cloud.stores.sqlite import SQLiteStore
 from tests.dashboard.conftest import launch
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def stored(data_dir, device_id):
-    store = SQLiteStore(data_dir / admin.STORE_FILE)
+    store = SQLiteStore(data_dir / STORE_FILE)
     items, cursor = store.query_readings(device_id, limit=1000)
     assert cursor is None
     return sorted(items, key=lambda r: (r["ts"], r["seq"]))

@@ -7,7 +7,7 @@ import re
 import zipfile
 
 from cloud import dashboard
-from host_tools.deploy import build_artifact
+from host_tools.cli.deploy import build_artifact
 
 VENDOR = dashboard.STATIC / "vendor"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from host_tools import costs
+from host_tools.models import costs
 
 
 def test_one_reading_a_minute_in_batches_of_20_by_hand():

@@ -11,8 +11,7 @@ from moto import mock_aws
 
 from cloud.protocol import token_sha256
 from cloud.stores.dynamodb import create_tables
-from host_tools import deploy
-from host_tools.cli import main
+from host_tools.cli import deploy, main
 
 
 class CloudFormationLoader(yaml.SafeLoader):
@@ -111,6 +110,7 @@ def test_tables_match_the_store():
         "DevicesTableName",
         "AlertsTableName",
         "AlertsTopicArn",
+        "ReleasesBucketName",
     }
 
 
@@ -122,6 +122,54 @@ def test_artifact_is_cloud_only(tmp_path):
     assert not any("/local/" in n or "__pycache__" in n for n in names)
     assert archive.stat().st_size < 96 * 1024  # ~25 KB of it the dashboard's files, never imported by a handler
     assert deploy.build_artifact(tmp_path).read_bytes() == archive.read_bytes(), "the build is reproducible"
+
+
+def handler_closure() -> set[str]:
+    """The files of every cloud module a handler the template names imports, at any depth
+    (lazy imports inside functions included), with their packages' __init__.py."""
+    import ast
+
+    root = Path(deploy.REPO)
+    pending = [
+        resource["Properties"]["Handler"].rsplit(".", 1)[0]
+        for resource in TEMPLATE["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+    ]
+    seen: set[str] = set()
+    while pending:
+        module = pending.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = root / (module.replace(".", "/") + ".py")
+        if not path.exists():
+            path = root / module.replace(".", "/") / "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                pending += [a.name for a in node.names if a.name.startswith("cloud.")]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cloud"):
+                pending.append(node.module)
+                for alias in node.names:
+                    candidate = f"{node.module}.{alias.name}"
+                    if (root / (candidate.replace(".", "/") + ".py")).exists():
+                        pending.append(candidate)
+    files = set()
+    for module in seen:
+        parts = module.split(".")
+        for depth in range(1, len(parts)):
+            files.add("/".join(parts[:depth]) + "/__init__.py")
+        single = "/".join(parts) + ".py"
+        files.add(single if (root / single).exists() else "/".join(parts) + "/__init__.py")
+    return files
+
+
+def test_the_artifact_holds_only_what_a_handler_imports(tmp_path):
+    """No host-only code in the Lambda zip: the registry, CloudFormation lookups, the local
+    endpoint and its token file live on the host side."""
+    names = {n for n in zipfile.ZipFile(deploy.build_artifact(tmp_path)).namelist() if n.endswith(".py")}
+    assert names <= handler_closure(), f"in the zip but imported by no handler: {sorted(names - handler_closure())}"
+    text = b"".join(zipfile.ZipFile(deploy.build_artifact(tmp_path)).read(n) for n in names)
+    assert b"describe_stacks" not in text and b"read-token" not in text
 
 
 def test_without_credentials_it_validates_and_says_what_is_missing(tmp_path, monkeypatch, capsys):
@@ -189,7 +237,8 @@ def test_deploy_against_moto_uploads_creates_then_updates_keeping_parameters(tmp
         assert created["ReadToken"] not in json.dumps(change_set)
 
         s3 = session.client("s3")
-        (bucket,) = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        # the artifacts bucket deploy made, beside the stack's own (its releases)
+        (bucket,) = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("dhtlink-artifacts-")]
         assert bucket.startswith("dhtlink-artifacts-") and bucket.endswith("eu-west-1")
         (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == archive.read_bytes()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from host_tools.bench import run_bench
 from host_tools.cli import main
+from host_tools.sim.fleet import run_bench
 
 
 @pytest.mark.slow

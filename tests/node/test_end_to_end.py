@@ -13,22 +13,23 @@ import time
 import adafruit_dht
 import pytest
 
-from cloud import admin, observability
+from cloud import observability
 from cloud.local import LocalEndpoint
-from host_tools.bench import seqs_in_file
+from host_tools import registry
 from host_tools.node.clock import Clock
 from host_tools.node.delivery import Sender
 from host_tools.node.node import Node, NodeConfig
 from host_tools.node.sensor import AdafruitDriver, Sensor
 from host_tools.node.simulated import PiNode
 from host_tools.node.spool import Spool
+from host_tools.sim.verify import readings_in_file
 from tests.node.pulses import FakePulseIn, Wire, frame, wire
 
 DEVICE = "pi-e2e"
 
 
 def stored(data_dir, device_id=DEVICE):
-    return seqs_in_file(data_dir / admin.STORE_FILE, device_id)
+    return [row[0] for row in readings_in_file(data_dir / registry.STORE_FILE, device_id)]
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def quiet_endpoint_logs():
 def test_outages_and_restarts_lose_nothing(tmp_path, quiet_endpoint_logs):
     data = tmp_path / "receiver"
     start = time.time() - 9 * 3600  # nine simulated hours that end about now
-    secret = admin.add_device(admin.local_store(data), DEVICE)
+    secret = registry.add_device(registry.local_store(data), DEVICE)
     pi = PiNode(tmp_path / "node", DEVICE, secret, 120, start, {"seed": 3, "sensor_fail_rate": 0.02})
     clock = lambda _device_id=None: pi.clock.now  # noqa: E731 - the receiver shares the node's simulated time
 
@@ -96,7 +97,7 @@ def test_real_serve_process_killed_and_restarted(tmp_path, monkeypatch):
     """`dhtlink serve` as its own process, SIGKILLed and restarted, while the node reads
     DHT22 frames through adafruit_dht (fake GPIO) in real time."""
     data = tmp_path / "receiver"
-    secret = admin.add_device(admin.local_store(data), DEVICE)
+    secret = registry.add_device(registry.local_store(data), DEVICE)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -10,8 +10,8 @@ import pytest
 
 from cloud import observability
 from cloud.local import LocalEndpoint
-from host_tools.sim import Summary, board_config, run_board
-from host_tools.vboard import VirtualBoard
+from host_tools.sim.run import Summary, board_config, run_board
+from host_tools.sim.vboard import VirtualBoard
 
 DEVICE = "bench-node"
 

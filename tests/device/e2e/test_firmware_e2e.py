@@ -2,7 +2,7 @@
 
 import pytest
 
-from host_tools.chaos import ChaosProxy
+from host_tools.sim.chaos import ChaosProxy
 from tests.device.e2e.conftest import assert_exactly_once
 
 BUDGET = 64 * 1024

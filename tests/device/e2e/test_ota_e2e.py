@@ -10,9 +10,10 @@ import pytest
 
 from cloud import observability
 from cloud.local import LocalEndpoint
-from host_tools import firmware, ota
-from host_tools.sim import board_config, run_board
-from host_tools.vboard import VirtualBoard
+from host_tools import ota
+from host_tools.serial import firmware
+from host_tools.sim.run import board_config, run_board
+from host_tools.sim.vboard import VirtualBoard
 
 
 def release(tmp_path, data_dir, version, broken=False):
@@ -24,8 +25,8 @@ def release(tmp_path, data_dir, version, broken=False):
     if broken:
         text = text.replace("import machine\n", "import machine\n\nraise ImportError('this release is broken')\n", 1)
     app.write_text(text)
-    assert ota.publish(data_dir, device)[0] == version
-    return ota.target(data_dir, version)
+    assert ota.publish(ota.LocalReleases(data_dir), device)[0] == version
+    return ota.target(ota.LocalReleases(data_dir), version)
 
 
 class Fleet:

@@ -4,7 +4,7 @@ whose flash was erased and which was provisioned again under the same id."""
 
 import pytest
 
-from host_tools.sim import board_config
+from host_tools.sim.run import board_config
 from tests.device.e2e.conftest import DEVICE, assert_exactly_once
 
 

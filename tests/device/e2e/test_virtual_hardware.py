@@ -10,8 +10,8 @@ import pytest
 from cloud import observability
 from cloud.local import LocalEndpoint
 from host_tools import cli
-from host_tools.vboard import VirtualBoard
-from host_tools.vboard.board import DEEPSLEEP_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
+from host_tools.sim.vboard import VirtualBoard
+from host_tools.sim.vboard.board import DEEPSLEEP_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
 
 # Each wake prints what the chip would tell it, then does what the wake number says.
 MAIN = """
@@ -142,7 +142,7 @@ def test_sim_cli_reports_what_the_store_holds(tmp_path, monkeypatch, capsys):
     with LocalEndpoint(tmp_path / "endpoint") as endpoint:
         secret = endpoint.add_device("cli-01")
         monkeypatch.setenv("DHTLINK_SECRET", secret)
-        argv = ["sim", "--endpoint", endpoint.url + "/data", "--device-id", "cli-01", "--cycles", "25"]
+        argv = ["sim", "--endpoint", endpoint.url, "--device", "cli-01", "--cycles", "25"]
         assert cli.main([*argv, "--batch-size", "10", "--json"]) == 0
         stored = endpoint.store.query_readings("cli-01", limit=100)[0]
     observability.set_output(None)
@@ -156,8 +156,8 @@ def test_sim_cli_reports_what_the_store_holds(tmp_path, monkeypatch, capsys):
 
 def test_sim_cli_names_the_bad_option(capsys, monkeypatch):
     monkeypatch.delenv("DHTLINK_SECRET", raising=False)
-    argv = ["sim", "--endpoint", "http://127.0.0.1:9/data", "--device-id", "x", "--secret", "00" * 32]
+    argv = ["sim", "--endpoint", "http://127.0.0.1:9", "--device", "x", "--secret", "00" * 32]
     assert cli.main([*argv, "--cycles", "0"]) == 2
     assert "--cycles" in capsys.readouterr().err
-    assert cli.main(["sim", "--endpoint", "http://127.0.0.1:9/data", "--device-id", "x"]) == 2
+    assert cli.main(["sim", "--endpoint", "http://127.0.0.1:9", "--device", "x"]) == 2
     assert "DHTLINK_SECRET" in capsys.readouterr().err

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from host_tools.firmware import compiled_dir, sources
-from host_tools.vboard.board import MICROPYTHON
+from host_tools.serial.firmware import compiled_dir, sources
+from host_tools.sim.vboard.board import MICROPYTHON
 
 DEVICE = Path(__file__).resolve().parents[3] / "device"
 

@@ -1,0 +1,270 @@
+"""`dhtlink deploy`: build the Lambda artifact, lint the template, deploy with boto3.
+
+The artifact is the cloud/ package alone (no local endpoint, no host tools, no third-party
+code: boto3 ships with the Lambda runtime), so the zip stays small and cold starts fast.
+Without AWS credentials or a region the command builds and validates, then says what
+is missing.
+"""
+
+import argparse
+import secrets
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from cloud.protocol import token_sha256
+from host_tools.errors import CommandError, UsageError
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "cloud" / "template.yaml"
+BUILD = REPO / ".build"
+# Host side, never imported by a handler: the laptop endpoint, its SQLite store and its alert loop.
+LAMBDA_EXCLUDE = ("local", "stores/sqlite.py", "alerts/local.py")
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365)  # the template's AllowedValues
+
+
+def _in_artifact(relative: Path) -> bool:
+    """Python sources, and the dashboard's page, scripts and their licence."""
+    return relative.suffix == ".py" or (relative.parts[:2] == ("dashboard", "static") and "." in relative.name)
+
+
+def build_artifact(build_dir: Path | None = None) -> Path:
+    """Copy cloud/ into build_dir/lambda (default .build/) and zip it; returns the zip."""
+    build_dir = build_dir or BUILD
+    staging = build_dir / "lambda"
+    shutil.rmtree(staging, ignore_errors=True)
+    source = REPO / "cloud"
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if relative.parts[0] in LAMBDA_EXCLUDE or relative.as_posix() in LAMBDA_EXCLUDE or not _in_artifact(relative):
+            continue
+        target = staging / "cloud" / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    archive = build_dir / "dhtlink-lambda.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            # A fixed date: the same sources give the same zip, so an unchanged stack stays unchanged.
+            info = zipfile.ZipInfo(str(path.relative_to(staging)), date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
+    return archive
+
+
+def lint(template: Path = TEMPLATE) -> None:
+    from cfnlint.api import lint_file
+
+    problems = lint_file(template)
+    if problems:
+        listing = "\n".join(f"  {p}" for p in problems)
+        raise CommandError(f"cfn-lint found {len(problems)} problem(s) in {template}:\n{listing}")
+
+
+def aws_session(region: str | None) -> Any:
+    """A boto3 session, or CommandError naming everything that is missing (credentials, region)."""
+    import boto3
+
+    session = boto3.Session(region_name=region)
+    missing = []
+    if session.get_credentials() is None:
+        missing.append(
+            "AWS credentials (set AWS_PROFILE after `aws configure`, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        )
+    if not session.region_name:
+        missing.append("an AWS region (pass --region or set AWS_REGION, e.g. eu-west-1)")
+    if missing:
+        raise CommandError("missing " + " and ".join(missing))
+    return session
+
+
+def template_for(bucket: str, key: str, template: Path = TEMPLATE) -> str:
+    """The template with CodeUri pointing at the uploaded artifact."""
+    text = template.read_text()
+    local = "    CodeUri: ../.build/lambda\n"
+    if local not in text:
+        raise CommandError(f"{template}: expected Globals.Function.CodeUri ../.build/lambda")
+    return text.replace(local, f"    CodeUri:\n      Bucket: {bucket}\n      Key: {key}\n")
+
+
+def stack_parameters(exists: bool, settings: dict[str, str | None]) -> list[dict[str, Any]]:
+    """CloudFormation parameters: the ones given, else the stack's previous values on an update.
+
+    Without UsePreviousValue an update would silently reset a parameter to its default.
+    `settings` maps parameter names to a value or None (not given); a new stack without a
+    ReadToken gets a fresh random one.
+    """
+    given = dict(settings)
+    if not exists and not given.get("ReadToken"):
+        given["ReadToken"] = secrets.token_urlsafe(32)
+    if "ReadToken" in given:  # the stack keeps only the token's hash (cloud/template.yaml)
+        token = given.pop("ReadToken")
+        given = {"ReadTokenSha256": token and token_sha256(token), **given}
+    parameters: list[dict[str, Any]] = []
+    for name, value in given.items():
+        if value is not None:
+            parameters.append({"ParameterKey": name, "ParameterValue": value})
+        elif exists:
+            parameters.append({"ParameterKey": name, "UsePreviousValue": True})
+    return parameters
+
+
+def deploy(
+    session: Any, stack: str, archive: Path, bucket: str | None, settings: dict[str, str | None] | None = None
+) -> dict[str, str]:
+    """Upload the artifact and create or update the stack; returns its outputs (plus ReadToken if new)."""
+    import hashlib
+
+    from botocore.exceptions import ClientError, WaiterError
+
+    cfn = session.client("cloudformation")
+    s3 = session.client("s3")
+    account = session.client("sts").get_caller_identity()["Account"]
+    bucket = bucket or f"dhtlink-artifacts-{account}-{session.region_name}"
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError:
+        options = (
+            {}
+            if session.region_name == "us-east-1"
+            else {"CreateBucketConfiguration": {"LocationConstraint": session.region_name}}
+        )
+        s3.create_bucket(Bucket=bucket, **options)
+    key = f"dhtlink/{hashlib.sha256(archive.read_bytes()).hexdigest()[:16]}.zip"
+    s3.upload_file(str(archive), bucket, key)
+    try:
+        status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+    except ClientError:
+        status = None
+    if status == "ROLLBACK_COMPLETE":
+        raise CommandError(
+            f"stack {stack} failed to create and was rolled back; delete it "
+            f"(aws cloudformation delete-stack --stack-name {stack}) and deploy again"
+        )
+    # REVIEW_IN_PROGRESS: an earlier first deploy stopped at its change set; it is still a create.
+    exists = status not in (None, "REVIEW_IN_PROGRESS")
+    defaults = {
+        "ReadToken": None,
+        "RetentionDays": None,
+        "LogRetentionDays": None,
+        "AlarmEmail": None,
+        "AlertEmail": None,
+    }
+    given = {**defaults, **(settings or {})}
+    if not exists and not given["ReadToken"]:
+        given["ReadToken"] = secrets.token_urlsafe(32)
+    token = given["ReadToken"]
+    parameters = stack_parameters(exists, given)
+    change_set = f"dhtlink-{key.split('/')[-1][:16]}"
+    try:
+        cfn.create_change_set(
+            StackName=stack,
+            ChangeSetName=change_set,
+            ChangeSetType="UPDATE" if exists else "CREATE",
+            TemplateBody=template_for(bucket, key),
+            Parameters=parameters,
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+    except ClientError as error:
+        if "No updates are to be performed" not in str(error):
+            raise
+        print(f"stack {stack} is already up to date")
+        return stack_outputs(cfn, stack)
+    try:
+        cfn.get_waiter("change_set_create_complete").wait(StackName=stack, ChangeSetName=change_set)
+    except WaiterError:
+        reason = cfn.describe_change_set(StackName=stack, ChangeSetName=change_set).get("StatusReason", "")
+        if "didn't contain changes" in reason or "No updates" in reason:
+            cfn.delete_change_set(StackName=stack, ChangeSetName=change_set)
+            print(f"stack {stack} is already up to date")
+            return stack_outputs(cfn, stack)
+        raise CommandError(f"change set {change_set} of stack {stack} failed: {reason}") from None
+    cfn.execute_change_set(StackName=stack, ChangeSetName=change_set)
+    waiter = "stack_update_complete" if exists else "stack_create_complete"
+    cfn.get_waiter(waiter).wait(StackName=stack, WaiterConfig={"Delay": 10, "MaxAttempts": 180})
+    outputs = stack_outputs(cfn, stack)
+    if token:
+        outputs["ReadToken"] = token
+    return outputs
+
+
+def stack_outputs(cfn: Any, stack: str) -> dict[str, str]:
+    description = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in description.get("Outputs", [])}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "deploy",
+        help="build, validate and deploy the receiver to AWS",
+        description="Zip cloud/ for Lambda, lint cloud/template.yaml, and deploy it as a CloudFormation stack "
+        "with boto3 (credentials from the usual AWS environment). Without credentials it stops after "
+        "building and validating.",
+    )
+    parser.add_argument("--stack", default="dhtlink", help="stack name (default dhtlink)")
+    parser.add_argument("--region", default=None, help="AWS region (default from the AWS environment)")
+    parser.add_argument("--bucket", default=None, help="S3 bucket for the artifact (default: one per account)")
+    parser.add_argument(
+        "--retention-days", type=int, default=None, help="keep readings this many days (default 400; kept on update)"
+    )
+    parser.add_argument(
+        "--log-retention-days",
+        type=int,
+        default=None,
+        help=f"keep Lambda logs this many days, one of {', '.join(map(str, LOG_RETENTION_DAYS))} (default 30)",
+    )
+    parser.add_argument("--alarm-email", default=None, help="send alarm notifications here ('' for none)")
+    parser.add_argument(
+        "--alert-email", default=None, help="send sensor alerts of `dhtlink alerts add --email` here ('' for none)"
+    )
+    parser.add_argument(
+        "--rotate-read-token", action="store_true", help="replace the read token with a new one and print it once"
+    )
+    parser.set_defaults(func=run)
+
+
+def settings_from(args: argparse.Namespace) -> dict[str, str | None]:
+    """The stack parameters the flags set, validated up front; None keeps the deployed value."""
+    if args.retention_days is not None and not 1 <= args.retention_days <= 36500:
+        raise UsageError("--retention-days must be a whole number of days from 1 to 36500")
+    if args.log_retention_days is not None and args.log_retention_days not in LOG_RETENTION_DAYS:
+        raise UsageError(f"--log-retention-days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}")
+    for flag, address in (("--alarm-email", args.alarm_email), ("--alert-email", args.alert_email)):
+        if address and ("@" not in address or " " in address):
+            raise UsageError(f"{flag} {address!r} is not an e-mail address")
+    return {
+        "ReadToken": secrets.token_urlsafe(32) if args.rotate_read_token else None,
+        "RetentionDays": None if args.retention_days is None else str(args.retention_days),
+        "LogRetentionDays": None if args.log_retention_days is None else str(args.log_retention_days),
+        "AlarmEmail": args.alarm_email,
+        "AlertEmail": args.alert_email,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.stack.replace("-", "").isalnum() or not args.stack[:1].isalpha() or len(args.stack) > 128:
+        raise UsageError("--stack must start with a letter and hold only letters, digits and -")
+    settings = settings_from(args)
+    archive = build_artifact()
+    print(f"built {archive} ({archive.stat().st_size} bytes, cloud/ only)")
+    lint()
+    print(f"validated {TEMPLATE} (cfn-lint)")
+    try:
+        session = aws_session(args.region)
+    except CommandError as missing:
+        raise CommandError(f"{missing}. Nothing was deployed; the artifact is ready at {archive}.") from None
+    from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+
+    try:
+        outputs = deploy(session, args.stack, archive, args.bucket, settings)
+    except (ClientError, BotoCoreError, WaiterError) as error:
+        raise CommandError(
+            f"AWS refused the deploy of stack {args.stack}: {error}. "
+            "See the stack's events in the CloudFormation console for the resource that failed."
+        ) from None
+    for key, value in outputs.items():
+        print(f"{key:<18} {value}")
+    if "ReadToken" in outputs:
+        print("The read token is shown once here; keep it (the stack stores only its SHA-256).")
+    print(f"Boards POST to {outputs.get('ApiUrl', '<ApiUrl>')}/data")
+    return 0

@@ -1,0 +1,93 @@
+"""`dhtlink serve`: the local endpoint in the foreground."""
+
+import argparse
+import os
+import time
+
+from host_tools.common import data_dir, data_dir_options, default_port, tcp_port
+from host_tools.store_options import add_store_options, open_store, store_choice
+
+SCHEDULE_S = 60  # the scheduled alert handler's period here (5 minutes in AWS)
+METRICS_FILE = "metrics.jsonl"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        parents=[data_dir_options()],
+        help="run the Lambda handlers on a local HTTP endpoint",
+        description="Serve POST /data and the read API on HOST:PORT with the same handlers as the Lambda "
+        "functions; data (registry, readings, read token) in --data-dir, or in DynamoDB tables with --store "
+        "dynamodb (a deployed stack's, for debugging it; DynamoDB Local or moto_server with --dynamodb-endpoint). "
+        "Set $READ_TOKEN to choose the read token.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for boards on the LAN)")
+    parser.add_argument("-p", "--port", default=None, help="TCP port (default $PORT or 8080)")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="open connections at once; beyond it a client gets 503 and Retry-After (default 4000, "
+        "lowered to what the open-file limit allows)",
+    )
+    add_store_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cloud import observability
+    from cloud.alerts.local import LocalAlerts
+    from cloud.local import LocalEndpoint
+    from cloud.local.server import CONNECTION_CAP
+    from cloud.stores.sqlite import StoreDamaged
+    from host_tools.errors import CommandError
+
+    port = tcp_port(args.port or default_port())
+    cap = CONNECTION_CAP if args.max_connections is None else args.max_connections
+    if not 1 <= cap <= 100_000:
+        raise CommandError(f"--max-connections must be from 1 to 100000, got {cap}")
+    choice = store_choice(args)
+    # The SQLite store is the endpoint's own (store=None): it opens the file under DATA_DIR.
+    store, warnings = open_store(choice, data_dir(args.data_dir)) if choice.kind == "dynamodb" else (None, [])
+    try:
+        endpoint = LocalEndpoint(
+            data_dir(args.data_dir),
+            host=args.host,
+            port=port,
+            read_token=os.environ.get("READ_TOKEN"),
+            connection_cap=cap,
+            store=store,
+        )
+    except StoreDamaged as damaged:
+        raise CommandError(str(damaged)) from None
+    except OSError as error:
+        raise CommandError(f"cannot listen on {args.host}:{port}: {error.strerror}; pick another with --port") from None
+    print(f"dhtlink local endpoint on {endpoint.url}", flush=True)
+    print(f"  boards POST to   {endpoint.url}/data", flush=True)
+    print(f"  dashboard        {endpoint.url}/   (sign in with the token below)", flush=True)
+    print(f"  read token       {endpoint.read_token}   (Authorization: Bearer ...; set READ_TOKEN to choose it)")
+    print(f"  data             {choice.describe(endpoint.data_dir)}", flush=True)
+    for warning in warnings:
+        print(f"  warning          {warning}", flush=True)
+    # The console shows JSON log lines only; CloudWatch's metric records go to a file beside the data.
+    endpoint.data_dir.mkdir(parents=True, exist_ok=True)  # with --store dynamodb it holds only the token
+    metrics_file = (endpoint.data_dir / METRICS_FILE).open("a")
+    observability.set_metrics_output(metrics_file)
+    print(f"  metrics          {endpoint.data_dir.resolve() / METRICS_FILE} (CloudWatch EMF records)", flush=True)
+    if endpoint.connection_cap < cap:
+        print(f"  connections      at most {endpoint.connection_cap} (open-file limit; raise it with ulimit -n)")
+    print("Ctrl-C stops it; every reading and device is kept for the next start.", flush=True)
+    alerts = LocalAlerts(endpoint.store, clock=time.time, interval_s=SCHEDULE_S)  # docs/alerts.md
+    if store is None or store.alerts:  # DynamoDB without an alerts table: its warning said alerts are off
+        alerts.start()
+    try:
+        endpoint.serve_forever()  # returns on Ctrl-C: the server's loop ends on KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    finally:
+        alerts.stop()  # first: its last writes are in the store endpoint.stop() checkpoints
+        endpoint.stop()
+        observability.set_metrics_output(None)
+        metrics_file.close()
+    print("\nstopped", flush=True)
+    return 0

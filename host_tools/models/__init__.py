@@ -1,0 +1,1 @@
+"""Models of what a fleet costs: AWS per device-month, battery life."""

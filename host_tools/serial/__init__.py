@@ -1,0 +1,1 @@
+"""Real boards on a serial port: the raw-REPL board, its files, firmware images, flashing."""

@@ -1,0 +1,213 @@
+"""A bench run's figures: summed over the fleet, rendered for a person or as JSON."""
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from host_tools.models import battery, costs
+from host_tools.sim.verify import DeviceResult
+
+LOOK_PORT = 8080  # where the report suggests serving the run's store to look at it
+
+
+DROP_NAMES = {"drop_full": "spool full", "drop_clock": "no clock", "drop_poison": "poison"}
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a run was asked for."""
+
+    devices: int
+    hours: float
+    interval: int
+    seed: int
+    chaos: bool
+
+
+@dataclass
+class Seen:
+    """What the run saw besides the boards' own counts: the receiver's and the proxy's."""
+
+    wall_s: float
+    data_dir: Path
+    duplicates_absorbed: int = 0  # re-sent readings the receiver answered as duplicates
+    faults: dict[str, int] = field(default_factory=dict)  # injected by the chaos proxy, by kind
+    read_token: str = ""
+    endpoint: str = ""  # the receiver, when the fleet ran against one it did not start
+
+
+@dataclass
+class Report:
+    devices: int
+    hours: float
+    interval_s: int
+    seed: int
+    chaos: bool
+    wall_s: float
+    produced: int
+    stored: int
+    duplicates_absorbed: int
+    duplicates_stored: int
+    lost: int
+    dropped: int
+    drops: dict[str, int]
+    unverified: int
+    still_spooled: int
+    requests_per_reading: float
+    bytes_per_reading: float
+    heap_high_water: int
+    power_cuts: int
+    watchdog_resets: int
+    battery: dict[str, Any]
+    aws_cost_per_device_month: dict[str, Any]
+    chaos_faults: dict[str, int] = field(default_factory=dict)
+    per_device: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data_dir: str = ""
+    read_token: str = field(default="", repr=False)  # shown in "where to look next", kept out of JSON
+    endpoint: str = ""  # the receiver, when the fleet ran against one it did not start
+    pi_nodes: int = 0  # Linux nodes (dhtlink node) flown beside the boards
+    store: str = "sqlite"
+    # Writes of a batch that began while another write of the same device was under way.
+    overlapping_writes: dict[str, int] = field(default_factory=dict)
+
+
+def _sum_drops(results: dict[str, DeviceResult]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for result in results.values():
+        for cause, count in result.drops.items():
+            total[cause] = total.get(cause, 0) + count
+    return total
+
+
+def summarize(asked: Asked, results: dict[str, DeviceResult], seen: Seen) -> Report:
+    """The fleet's figures from each device's result, the battery and cost models at that traffic."""
+    produced = sum(r.produced for r in results.values())
+    stored = sum(r.stored for r in results.values())
+    requests = sum(r.requests for r in results.values())
+    wire = sum(r.bytes_on_wire for r in results.values())
+    per_reading = requests / produced if produced else 0.0
+    model = battery.awake_model()
+    cost = costs.cost_per_device_month(asked.interval, stored / requests if requests else 1.0)
+    return Report(
+        devices=asked.devices,
+        hours=asked.hours,
+        interval_s=asked.interval,
+        seed=asked.seed,
+        chaos=asked.chaos,
+        wall_s=round(seen.wall_s, 1),
+        produced=produced,
+        stored=stored,
+        duplicates_absorbed=seen.duplicates_absorbed,
+        duplicates_stored=sum(r.duplicates_stored for r in results.values()),
+        lost=sum(r.lost for r in results.values()),
+        dropped=sum(r.dropped for r in results.values()),
+        drops=_sum_drops(results),
+        unverified=sum(r.unverified for r in results.values()),
+        still_spooled=sum(r.still_spooled for r in results.values()),
+        requests_per_reading=round(per_reading, 4),
+        bytes_per_reading=round(wire / produced if produced else 0, 1),
+        heap_high_water=max((r.heap_high_water for r in results.values()), default=0),
+        power_cuts=sum(r.power_cuts for r in results.values()),
+        watchdog_resets=sum(r.watchdog_resets for r in results.values()),
+        battery={
+            "days": round(battery.battery_days(asked.interval, per_reading, model), 1),
+            "battery": battery.BATTERY,
+            "module": "ESP32-WROOM-32, deep sleep between readings",
+            "awake_s": model.as_dict(),
+        },
+        aws_cost_per_device_month={k: (round(v, 6) if isinstance(v, float) else v) for k, v in cost.as_dict().items()},
+        chaos_faults=seen.faults,
+        per_device={k: asdict(v) for k, v in results.items()},
+        data_dir=str(seen.data_dir.resolve()),
+        read_token=seen.read_token,
+        endpoint=seen.endpoint,
+    )
+
+
+def _store_line(report: Report) -> str:
+    if report.endpoint:
+        return f"the receiver at {report.endpoint}"
+    if report.store == "dynamodb":
+        return "DynamoDB over HTTP (moto's server app; judged by a Scan of the readings table)"
+    return "SQLite (judged from the file)"
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    out = asdict(report)
+    del out["read_token"]
+    return out
+
+
+def _drop_causes(drops: dict[str, int]) -> str:
+    named = [f"{DROP_NAMES.get(cause, cause)} {count}" for cause, count in drops.items() if count]
+    return f"({', '.join(named)})" if named else "(none: no spool overflow, no reading without a clock, no poison)"
+
+
+def render(report: Report) -> str:
+    cost = report.aws_cost_per_device_month
+    lines = [
+        "",
+        f"dhtlink bench: {report.devices} boards x {report.hours:g} h at {report.interval_s} s"
+        f"{f' + {report.pi_nodes} Pi nodes' if report.pi_nodes else ''}"
+        f"{' with chaos' if report.chaos else ''} (seed {report.seed}), {report.wall_s} s wall",
+        f"  store                    {_store_line(report)}",
+        f"  readings produced        {report.produced}",
+        f"  stored                   {report.stored}",
+        f"  on the boards, unsent    {report.still_spooled}   (the batch each board is still filling)",
+        f"  duplicates absorbed      {report.duplicates_absorbed}   (re-sent, answered as duplicates, stored once)",
+        f"  duplicates stored        {report.duplicates_stored}",
+        f"  lost                     {report.lost}",
+        f"  dropped, accounted       {report.dropped}   {_drop_causes(report.drops)}",
+        f"  unverified answers       {report.unverified}   (counted by the boards since power-on: kept, retried)",
+        f"  requests per reading     {report.requests_per_reading}",
+        f"  bytes per reading        {report.bytes_per_reading}   (HTTP request + response, both ways)",
+        f"  heap high-water          {report.heap_high_water} bytes of a 65536-byte budget",
+        f"  battery life (modelled)  {report.battery['days']} days on {report.battery['battery']}",
+        f"                           {report.battery['module']}; see docs/performance.md for the model",
+        f"  AWS cost per device      ${cost['total']:.5f} a month at this traffic ({cost['prices_as_of']})",
+    ]
+    if report.chaos_faults:
+        lines.append(f"  faults injected          {report.chaos_faults}")
+    lines.append(f"  power cuts               {report.power_cuts}   watchdog resets {report.watchdog_resets}")
+    if report.power_cuts or report.watchdog_resets:
+        for device_id, figures in report.per_device.items():
+            phases = ", ".join(
+                f"{phase} {boots.get('power_cut', 0)}/{boots.get('watchdog', 0)}"
+                for phase, boots in figures["boots"].items()
+            )
+            lines.append(f"    {device_id:<22} cuts/watchdog resets by phase: {phases}")
+    if not report.endpoint:
+        raced = sum(report.overlapping_writes.values())
+        lines.append(
+            f"  racing writes            {raced} on {len(report.overlapping_writes)} boards   "
+            "(a batch write that began while the same board's was under way)"
+        )
+    first = next(iter(report.per_device), "bench-01")
+    # The token names this run's store: a query that reached another server would be refused, not answered.
+    look = f"--endpoint http://127.0.0.1:{LOOK_PORT} --token {report.read_token}"
+    if report.endpoint:
+        lines += [
+            "",
+            "Where to look next:",
+            f"  boards' files  {report.data_dir}/boards",
+            f"  a device       dhtlink query latest --device {first} --endpoint {report.endpoint}",
+        ]
+        return "\n".join(lines)
+    if report.store == "dynamodb":
+        lines += [
+            "",
+            "Where to look next:",
+            f"  boards' files  {report.data_dir}/boards   (the tables went with the run's moto_server)",
+            f"  receiver log   {report.data_dir}/endpoint.log",
+        ]
+        return "\n".join(lines)
+    lines += [
+        "",
+        "Where to look next:",
+        f"  data          {report.data_dir}",
+        f"  read API      dhtlink serve --data-dir {report.data_dir}/endpoint --port {LOOK_PORT}   (in another "
+        "terminal), then",
+        f"                dhtlink query devices {look}",
+        f"  a device      dhtlink query latest --device {first} {look}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""A virtual board reaches its own directory and nothing else: mpremote's filesystem
+verbs and the board's own code, with every kind of path, against a canary directory
+beside the board that must come out untouched."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from host_tools.sim.vboard import board as vboard
+from tests.cli.conftest import start_vboard
+
+MPREMOTE = str(Path(sys.executable).parent / "mpremote")
+
+
+def snapshot(root: Path, skip: Path) -> dict[str, str]:
+    """Every file and directory under root (but not under skip), with its content's hash."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path == skip or skip in path.parents:
+            continue
+        out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return out
+
+
+@pytest.fixture
+def confined(tmp_path):
+    """A board at tmp_path/board with a canary tree beside it: tmp_path/canary/... and a
+    file one level up from the board's own files."""
+    (tmp_path / "canary" / "etc").mkdir(parents=True)
+    (tmp_path / "canary" / "etc" / "hostname").write_text("host\n")
+    (tmp_path / "canary" / "keep.txt").write_text("do not touch\n")
+    (tmp_path / "beside.txt").write_text("beside the board\n")
+    (tmp_path / "upload.txt").write_text("payload\n")
+    process, board = start_vboard(tmp_path / "board")
+    before = snapshot(tmp_path, board.dir)
+    yield board
+    process.terminate()
+    process.wait(timeout=10)
+    assert snapshot(tmp_path, board.dir) == before, "the host outside the board's directory changed"
+
+
+def mpremote(port: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [MPREMOTE, "connect", port, "resume", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def board_files(board) -> list[str]:
+    return sorted(str(p.relative_to(board.dir)) for p in board.dir.rglob("*") if ".vboard" not in p.parts)
+
+
+def test_root_lists_exactly_the_boards_files(confined):
+    (confined.dir / "main.py").write_text("")
+    assert mpremote(confined.port, "fs", "ls", ":/").stdout.split()[-2:] == ["0", "main.py"]
+    out = mpremote(confined.port, "exec", "import os; print(sorted(os.listdir('/')), sorted(os.listdir('../../..')))")
+    assert out.stdout.strip() == "['main.py'] ['main.py']", "`..` stops at the board's /"
+
+
+@pytest.mark.parametrize("path", ["../beside.txt", "../../canary/keep.txt", "/../canary/etc/hostname", "/etc/hostname"])
+def test_paths_outside_name_nothing(confined, path):
+    done = mpremote(confined.port, "fs", "cat", f":{path}", check=False)
+    assert done.returncode != 0 and "No such file" in done.stdout + done.stderr
+    assert "host" not in done.stdout and "touch" not in done.stdout
+
+
+def test_every_fs_verb_stays_inside(confined, tmp_path):
+    local = tmp_path / "upload.txt"
+    digest = hashlib.sha256(b"payload\n").hexdigest()
+    mpremote(confined.port, "fs", "cp", str(local), ":../../../escape.txt")
+    mpremote(confined.port, "fs", "mkdir", ":../d")
+    mpremote(confined.port, "fs", "touch", ":/d/../../t")
+    mpremote(confined.port, "fs", "cp", str(local), ":d/f.txt")
+    assert board_files(confined) == ["d", "d/f.txt", "escape.txt", "t"]
+    assert not (tmp_path / "escape.txt").exists()
+    assert digest in mpremote(confined.port, "fs", "sha256sum", ":../d/f.txt").stdout
+    tree = mpremote(confined.port, "fs", "tree", ":/").stdout
+    assert "f.txt" in tree and ".vboard" not in tree and "canary" not in tree
+    df = mpremote(confined.port, "df").stdout.splitlines()[-1].split()
+    assert df[1:3] == ["2097152", "12288"] and df[-1] == "/", "a 2 MiB flash, 3 blocks used"
+    # rename and rmdir with paths that try to leave
+    mpremote(confined.port, "exec", "import os; os.rename('/t', '../../../moved')")
+    assert (confined.dir / "moved").exists() and not (tmp_path / "moved").exists()
+    renamed = mpremote(confined.port, "exec", "import os; os.rename('/moved', '../canary/keep.txt')", check=False)
+    assert "ENOENT" in renamed.stdout + renamed.stderr, "the board has no canary/ directory"
+    for code in ("import os; os.rmdir('..')", "import os; os.rename('/', '/x')", "import os; os.remove('/../..')"):
+        done = mpremote(confined.port, "exec", code, check=False)
+        assert "OSError" in done.stdout + done.stderr, code
+    # and the chip's own state is not on the flash
+    hidden = mpremote(confined.port, "exec", "import os; print(os.stat('.vboard'))", check=False)
+    assert "ENOENT" in hidden.stdout + hidden.stderr
+
+
+def test_rm_r_root_empties_the_board_and_nothing_else(confined, tmp_path):
+    local = tmp_path / "upload.txt"
+    for target in (":a.txt", ":lib/b.txt"):
+        if target == ":lib/b.txt":
+            mpremote(confined.port, "fs", "mkdir", ":lib")
+        mpremote(confined.port, "fs", "cp", str(local), target)
+    # Everything under / goes; / itself is MicroPython's virtual root, which refuses rmdir with
+    # EPERM on an ESP32 too, so mpremote ends by saying so.
+    done = mpremote(confined.port, "fs", "rm", "-r", ":/", check=False)
+    assert "cannot remove :/ Operation not permitted" in done.stderr
+    assert board_files(confined) == []
+    assert (confined.dir / ".vboard" / "state.json").exists(), "the chip's state is not on the flash"
+    assert mpremote(confined.port, "exec", "print(6 * 7)").stdout.strip() == "42", "the board still answers"
+
+
+def test_no_door_around_the_mount(confined):
+    code = (
+        "import os, vfs, sys\n"
+        "for name in ('system', 'getenv', 'VfsPosix', 'putenv'):\n"
+        "    assert not hasattr(os, name), name\n"
+        "assert not hasattr(vfs, 'VfsPosix')\n"
+        "try:\n"
+        "    vfs.mount(None, '/mnt')\n"
+        "except OSError as e:\n"
+        "    print('mount', e.errno)\n"
+        "print(sys.path)\n"
+    )
+    out = mpremote(confined.port, "exec", code).stdout.split()
+    assert out[:2] == ["mount", "1"]
+    assert "['',", out[2] and "'/lib']" in out[-1]
+
+
+@pytest.mark.skipif(not vboard.sandbox_available(), reason="this host has no user and mount namespaces")
+def test_the_os_sandbox_holds_when_the_first_wall_is_gone(confined, tmp_path):
+    """Board code that undoes the first wall (fetches the real vfs module back and opens
+    host paths through a VfsPosix of its own) still finds nothing of the host."""
+    canary = tmp_path / "canary" / "keep.txt"
+    code = (
+        "import sys\n"
+        "for name in ('vfs', 'uvfs', 'os', 'uos'):\n"
+        "    sys.modules.pop(name, None)\n"
+        "import vfs\n"
+        "host = vfs.VfsPosix()\n"
+        f"for path in ({str(canary)!r}, {str(tmp_path / 'beside.txt')!r}, {str(tmp_path / 'new.txt')!r}):\n"
+        "    try:\n"
+        "        host.open(path, 'w').write('overwritten')\n"
+        "        print('WROTE', path)\n"
+        "    except OSError as e:\n"
+        "        print('refused', e.errno)\n"
+        "print(sorted(host.ilistdir('/')))\n"
+    )
+    out = mpremote(confined.port, "exec", code).stdout
+    assert "WROTE" not in out and out.count("refused") == 3
+    assert "'etc'" not in out and "'usr'" not in out, "the host's root is not there at all"
