@@ -129,9 +129,11 @@ class Node:
             log.warn("sensor: %s" % self.sensor.last_error)
         self._heap_mark()
         wdt.feed()
+        online = False
         if self.spool.depth() and _batch_due(cfg, self.spool, clock, self.fresh or "ota_soon" in rtc):
             if clock.unix() >= rtc.get("tx_next", 0):  # the send backoff (delivery._fail) allows it
-                if self._online(deadline):
+                online = self._online(deadline)
+                if online:
                     # Loaded only now, after Wi-Fi's allocations: the send's buffer (6.5 KB at
                     # batch 100) then finds one free block.
                     gc.collect()
@@ -150,6 +152,11 @@ class Node:
                         del sys.modules["remote"]
                     if cfg["mode"] == "deep_sleep":
                         self.wifi.off()
+        if TRIAL and not online:
+            import updater
+
+            updater.excuse()  # no network to prove the release on: this boot is not held against it
+            del sys.modules["updater"]
         wdt.feed()
         self.fresh = False
         awake = time.ticks_diff(time.ticks_ms(), start)

@@ -16,6 +16,7 @@ import updater
 
 CHUNK = 8192  # bytes per request: one TCP connection per range, HTTP/1.0
 PIECE = 512  # bytes read at a time
+MISMATCHES = 3  # downloads that fail their digest before a release is refused
 
 
 def _size(path):
@@ -77,11 +78,25 @@ def _get(url, start, end, out, buf, timeout, ca):
 
 
 def _refuse(s, why, log):
-    # A manifest or file that does not match what the receiver signed: tampered with, or
-    # a broken store. Nothing of it is kept; the same offer is not downloaded again.
+    # A release that breaks the rules, or does not match what the receiver signed
+    # MISMATCHES times: tampered with, or a broken store. Nothing of it is kept; the same
+    # offer is not downloaded again.
     updater._clear(updater.STAGE)
     log.error("release %s refused: %s" % (s.get("v"), why))
     updater.finish({"v": s.get("v"), "refused": s.get("sha"), "why": why})
+
+
+def _mismatch(s, part, why, log):
+    # A download that does not match its digest may have been damaged on the way (a proxy,
+    # a flash error): fetched again from the start at the next wake, refused only when it
+    # keeps failing, as a tampered release does.
+    s["bad"] = s.get("bad", 0) + 1
+    if s["bad"] >= MISMATCHES:
+        _refuse(s, why, log)
+        return
+    os.remove(part)
+    updater.save(s)
+    log.warn("release %s: %s (attempt %d, fetched again)" % (s.get("v"), why, s["bad"]))
 
 
 def step(offer, cfg, log, deadline):
@@ -117,33 +132,38 @@ def step(offer, cfg, log, deadline):
             # Its size is unknown: ask for more than any manifest holds (the answer is shorter).
             _get(base + "manifest.json", 0, 4095, f, buf, transport.TIMEOUT_S, ca)
         if _sha(mpath + ".part", buf) != sha:
-            _refuse(s, "manifest does not match the signed digest", log)
+            _mismatch(s, mpath + ".part", "manifest does not match the signed digest", log)
             return
         os.rename(mpath + ".part", mpath)
-    with open(mpath) as f:
-        manifest = json.loads(f.read())
-    if manifest.get("version") != v:
-        _refuse(s, "manifest is for another version", log)
-        return
-    for entry in manifest["files"]:
-        name, want = entry["name"], entry["size"]
-        if "/" in name or not name.endswith(".mpy") or name in updater.OWN:
-            _refuse(s, "manifest names a file a release may not hold: %s" % name, log)
+    # Read a line at a time (the manifest has one file per line): the whole of it would need
+    # one 1.6 KB block, which a fragmented heap after a send may not have.
+    with open(mpath) as m:
+        if json.loads(m.readline() + "]}").get("version") != v:
+            _refuse(s, "manifest is for another version", log)
             return
-        final = updater.STAGE + "/" + name
-        if _size(final) >= 0:
-            continue
-        part = final + ".part"
-        have = max(0, _size(part))
-        with open(part, "ab") as f:
-            while have < want:
-                if time.ticks_diff(deadline, time.ticks_ms()) < 1500:
-                    return  # the next wake resumes from here
-                have += _get(base + name, have, min(have + CHUNK, want) - 1, f, buf, transport.TIMEOUT_S, ca)
-        if have > want or _sha(part, buf) != entry["sha256"]:
-            _refuse(s, "%s does not match the manifest" % name, log)
-            return
-        os.rename(part, final)
+        while True:
+            line = m.readline()
+            if not line.startswith("{"):
+                break
+            entry = json.loads(line.rstrip().rstrip(","))
+            name, want = entry["name"], entry["size"]
+            if "/" in name or not name.endswith(".mpy") or name in updater.OWN:
+                _refuse(s, "manifest names a file a release may not hold: %s" % name, log)
+                return
+            final = updater.STAGE + "/" + name
+            if _size(final) >= 0:
+                continue
+            part = final + ".part"
+            have = max(0, _size(part))
+            with open(part, "ab") as f:
+                while have < want:
+                    if time.ticks_diff(deadline, time.ticks_ms()) < 1500:
+                        return  # the next wake resumes from here
+                    have += _get(base + name, have, min(have + CHUNK, want) - 1, f, buf, transport.TIMEOUT_S, ca)
+            if have > want or _sha(part, buf) != entry["sha256"]:
+                _mismatch(s, part, "%s does not match the manifest" % name, log)
+                return
+            os.rename(part, final)
     s["phase"] = "ready"
     updater.save(s)
     log.info("release %s downloaded and verified: switching at the next boot" % v)

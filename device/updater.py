@@ -23,6 +23,10 @@ STAGE = "ota.new"  # not "ota": a directory of that name would shadow ota.mpy on
 OLD = "ota.old"
 OWN = ("updater.mpy",)  # the board's own: never moved
 TRIAL_BOOTS = 3
+# Trial wakes that ran whole without a network to prove the release on (Wi-Fi down, the
+# send backoff holding) give their boot back, up to this many: an outage does not roll a
+# good release back, and a release that never gets online still does, after them.
+EXCUSED_MAX = 288
 
 
 def _exists(path):
@@ -50,7 +54,7 @@ def save(s, path=STATE):
 
 def finish(outcome):
     # The outcome first, then the end of the update: a cut between the two runs "done" again.
-    save(outcome, LAST)
+    save({k: outcome[k] for k in outcome if outcome[k] is not None}, LAST)
     try:
         os.remove(STATE)
     except OSError:
@@ -159,6 +163,15 @@ def note(rtc):
     failed = last.get("failed") or (last.get("v") if last.get("refused") else None)
     rtc["ota_failed"] = failed
     rtc["ota_error"] = (last.get("why") or "")[:80] if failed else None
+
+
+def excuse():
+    """A trial wake ran whole but had no network to reach an answer on: not a failure of the release."""
+    s = load()
+    if s.get("phase") == "trial" and s.get("boots", 0) > 0 and s.get("excused", 0) < EXCUSED_MAX:
+        s["boots"] -= 1
+        s["excused"] = s.get("excused", 0) + 1
+        save(s)
 
 
 def commit():

@@ -25,6 +25,7 @@ from cloud.releases import MANIFEST, PREFIX, VERSION, directory_reader, s3_reade
 from host_tools.errors import CommandError
 from host_tools.serial import firmware
 
+MANIFEST_MAX = 4096  # device/ota.py asks for bytes 0-4095 of it
 BOARD_OWN = (*firmware.SOURCE_ONLY, "updater.mpy")  # what switches and rolls back: never in a release
 
 
@@ -106,14 +107,17 @@ def app_version(device_dir: Path = firmware.DEVICE) -> str:
 
 
 def manifest_bytes(version: str, files: dict[str, bytes]) -> bytes:
-    """The manifest as stored and as its digest is taken: canonical JSON, so the same
-    release always has the same digest."""
+    """The manifest as stored and as its digest is taken: JSON in one canonical form, so the
+    same release always has the same digest, with the version first and one file per line,
+    so a board reads it a line at a time (device/ota.py) rather than in one heap block."""
+    head = {"version": version, "size": sum(len(data) for data in files.values())}
+    lines = [json.dumps(head, separators=(",", ":"))[:-1] + ',"files":[']
     entries = [
-        {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        json.dumps({"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}, separators=(",", ":"))
         for name, data in sorted(files.items())
     ]
-    document = {"version": version, "files": entries, "size": sum(len(d) for d in files.values())}
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    lines += [entry + "," for entry in entries[:-1]] + entries[-1:] + ["]}"]
+    return ("\n".join(lines) + "\n").encode()
 
 
 def release_files(device_dir: Path = firmware.DEVICE) -> dict[str, bytes]:
@@ -125,6 +129,11 @@ def publish(releases: Releases, device_dir: Path = firmware.DEVICE) -> tuple[str
     version = app_version(device_dir)
     files = release_files(device_dir)
     manifest = manifest_bytes(version, files)
+    if len(manifest) > MANIFEST_MAX:
+        raise CommandError(
+            f"the release's manifest is {len(manifest)} bytes, more than the {MANIFEST_MAX} a board fetches "
+            f"(device/ota.py): {len(files)} files is too many"
+        )
     published = releases.read(version, MANIFEST)
     if published is not None:
         if published == manifest:

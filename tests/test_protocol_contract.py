@@ -104,6 +104,8 @@ def test_board_file_names_agree():
         board_files.LOG,
         board_files.OLD_LOG,
     )
+    updater = constants(DEVICE / "updater.py")
+    assert (updater["STATE"], (updater["STAGE"], updater["OLD"])) == (board_files.OTA_STATE, board_files.OTA_DIRS)
     # The spool names its state file after its prefix ("spool" unless told otherwise).
     assert board_files.SPOOL_STATE == "spool.state"
     assert 'prefix="spool"' in (DEVICE / "spool.py").read_text() and '".state"' in (DEVICE / "spool.py").read_text()

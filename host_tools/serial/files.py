@@ -12,3 +12,7 @@ SETTINGS = "settings.json"  # remote settings the board accepted (device/setting
 SPOOL_STATE = "spool.state"  # the spool's next seq and generation (device/spool.py)
 MANIFEST = ".dhtlink-manifest"  # the app files `dhtlink flash` put there; written last, so it means "complete"
 PENDING = ".dhtlink-manifest.pending"  # an upload under way: the old and new app files, for the next flash
+# An over-the-air update under way (device/updater.py): its phase, and the release staged or
+# the app it replaced. `dhtlink flash` abandons one: the flashed app is the board's app.
+OTA_STATE = "ota.state"
+OTA_DIRS = ("ota.new", "ota.old")

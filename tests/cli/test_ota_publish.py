@@ -90,3 +90,13 @@ def test_rollout_to_one_device_or_a_canary_of_the_fleet_and_status(tmp_path, mon
             )
         ),
     }
+
+
+def test_a_release_whose_manifest_a_board_cannot_fetch_is_refused(tmp_path):
+    device = tmp_path / "device"
+    shutil.copytree(firmware.DEVICE, device)
+    for i in range(40):
+        (device / f"extra_module_{i:02d}.py").write_text(f"X = {i}\n")
+    with pytest.raises(CommandError, match="more than the 4096 a board fetches"):
+        ota.publish(ota.LocalReleases(tmp_path / "data"), device)
+    assert not (tmp_path / "data" / "releases").exists() or not list((tmp_path / "data" / "releases").iterdir())

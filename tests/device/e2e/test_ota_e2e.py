@@ -136,10 +136,65 @@ def test_a_tampered_release_is_refused(fleet, tmp_path):
     target = f.endpoint.data_dir / "releases" / "0.2.2" / "spool.mpy"
     target.write_bytes(target.read_bytes()[:-1] + b"\x00")  # someone changed a file in the store
     f.endpoint.store.set_ota_target("node-0", offer)
-    f.run(6)
+    f.run(12)  # fetched again twice (a download damaged on the way is), then refused
     report = board.report()
     assert report["fw"] == "0.1.0" and app_files(board) == before
     row = f.endpoint.store.get_device("node-0")
     assert row["last_status"]["ota_failed"] == "0.2.2" and "spool.mpy" in row["last_status"]["ota_error"]
     assert not list((board.dir / "ota.new").glob("*"))
+    assert_no_reading_lost(f, "node-0", board)
+
+
+def phase(board):
+    path = board.dir / "ota.state"
+    return json.loads(path.read_text()).get("phase") if path.exists() else None
+
+
+@pytest.mark.slow
+def test_a_wifi_outage_through_the_trial_does_not_roll_a_good_release_back(fleet, tmp_path):
+    f = fleet(1)
+    board = f.boards["node-0"]
+    f.run(2)
+    f.endpoint.store.set_ota_target("node-0", release(tmp_path, f.endpoint.data_dir, "0.2.3"))
+    for _ in range(12):  # until the release is downloaded and verified: the next boot switches
+        f.run(1)
+        if phase(board) == "ready":
+            break
+    assert phase(board) == "ready"
+    state = board._read_state()
+    since_start_s = (board.now() * 1000 - state["start_ms"]) / 1000
+    # Wi-Fi down for the switching boot and seven more: more than the trial's 3 boots.
+    (board.state_dir / "scenario.json").write_text(json.dumps({"wifi_down": [[0, since_start_s + 8 * 60 - 1]]}))
+    f.run(8)
+    assert phase(board) == "trial", "the release waits on trial for a network to prove itself on"
+    assert board.report()["fw"] == "0.2.3"
+    (board.state_dir / "scenario.json").write_text("{}")
+    for _ in range(40):  # the Wi-Fi backoff the outage built up (wifi.py) ends within these
+        f.run(1)
+        if phase(board) is None:
+            break
+    report = board.report()
+    assert report["fw"] == "0.2.3" and phase(board) is None
+    assert json.loads((board.dir / "ota.last").read_text()) == {"v": "0.2.3"}
+    assert_no_reading_lost(f, "node-0", board)
+
+
+@pytest.mark.slow
+def test_a_file_damaged_once_on_the_way_is_fetched_again_not_refused(fleet, tmp_path):
+    f = fleet(1)
+    board = f.boards["node-0"]
+    f.run(2)
+    offer = release(tmp_path, f.endpoint.data_dir, "0.2.4")
+    target = f.endpoint.data_dir / "releases" / "0.2.4" / "spool.mpy"
+    good = target.read_bytes()
+    target.write_bytes(good[:-1] + b"\x00")  # what a broken proxy might hand over once
+    f.endpoint.store.set_ota_target("node-0", offer)
+    for _ in range(8):
+        f.run(1)
+        if (board.dir / "ota.state").exists() and json.loads((board.dir / "ota.state").read_text()).get("bad"):
+            break
+    assert json.loads((board.dir / "ota.state").read_text())["bad"] == 1
+    target.write_bytes(good)
+    f.run(6)
+    assert board.report()["fw"] == "0.2.4" and phase(board) is None
     assert_no_reading_lost(f, "node-0", board)
