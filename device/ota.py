@@ -53,7 +53,7 @@ def _get(url, start, end, out, buf, timeout, ca):
         )
         line = transport._readline(s).split(None, 2)
         if len(line) < 2 or line[1] != b"206":
-            raise OSError("release download answered %s" % (line[1:2] or b"nothing").decode())
+            raise OSError("release download answered %s" % (line[1] if len(line) > 1 else b"nothing").decode())
         length = -1
         while True:
             h = transport._readline(s)

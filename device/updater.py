@@ -22,10 +22,10 @@ LAST = "ota.last"
 STAGE = "ota.new"  # not "ota": a directory of that name would shadow ota.mpy on import
 OLD = "ota.old"
 OWN = ("updater.mpy",)  # the board's own: never moved
-TRIAL_BOOTS = 3
-# Trial wakes that ran whole without a network to prove the release on (Wi-Fi down, the
-# send backoff holding) give their boot back, up to this many: an outage does not roll a
-# good release back, and a release that never gets online still does, after them.
+TRIAL_BOOTS = 3  # boots the release may crash or hang in (a power cut is not held against it)
+# Trial wakes that ran whole but reached no verified answer (Wi-Fi down, the send backoff
+# holding, a request lost on the way) give their boot back, up to this many: a bad network
+# does not roll a good release back, and a release that never gets through still is.
 EXCUSED_MAX = 288
 
 
@@ -107,7 +107,10 @@ def boot():
         _phase(s, "trial")
         phase = "trial"
     if phase == "trial":
-        s["boots"] = s.get("boots", 0) + 1
+        boots = s.get("boots", 0)
+        if boots and _power_lost():
+            boots -= 1  # the last boot ended in a power cut, not in a fault of the release
+        s["boots"] = boots + 1
         if s["boots"] <= TRIAL_BOOTS:
             save(s)
             return True
@@ -165,8 +168,15 @@ def note(rtc):
     rtc["ota_error"] = (last.get("why") or "")[:80] if failed else None
 
 
+def _power_lost():
+    import machine
+
+    return machine.reset_cause() == machine.PWRON_RESET
+
+
 def excuse():
-    """A trial wake ran whole but had no network to reach an answer on: not a failure of the release."""
+    """A trial wake ran whole but reached no verified answer: the network's doing, until
+    EXCUSED_MAX such wakes say otherwise."""
     s = load()
     if s.get("phase") == "trial" and s.get("boots", 0) > 0 and s.get("excused", 0) < EXCUSED_MAX:
         s["boots"] -= 1
