@@ -26,6 +26,15 @@ from host_tools.errors import CommandError
 from host_tools.serial import firmware
 
 MANIFEST_MAX = 4096  # device/ota.py asks for bytes 0-4095 of it
+RANGE_BYTES = 8192  # device/ota.py's CHUNK: a board asks for a file in ranges of this size
+
+
+def requests_per_board(manifest: dict[str, Any]) -> int:
+    """GET /ota/... requests a board makes for a release when nothing fails: the manifest,
+    then each file in ranges."""
+    return 1 + sum(-(-entry["size"] // RANGE_BYTES) for entry in manifest["files"])
+
+
 BOARD_OWN = (*firmware.SOURCE_ONLY, "updater.mpy")  # what switches and rolls back: never in a release
 
 

@@ -106,6 +106,10 @@ def test_board_file_names_agree():
     )
     updater = constants(DEVICE / "updater.py")
     assert (updater["STATE"], (updater["STAGE"], updater["OLD"])) == (board_files.OTA_STATE, board_files.OTA_DIRS)
+    from host_tools import ota
+
+    device_ota = constants(DEVICE / "ota.py")
+    assert device_ota["CHUNK"] == ota.RANGE_BYTES
     # The spool names its state file after its prefix ("spool" unless told otherwise).
     assert board_files.SPOOL_STATE == "spool.state"
     assert 'prefix="spool"' in (DEVICE / "spool.py").read_text() and '".state"' in (DEVICE / "spool.py").read_text()

@@ -59,7 +59,8 @@ def scenario_for(index: int, seed: int, hours: float, chaos: bool, ota: bool = F
 
 def offer_release(endpoint: Any, device_ids: list[str], root: Path) -> dict[str, Any]:
     """Publish the app under a new version (FW + "-bench") into the endpoint's releases and
-    offer it to every board (`dhtlink ota publish` and `ota rollout --all`)."""
+    offer it to every board (`dhtlink ota publish` and `ota rollout --all`); returns the
+    offer with the requests a board makes for it."""
     import shutil
 
     from host_tools import ota, registry
@@ -72,21 +73,23 @@ def offer_release(endpoint: Any, device_ids: list[str], root: Path) -> dict[str,
     app = source / "app.py"
     app.write_text(app.read_text().replace(f'FW = "{ota.app_version(source)}"', f'FW = "{version}"', 1))
     releases = ota.LocalReleases(endpoint.data_dir)
-    ota.publish(releases, source)
+    _, manifest, _ = ota.publish(releases, source)
     offer = ota.target(releases, version)
     for device_id in device_ids:
         registry.set_ota_target(endpoint.store, device_id, offer)
-    return offer
+    return {**offer, "requests": ota.requests_per_board(manifest)}
 
 
-def ota_outcome(store: Any, offer: dict[str, Any], device_ids: list[str]) -> dict[str, Any]:
-    """Where each board's update ended, from what it last reported to the receiver."""
+def ota_outcome(store: Any, offer: dict[str, Any], device_ids: list[str], requests: int) -> dict[str, Any]:
+    """Where each board's update ended, from what it last reported to the receiver;
+    `requests` is what a board asks for the release when nothing fails."""
     from host_tools import ota
 
     states = {d: ota.state(store.get_device(d) or {"ota_target": offer}) for d in device_ids}
     return {
         "version": offer["v"],
         "bytes": offer["size"],
+        "requests_per_board": requests,
         "runs": sorted(d for d, s in states.items() if s.startswith("runs ")),
         "rolled_back": sorted(d for d, s in states.items() if "ROLLED BACK" in s),
         "under_way": {d: s for d, s in states.items() if not s.startswith("runs ") and "ROLLED BACK" not in s},
@@ -275,7 +278,7 @@ def run_bench(
                 flown = fly(secrets, local.url, drain_to=None)
             totals = local.totals
             read_token = local.read_token
-            update = ota_outcome(local.store, offer, ids) if offer else {}
+            update = ota_outcome(local.store, offer, ids, offer["requests"]) if offer else {}
             if store == "dynamodb":
                 stored_rows = readings_in_tables(db, tables[0])
             else:

@@ -185,6 +185,11 @@ def render(report: Report) -> str:
             f"  OTA release              {update['version']} ({update['bytes']} bytes): runs on "
             f"{len(update['runs'])} of {boards} boards; rolled back on {len(update['rolled_back'])}"
         )
+        per_board = costs.ota_cost_per_board(update["requests_per_board"], update["bytes"])
+        lines.append(
+            f"                           {update['requests_per_board']} requests a board when none fails; "
+            f"through AWS ${per_board * 1000:.4f} per 1,000 boards ({costs.PRICES_AS_OF})"
+        )
         for device_id, state in update["under_way"].items():
             lines.append(f"    {device_id:<22} {state}")
     if not report.endpoint:
