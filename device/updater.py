@@ -115,7 +115,7 @@ def boot():
             save(s)
             return True
         s["failed"] = s.get("v")
-        s["why"] = "no verified answer in %d boots" % TRIAL_BOOTS
+        s["why"] = "%d trial boots failed (crash, hang, or no verified answer)" % TRIAL_BOOTS
         _phase(s, "rb_clear")
         phase = "rb_clear"
     if phase == "rb_clear":

@@ -30,7 +30,15 @@ def test_the_signed_answer_offers_a_release_until_the_board_runs_or_rolls_it_bac
     assert post(store, {"fw": "0.1.0"}, now)["ota"] == OFFER
     assert post(store, {"fw": "0.1.0", "ota": "download"}, now)["ota"] == OFFER, "offered while it downloads"
     assert "ota" not in post(store, {"fw": "0.2.0", "ota": "trial"}, now), "it runs the release"
-    answer = post(store, {"fw": "0.1.0", "ota_failed": "0.2.0", "ota_error": "no verified answer in 3 boots"}, now)
+    answer = post(
+        store,
+        {
+            "fw": "0.1.0",
+            "ota_failed": "0.2.0",
+            "ota_error": "3 trial boots failed (crash, hang, or no verified answer)",
+        },
+        now,
+    )
     assert "ota" not in answer, "a release the board rolled back is not offered again"
     store.set_ota_target(DEVICE, None)
     assert store.get_device(DEVICE)["ota_target"] is None

@@ -11,6 +11,7 @@ import pytest
 from cloud import observability
 from cloud.local import LocalEndpoint
 from host_tools import ota
+from host_tools.cli import status
 from host_tools.serial import firmware
 from host_tools.sim.run import board_config, run_board
 from host_tools.sim.vboard import VirtualBoard
@@ -119,7 +120,8 @@ def test_a_release_that_crashes_at_import_is_rolled_back_by_every_board(fleet, t
         assert app_files(board) == before[device_id], "the previous app is back, whole"
         assert not (board.dir / "ota.state").exists(), "the update is over"
         last = json.loads((board.dir / "ota.last").read_text())
-        assert last["failed"] == "0.2.1" and "no verified answer in 3 boots" in last["why"]
+        assert last["failed"] == "0.2.1" and "3 trial boots failed" in last["why"]
+        assert status.update_line(report) == f"release 0.2.1 rolled back or refused: {last['why']}"
         row = f.endpoint.store.get_device(device_id)
         assert row["last_status"]["ota_failed"] == "0.2.1"
         assert "ROLLED BACK" in ota.state(row)

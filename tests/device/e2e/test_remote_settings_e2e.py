@@ -8,6 +8,7 @@ import json
 import pytest
 
 from cloud.stores.base import public_device
+from host_tools.cli import status
 from tests.device.e2e.conftest import DEVICE, assert_exactly_once
 
 
@@ -34,6 +35,7 @@ def test_settings_applied_from_the_next_wake_kept_through_power_loss_and_reporte
     assert rig.board.last_sleep_s() == pytest.approx(300, abs=2)
     report = rig.board.report()
     assert report["cfg_v"] == version and report["config"]["sensor"]["type"] == "DHT11"
+    assert status.settings_line(report) == f"remote v{version}", "what `dhtlink status` prints"
     assert shadow(rig) == {
         "desired": {"interval_s": 300, "sensor.type": "DHT11"},
         "desired_version": version,
@@ -61,6 +63,7 @@ def test_invalid_settings_are_refused_whole_and_reported(rig):
     report = rig.board.report()
     assert report["cfg_v"] == good and report["cfg_refused"] == bad
     assert "batch_size" in report["cfg_error"]
+    assert status.settings_line(report) == f"remote v{good}; v{bad} REFUSED: {report['cfg_error']}"
     assert rig.board.last_sleep_s() == pytest.approx(120, abs=2), "the valid half was not applied"
     assert json.loads((rig.board.dir / "settings.json").read_text())["v"] == good
     state = shadow(rig)
