@@ -16,25 +16,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from device_heap import HIGH_KIB, _completes, smallest_heap_kib  # noqa: E402
+from device_heap import _completes, board_and_endpoint, smallest_heap_kib  # noqa: E402
 
 from cloud import observability  # noqa: E402
-from cloud.local import LocalEndpoint  # noqa: E402
-from host_tools.sim.run import board_config  # noqa: E402
-from host_tools.sim.vboard import VirtualBoard  # noqa: E402
 
 DEVICE = "settings-heap-bench"
 OFFER = {"interval_s": 300, "batch_size": 30, "sensor.type": "DHT11", "sensor.pin": 15, "max_batch_delay_s": 3600}
 
 
 def measure(batch_size: int, tmp: Path) -> tuple[int | None, int | None]:
-    board = VirtualBoard(tmp / f"board-{batch_size}", heap=f"{HIGH_KIB}k")
-    with LocalEndpoint(tmp / f"endpoint-{batch_size}", clock=lambda _d: board.now()) as endpoint:
-        secret = endpoint.add_device(DEVICE)
-        config = board_config(
-            DEVICE, secret, endpoint.url + "/data", 60, batch_size=batch_size, max_batch_delay_s=86400
-        )
-        board.install(config, {"seed": 3})
+    with board_and_endpoint(tmp, batch_size, DEVICE) as (board, endpoint):
         for _ in range(batch_size):  # the power-on wake reports; then one short of a batch
             board.boot()
         shutil.copytree(board.dir, tmp / "snap")

@@ -10,7 +10,6 @@ import os
 import time
 import hashlib
 import binascii
-import socket
 import transport
 import updater
 
@@ -40,14 +39,8 @@ def _sha(path, buf):
 
 def _get(url, start, end, out, buf, timeout, ca):
     # GET bytes start..end (inclusive) of url, appended to file out; returns bytes written.
-    host, port, path, tls = transport.split_url(url)
-    addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
-    s = socket.socket()
+    s, host, path = transport.connect(url, timeout, ca)
     try:
-        s.settimeout(timeout)
-        s.connect(addr)
-        if tls:
-            s = transport._tls(s, host, ca)
         s.write(
             b"GET %s HTTP/1.0\r\nHost: %s\r\nRange: bytes=%d-%d\r\n\r\n" % (path.encode(), host.encode(), start, end)
         )
