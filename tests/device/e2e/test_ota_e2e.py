@@ -17,14 +17,19 @@ from host_tools.sim.run import board_config, run_board
 from host_tools.sim.vboard import VirtualBoard
 
 
-def release(tmp_path, data_dir, version, broken=False):
-    """Publish the app as `version` (optionally one that crashes at import) into data_dir."""
+def release(tmp_path, data_dir, version, broken=False, hangs=False):
+    """Publish the app as `version` into data_dir: optionally one that crashes at import,
+    or one whose every wake hangs until the watchdog resets the board."""
     device = tmp_path / f"src-{version}"
     shutil.copytree(firmware.DEVICE, device)
     app = device / "app.py"
     text = app.read_text().replace('FW = "0.1.0"', f'FW = "{version}"')
     if broken:
         text = text.replace("import machine\n", "import machine\n\nraise ImportError('this release is broken')\n", 1)
+    if hangs:
+        hang = '        """One wake: returns the ms to sleep until the next reading is due."""\n'
+        assert hang in text
+        text = text.replace(hang, hang + "        time.sleep(WDT_MS // 1000 + 5)  # stuck, never feeding\n", 1)
     app.write_text(text)
     assert ota.publish(ota.LocalReleases(data_dir), device)[0] == version
     return ota.target(ota.LocalReleases(data_dir), version)
@@ -199,4 +204,21 @@ def test_a_file_damaged_once_on_the_way_is_fetched_again_not_refused(fleet, tmp_
     target.write_bytes(good)
     f.run(6)
     assert board.report()["fw"] == "0.2.4" and phase(board) is None
+    assert_no_reading_lost(f, "node-0", board)
+
+
+@pytest.mark.slow
+def test_a_release_that_hangs_is_rolled_back_after_the_watchdog_resets_it(fleet, tmp_path):
+    f = fleet(1)
+    board = f.boards["node-0"]
+    f.run(2)
+    before = app_files(board)
+    f.endpoint.store.set_ota_target("node-0", release(tmp_path, f.endpoint.data_dir, "0.2.5", hangs=True))
+    summary = f.run(12)["node-0"]
+    assert summary.boots.get("watchdog", 0) == 3, summary.boots
+    report = board.report()
+    assert report["fw"] == "0.1.0" and app_files(board) == before and not report["safe_mode"]
+    last = json.loads((board.dir / "ota.last").read_text())
+    assert last["failed"] == "0.2.5" and "3 trial boots failed" in last["why"]
+    assert f.endpoint.store.get_device("node-0")["last_status"]["ota_failed"] == "0.2.5"
     assert_no_reading_lost(f, "node-0", board)
