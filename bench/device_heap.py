@@ -15,7 +15,10 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -61,14 +64,22 @@ def smallest_heap_kib(snapshot: Path, work: Path) -> int | None:
     return high
 
 
-def measure(batch_size: int, tmp: Path) -> dict[str, int | None]:
+@contextmanager
+def board_and_endpoint(tmp: Path, batch_size: int, device: str = DEVICE) -> Iterator[tuple[VirtualBoard, Any]]:
+    """A board provisioned against a local endpoint that shares its clock; partial batches
+    wait a day, so a wake sends only a full batch (or at power-on)."""
     board = VirtualBoard(tmp / f"board-{batch_size}", heap=f"{HIGH_KIB}k")
     with LocalEndpoint(tmp / f"endpoint-{batch_size}", clock=lambda _d: board.now()) as endpoint:
-        secret = endpoint.add_device(DEVICE)
+        secret = endpoint.add_device(device)
         config = board_config(
-            DEVICE, secret, endpoint.url + "/data", 60, batch_size=batch_size, max_batch_delay_s=86400
+            device, secret, endpoint.url + "/data", 60, batch_size=batch_size, max_batch_delay_s=86400
         )
         board.install(config, {"seed": 3})
+        yield board, endpoint
+
+
+def measure(batch_size: int, tmp: Path) -> dict[str, int | None]:
+    with board_and_endpoint(tmp, batch_size) as (board, _endpoint):
         board.boot()  # the power-on wake, which reports at once
         buffering = None
         if batch_size > 1:

@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from cloud import alerts, protocol, signing
+from cloud import alerts, fleet, protocol, signing
 from cloud.observability import lambda_handler, log, metrics
 from cloud.responses import error, respond
 from cloud.settings import lambda_store
@@ -80,11 +80,14 @@ def handle(event: dict[str, Any], store: Store, now: float, retention_s: int) ->
         ms=round((time.perf_counter() - started) * 1000, 2),
     )
     metrics("POST /data", Accepted=len(stored), Duplicates=duplicates, Rejected=len(batch.rejected))
-    answer = respond(
-        200,
-        {"accepted": len(stored), "duplicates": duplicates, "rejected": batch.rejected, "server_time": received_at},
-    )
-    return _signed(answer, signer)
+    document = {
+        "accepted": len(stored),
+        "duplicates": duplicates,
+        "rejected": batch.rejected,
+        "server_time": received_at,
+    }
+    document.update(fleet.answer_keys(device, batch.status))  # signed with the rest: the board may trust them
+    return _signed(respond(200, document), signer)
 
 
 def _conflict_answer(conflict: SeqConflict) -> dict[str, Any]:

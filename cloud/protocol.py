@@ -54,7 +54,23 @@ STATUS_KEYS = (
     "drop_clock",
     "drop_poison",
     "unverified",
+    # Remote settings (docs/protocol.md, v1.1 settings): the version the board runs, and
+    # the last version it refused with why.
+    "cfg_v",
+    "cfg_refused",
+    "cfg_error",
+    # Over-the-air updates (docs/ota.md): the phase, and the release rolled back or refused.
+    "ota",
+    "ota_failed",
+    "ota_error",
 )
+TEXT_STATUS_MAX = {
+    "fw": 32,
+    "cfg_error": 120,
+    "ota": 16,
+    "ota_failed": 32,
+    "ota_error": 120,
+}  # status keys holding text, and their longest
 # A well-formed secret nobody holds: unknown devices cost the same HMAC as known ones.
 _DUMMY_SECRET = hashlib.sha256(b"dhtlink-no-such-device").hexdigest()
 UNAUTHORIZED_MESSAGE = "unknown device or bad signature"
@@ -246,9 +262,10 @@ def _known_status(status: dict[str, Any] | None) -> dict[str, Any] | None:
     kept: dict[str, Any] = {}
     for key in STATUS_KEYS:
         value = status.get(key)
-        if key == "fw" and isinstance(value, str) and len(value) <= 32:
-            kept[key] = value
-        elif key != "fw" and _is_int(value) and abs(value) < 2**53:
+        if key in TEXT_STATUS_MAX:
+            if isinstance(value, str) and len(value) <= TEXT_STATUS_MAX[key]:
+                kept[key] = value
+        elif _is_int(value) and abs(value) < 2**53:
             kept[key] = value
     return kept
 

@@ -15,6 +15,7 @@ WIFI_BUDGET_MS = 4000
 WDT_MS = 30000  # longer than the awake cap; a hung cycle resets the board
 SAFE = "SAFE"
 CRASH_LIMIT = 3
+TRIAL = False  # set by main.py while a new release is on trial (docs/ota.md)
 
 
 def _exists(path):
@@ -37,7 +38,7 @@ def rtc_save(rtc):
 
 
 def _batch_due(cfg, spool, clock, fresh):
-    if fresh or spool.depth() >= cfg["batch_size"]:
+    if fresh or TRIAL or spool.depth() >= cfg["batch_size"]:
         return True  # a fresh start reports at once, so a new or reset board shows up
     if not clock.valid():
         return True  # only a connection can set the clock
@@ -59,6 +60,14 @@ class Node:
         cause = machine.reset_cause()
         self.fresh = cause != machine.DEEPSLEEP_RESET
         rtc["boot"] = rtc.get("boot", 0) + 1
+        # The remote settings version this boot runs (config.load applied settings.json).
+        rtc["cfg_v"] = cfg.get("settings_v", 0)
+        rtc.pop("cfg_new", None)
+        if _exists("ota.state") or _exists("ota.last"):  # an update under way, or how the last ended
+            import updater
+
+            updater.note(rtc)
+            del sys.modules["updater"]
         if self.fresh:
             # The RTC keeps counting through soft and watchdog resets; any other start may
             # be a power loss, after which the raw clock restarted and needs a new offset.
@@ -80,7 +89,14 @@ class Node:
             "sensor_errors": self.rtc.get("sensor_errors", 0),
             "unverified": self.rtc.get("unverified", 0),
             "dropped": self.spool.dropped,
+            "cfg_v": self.rtc["cfg_v"],
         }
+        for k in ("ota", "ota_failed", "ota_error"):
+            if self.rtc.get(k):
+                out[k] = self.rtc[k]
+        if "cfg_refused" in self.rtc:
+            out["cfg_refused"] = self.rtc["cfg_refused"]
+            out["cfg_error"] = self.rtc.get("cfg_error", "")
         out.update(self.spool.drops)
         return out
 
@@ -95,6 +111,7 @@ class Node:
 
     def cycle(self, wdt):
         """One wake: returns the ms to sleep until the next reading is due."""
+        global TRIAL
         start = time.ticks_ms()
         deadline = time.ticks_add(start, AWAKE_CAP_MS)
         cfg, rtc, clock = self.cfg, self.rtc, self.clock
@@ -112,7 +129,7 @@ class Node:
             log.warn("sensor: %s" % self.sensor.last_error)
         self._heap_mark()
         wdt.feed()
-        if self.spool.depth() and _batch_due(cfg, self.spool, clock, self.fresh):
+        if self.spool.depth() and _batch_due(cfg, self.spool, clock, self.fresh or "ota_soon" in rtc):
             if clock.unix() >= rtc.get("tx_next", 0):  # the send backoff (delivery._fail) allows it
                 if self._online(deadline):
                     # Loaded only now, after Wi-Fi's allocations: the send's buffer (6.5 KB at
@@ -123,8 +140,21 @@ class Node:
                     n = delivery.deliver(cfg, self.spool, clock, rtc, self.status(), log, deadline)
                     rtc["requests"] = rtc.get("requests", 0) + n
                     self._heap_mark()
+                    if delivery.offered or delivery.release or TRIAL:
+                        # Remote settings, a release offered, a release on trial: only now,
+                        # the send's buffer freed, and in a module loaded only for them.
+                        gc.collect()
+                        import remote
+
+                        TRIAL = remote.after_send(delivery, cfg, rtc, log, deadline, TRIAL)
+                        del sys.modules["remote"]
                     if cfg["mode"] == "deep_sleep":
                         self.wifi.off()
+        if TRIAL:  # still on trial: this wake ran whole, but reached no verified answer
+            import updater
+
+            updater.excuse()
+            del sys.modules["updater"]
         wdt.feed()
         self.fresh = False
         awake = time.ticks_diff(time.ticks_ms(), start)
@@ -132,31 +162,10 @@ class Node:
 
 
 def report():
-    """One JSON line for `dhtlink status`: no secret, no Wi-Fi password."""
-    import config
-    import spool
+    """One JSON line for `dhtlink status` (in diag.py: no wake carries its code)."""
+    import diag
 
-    out = {"fw": FW, "safe_mode": _exists(SAFE)}
-    rtc = rtc_load()
-    out["sensor_errors"] = rtc.get("sensor_errors", 0)
-    out["last_error"] = rtc.get("last_error")
-    out["heap_hw"] = rtc.get("heap_hw", 0)
-    out["requests"] = rtc.get("requests", 0)
-    out["boot"] = rtc.get("boot", 0)
-    out["unverified"] = rtc.get("unverified", 0)
-    try:
-        cfg = config.load()
-        out["device_id"] = cfg["device_id"]
-        out["config"] = config.summary(cfg)
-        sp = spool.Spool(cfg["spool_max"])
-    except config.ConfigError as e:
-        out["config_error"] = str(e)
-        sp = spool.Spool()
-    out["spool_depth"] = sp.depth()
-    out["next_seq"] = sp.next_seq
-    out["dropped"] = sp.dropped
-    out.update(sp.drops)
-    print(json.dumps(out))
+    diag.report()
 
 
 def _safe_mode(why):
@@ -201,6 +210,9 @@ def main():
             rtc["crashes"] = 0
             rtc_save(rtc)  # so report() and a crash see this cycle's counters
             if cfg["mode"] == "always_on":
+                if rtc.get("cfg_new"):
+                    machine.reset()  # new remote settings: an always-on board has no next wake
+
                 # In slices the watchdog outlasts: a long interval must not reset the board.
                 while sleep_ms > 0:
                     machine.lightsleep(min(sleep_ms, WDT_MS // 2))

@@ -3,6 +3,10 @@
 import json
 
 PATH = "config.json"
+SETTINGS = "settings.json"  # remote settings, written by settings.py (docs/protocol.md)
+# What `dhtlink devices set` may change: identity, Wi-Fi, endpoint and TLS stay USB-only,
+# since a wrong one would cut the board off from the receiver that could fix it.
+REMOTE = ("sensor.type", "sensor.pin", "interval_s", "batch_size", "max_batch_delay_s", "mode", "spool_max")
 
 DEFAULTS = {
     "sensor": {"type": "DHT22", "pin": 4},
@@ -94,17 +98,57 @@ def validate(cfg):
     return cfg
 
 
-def load(path=PATH):
+def _read(path):
     try:
         with open(path) as f:
             raw = f.read()
     except OSError:
-        raise ConfigError("no %s on the board: run `dhtlink provision` to write it" % path) from None
+        return None
     try:
-        cfg = json.loads(raw)
+        return json.loads(raw)
     except ValueError:
         raise ConfigError("%s is not valid JSON: re-run `dhtlink provision`" % path) from None
-    return validate(cfg)
+
+
+def merge(cfg, remote):
+    # cfg with remote settings ({"v": n, "interval_s": ..., "sensor.pin": ...}) applied,
+    # as a new dict; a key the board does not take remotely is an error, never skipped.
+    out = dict(cfg)
+    for key in remote:
+        if key == "v":
+            continue
+        if key not in REMOTE:
+            raise ConfigError("%s: not a setting a board takes remotely" % key)
+        if key.startswith("sensor."):
+            sensor = dict(out.get("sensor") or DEFAULTS["sensor"])
+            sensor[key[7:]] = remote[key]
+            out["sensor"] = sensor
+        else:
+            out[key] = remote[key]
+    return out
+
+
+def load(path=PATH, remote=True):
+    """config.json, validated; with remote=True the remote settings in settings.json on
+    top (cfg["settings_v"] their version, 0 for none). settings.json was validated
+    against config.json when it was received; should it no longer fit (config.json
+    changed by hand), the board runs config.json alone and says why at the REPL."""
+    cfg = _read(path)
+    if cfg is None:
+        raise ConfigError("no %s on the board: run `dhtlink provision` to write it" % path)
+    if not remote:
+        return validate(cfg)
+    try:
+        offer = _read(SETTINGS)
+        if isinstance(offer, dict) and isinstance(offer.get("v"), int):
+            merged = validate(merge(cfg, offer))
+            merged["settings_v"] = offer["v"]
+            return merged
+    except ConfigError as e:
+        print("dhtlink: remote settings not applied:", e)
+    cfg = validate(cfg)
+    cfg["settings_v"] = 0
+    return cfg
 
 
 def summary(cfg):

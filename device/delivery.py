@@ -13,6 +13,14 @@ CLOCK = 2  # the request's timestamp was stale: set the clock, retry now
 RENUMBER = 3  # the receiver holds other readings under these seqs: renumber, retry now
 POISON = 4  # the receiver will never take this batch: drop it, count it
 
+# Remote settings and a release offered in the last signed 2xx answer of a deliver()
+# (docs/protocol.md, docs/ota.md), for the app to act on once the send's buffer is freed;
+# answered: whether any answer of this deliver() verified (a release on trial commits).
+offered = None
+release = None
+answered = False
+soon = None  # this wake sends early so that a release offered may download (remote.py)
+
 
 def reaction(status, verified, answer):
     """The reaction table. answer: the answer's JSON object ({} if unverified)."""
@@ -59,6 +67,10 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
     passes, or an answer says to wait. Returns the number of requests made."""
     import time
 
+    global offered, release, answered, soon
+    offered = release = None
+    answered = False
+    soon = rtc.pop("ota_soon", None)  # a wake that sends ends the request, whatever it gets
     requests = 0
     stale_retry = renumber_retry = True
     # Allocated before the spool is read, while the heap still has a large free block.
@@ -97,6 +109,8 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
         act = reaction(code, verified, answer)
         if not verified:
             rtc["unverified"] = rtc.get("unverified", 0) + 1
+        else:
+            answered = True
         if act == CLOCK:
             server_time = answer["server_time"]
             log.warn("clock off by %d s: set from the receiver" % (server_time - clock.unix()))
@@ -111,6 +125,10 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             log.info("sent %d readings, seq %d-%d" % (n, first, last))
             rtc["tx_fails"] = 0
             rtc["tx_next"] = 0
+            if "settings" in answer:
+                offered = answer["settings"]
+            if "ota" in answer:
+                release = answer["ota"]
             for r in answer.get("rejected", ()):
                 log.warn("reading %s rejected by the receiver: %s" % (r.get("seq"), r.get("error")))
             server_time = answer.get("server_time")

@@ -45,6 +45,22 @@ def _tls(s, host, ca):
     return ctx.wrap_socket(s, server_hostname=host)
 
 
+def connect(url, timeout, ca):
+    """A socket connected to url's host (TLS for https), and the host and path to ask for."""
+    host, port, path, tls = split_url(url)
+    addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+    s = socket.socket()
+    try:
+        s.settimeout(timeout)
+        s.connect(addr)
+        if tls:
+            s = _tls(s, host, ca)
+    except Exception:
+        s.close()
+        raise
+    return s, host, path
+
+
 def post(url, device_id, secret, timestamp, body, buf, timeout=TIMEOUT_S, ca=None):
     """One signed POST of body; returns (status, verified, answer, retry_after), or
     raises OSError on any network failure or truncated answer. verified: the answer's
@@ -54,14 +70,8 @@ def post(url, device_id, secret, timestamp, body, buf, timeout=TIMEOUT_S, ca=Non
     buf receives the answer's body (body may be a view into it: it has been sent by
     then); an answer longer than buf is not read, and unverified.
     ca: DER bytes of the certificate an https server must chain to (None: not checked)."""
-    host, port, path, tls = split_url(url)
-    addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
-    s = socket.socket()
+    s, host, path = connect(url, timeout, ca)
     try:
-        s.settimeout(timeout)
-        s.connect(addr)
-        if tls:
-            s = _tls(s, host, ca)
         sig = signing.sign(secret, device_id, timestamp, "POST", path, body)
         s.write(
             b"POST %s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\n"

@@ -56,6 +56,25 @@ def remove_device(store: Store, device_id: str) -> None:
         raise NoSuchDevice(f"no device {device_id} in the registry") from None
 
 
+def set_desired(store: Store, device_id: str, changes: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Merge changes into the device's desired settings (docs/protocol.md, "Remote
+    settings"); returns (new version, desired settings)."""
+    check_device_id(device_id)
+    try:
+        return store.set_desired(device_id, changes)
+    except NoSuchDevice:
+        raise NoSuchDevice(f"no device {device_id}: `dhtlink devices add {device_id}` registers it") from None
+
+
+def set_ota_target(store: Store, device_id: str, target: dict[str, Any] | None) -> None:
+    """Offer a release to a device (docs/ota.md), or stop offering one (None)."""
+    check_device_id(device_id)
+    try:
+        store.set_ota_target(device_id, target)
+    except NoSuchDevice:
+        raise NoSuchDevice(f"no device {device_id}: `dhtlink devices add {device_id}` registers it") from None
+
+
 def list_devices(store: Store) -> list[dict[str, Any]]:
     return [public_device(row) for row in store.list_devices()]
 

@@ -30,9 +30,12 @@ def constants(path: Path) -> dict[str, object]:
 
 
 def string_keys(tree: ast.AST) -> set[str]:
-    """Keys of dict literals and of subscript assignments (`status["x"] = ...`) in tree."""
+    """Keys of dict literals, of subscript assignments (`status["x"] = ...`) and of loops that
+    copy keys (`for k in ("a", "b"): out[k] = ...`) in tree."""
     keys = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.For) and isinstance(node.iter, ast.Tuple):
+            keys |= {e.value for e in node.iter.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
         if isinstance(node, ast.Dict):
             keys |= {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
         if isinstance(node, ast.Assign):
@@ -94,12 +97,22 @@ def test_the_status_the_board_sends_is_the_status_the_receiver_knows():
 
 def test_board_file_names_agree():
     app, log = constants(DEVICE / "app.py"), constants(DEVICE / "log.py")
-    assert (app["SAFE"], config["PATH"], log["PATH"], log["OLD"]) == (
+    assert (app["SAFE"], config["PATH"], config["SETTINGS"], log["PATH"], log["OLD"]) == (
         board_files.SAFE,
         board_files.CONFIG,
+        board_files.SETTINGS,
         board_files.LOG,
         board_files.OLD_LOG,
     )
+    updater = constants(DEVICE / "updater.py")
+    assert (updater["STATE"], (updater["STAGE"], updater["OLD"])) == (board_files.OTA_STATE, board_files.OTA_DIRS)
+    from host_tools import ota
+
+    device_ota = constants(DEVICE / "ota.py")
+    assert device_ota["CHUNK"] == ota.RANGE_BYTES
+    # The spool names its state file after its prefix ("spool" unless told otherwise).
+    assert board_files.SPOOL_STATE == "spool.state"
+    assert 'prefix="spool"' in (DEVICE / "spool.py").read_text() and '".state"' in (DEVICE / "spool.py").read_text()
 
 
 def test_reset_causes_agree_between_the_virtual_chip_and_its_runner():

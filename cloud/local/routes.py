@@ -6,6 +6,7 @@ drift apart."""
 INGEST = "cloud.ingest.handler"
 READ = "cloud.read_api.handler"
 DASHBOARD = "cloud.dashboard.handler"
+RELEASES = "cloud.releases.handler"
 
 ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/data"): INGEST,
@@ -16,6 +17,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/alerts"): READ,
     ("GET", "/"): DASHBOARD,
     ("GET", "/static/{file+}"): DASHBOARD,  # API Gateway's greedy path variable: anything under /static/
+    ("GET", "/ota/{file+}"): RELEASES,  # /ota/VERSION/NAME (docs/ota.md)
 }
 
 

@@ -36,7 +36,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
-from cloud import dashboard, ingest, protocol, read_api
+from cloud import dashboard, ingest, protocol, read_api, releases
 from cloud.local import files as data_files
 from cloud.local import routes
 from cloud.observability import log, request_context
@@ -242,6 +242,7 @@ class LocalEndpoint:
         threads: int = 6,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self._releases = releases.directory_reader(self.data_dir / releases.PREFIX)
         self.store = store or data_files.local_store(self.data_dir)
         self.read_token = data_files.read_token(self.data_dir, read_token)
         self._read_token_sha256 = protocol.token_sha256(self.read_token)
@@ -317,6 +318,8 @@ class LocalEndpoint:
             return response
         if handler == routes.READ:
             return read_api.handle(event, self.store, self._read_token_sha256)
+        if handler == routes.RELEASES:
+            return releases.answer(self._releases, path, event["headers"].get("range"))
         if handler == routes.DASHBOARD:
             return dashboard.handle(event)
         allowed = ", ".join(routes.methods(path))

@@ -131,7 +131,33 @@ def public_device(row: dict[str, Any]) -> dict[str, Any]:
             # seqs inside the span the server never stored: lost or still on the device
             "missing": max(0, span - received),
         },
+        "settings": settings_shadow(row),
     }
+
+
+def merged_settings(desired: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """desired with changes applied; a change to None removes the key (the board then runs
+    its config.json's value)."""
+    out = {**desired, **changes}
+    return {key: value for key, value in out.items() if value is not None}
+
+
+def settings_shadow(row: dict[str, Any]) -> dict[str, Any]:
+    """Desired settings (set with `dhtlink devices set`) beside what the board reported
+    running, like a device shadow; in_sync once the board runs the desired version."""
+    status = row.get("last_status") or {}
+    desired_version = row.get("desired_version") or 0
+    reported = status.get("cfg_v")
+    out: dict[str, Any] = {
+        "desired": row.get("desired") or {},
+        "desired_version": desired_version,
+        "reported_version": reported,
+        "in_sync": desired_version == (reported or 0),
+    }
+    if status.get("cfg_refused"):
+        out["refused_version"] = status["cfg_refused"]
+        out["refused_because"] = status.get("cfg_error")
+    return out
 
 
 def reading_item(reading: Reading) -> dict[str, Any]:
@@ -173,3 +199,14 @@ class Store(Protocol):
         limit: int = 100,
         cursor: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    def set_desired(self, device_id: str, changes: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Merge changes into the device's desired settings (None removes a key) and give them the next version;
+        returns (version, desired). Raises NoSuchDevice. Rows carry `desired` (a dict or
+        None) and `desired_version` (0 when never set)."""
+        ...
+
+    def set_ota_target(self, device_id: str, target: dict[str, Any] | None) -> None:
+        """The release a device should run, {"v", "sha", "size"} (docs/ota.md), or None to
+        stop offering one. Raises NoSuchDevice. Rows carry `ota_target` (None when unset)."""
+        ...

@@ -36,6 +36,7 @@ from cloud.stores.base import (
     reading_item,
     same_content,
 )
+from cloud.stores.base import merged_settings as _merged
 
 TRANSACTION_LIMIT = 100
 assert MAX_READINGS <= TRANSACTION_LIMIT, "a request's readings must fit one transaction"
@@ -168,6 +169,9 @@ class DynamoDBStore:
         out["received"] = out["received"] or 0
         out["last_status"] = _json_attr(item, "last_status")
         out["last_reading"] = _json_attr(item, "last_reading")
+        out["desired"] = _json_attr(item, "desired")
+        out["ota_target"] = _json_attr(item, "ota_target")
+        out["desired_version"] = _num(item["desired_version"]) if "desired_version" in item else 0
         return out
 
     @_throttling_is_store_busy
@@ -646,6 +650,51 @@ class DynamoDBStore:
         items = self._query_all(f"{device_id}#{level}", from_ts, to_ts, False)
         return [(int(item["seq"]["N"]), json.loads(item["slots"]["S"])) for item in items]
 
+    # -- fleet management (remote settings) ---------------------------------
+    @_throttling_is_store_busy
+    def set_desired(self, device_id: str, changes: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        from botocore.exceptions import ClientError
+
+        # Read, merge, write on the condition that nobody wrote a version in between
+        # (two operators at once): the loser re-reads and merges again.
+        for _ in range(5):
+            device = self.get_device(device_id)
+            if device is None:
+                raise NoSuchDevice(device_id)
+            old = device["desired_version"]
+            desired = _merged(device["desired"] or {}, changes)
+            try:
+                self.db.update_item(
+                    TableName=self.devices,
+                    Key={"device_id": {"S": device_id}},
+                    UpdateExpression="SET desired = :d, desired_version = :v",
+                    ConditionExpression="attribute_exists(device_id) AND "
+                    "(attribute_not_exists(desired_version) OR desired_version = :old)",
+                    ExpressionAttributeValues={
+                        ":d": {"S": json.dumps(desired, sort_keys=True)},
+                        ":v": _n(old + 1),
+                        ":old": _n(old),
+                    },
+                )
+            except ClientError as error:
+                if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                    continue
+                raise
+            return old + 1, desired
+        raise StoreBusy(f"the desired settings of {device_id} kept changing under this update; try again")
+
+    @_throttling_is_store_busy
+    def set_ota_target(self, device_id: str, target: dict[str, Any] | None) -> None:
+        if target:
+            self._on_existing(
+                "update_item",
+                device_id,
+                UpdateExpression="SET ota_target = :t",
+                ExpressionAttributeValues={":t": {"S": json.dumps(target)}},
+            )
+        else:
+            self._on_existing("update_item", device_id, UpdateExpression="REMOVE ota_target")
+
 
 def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
     """The tables as cloud/template.yaml defines them, for moto and DynamoDB Local."""
@@ -697,6 +746,9 @@ def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
                         "first_seq",
                         "max_seq",
                         "received",
+                        "desired",
+                        "desired_version",
+                        "ota_target",
                     ],
                 },
             }

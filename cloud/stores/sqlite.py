@@ -33,6 +33,7 @@ from cloud.stores.base import (
     reading_item,
     same_content,
 )
+from cloud.stores.base import merged_settings as _merged
 
 # Under the device's 5 s HTTP timeout: a board waiting on another process's write (a CLI
 # command, a second endpoint on the same DATA_DIR) gets a 503 with Retry-After, not silence.
@@ -125,6 +126,7 @@ class SQLiteStore:
             if existed:
                 self._check(db)
             db.executescript(SCHEMA)
+            self._add_fleet_columns(db)
         except sqlite3.DatabaseError as failure:
             raise self._damaged(str(failure)) from None
 
@@ -181,7 +183,7 @@ class SQLiteStore:
 
     def _device(self, row: sqlite3.Row) -> dict[str, Any]:
         out = dict(row)
-        for key in ("last_status", "last_reading"):
+        for key in ("last_status", "last_reading", "desired", "ota_target"):
             out[key] = json.loads(out[key]) if out[key] else None
         return out
 
@@ -550,6 +552,49 @@ class SQLiteStore:
     def query_rollups(self, device_id: str, level: str, from_ts: int, to_ts: int) -> list[tuple[int, list[Any]]]:
         """The items of a level whose start lies in [from_ts, to_ts], oldest first, as (start, slots)."""
         return self._rollup_rows(self._connect(), device_id, level, from_ts, to_ts)
+
+    # -- fleet management (remote settings) ---------------------------------
+    def _add_fleet_columns(self, db: sqlite3.Connection) -> None:
+        # Added to the devices table in place, so a store file made by an older version
+        # keeps its devices and readings.
+        have = {row["name"] for row in db.execute("PRAGMA table_info(devices)")}
+        for column, kind in (
+            ("desired", "TEXT"),
+            ("desired_version", "INTEGER NOT NULL DEFAULT 0"),
+            ("ota_target", "TEXT"),
+        ):
+            if column not in have:
+                db.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
+
+    @_busy_is_store_busy
+    def set_desired(self, device_id: str, changes: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        def work(db: sqlite3.Connection) -> tuple[int, dict[str, Any]]:
+            row = db.execute(
+                "SELECT desired, desired_version FROM devices WHERE device_id = ?", (device_id,)
+            ).fetchone()
+            if row is None:
+                raise NoSuchDevice(device_id)
+            desired = _merged(json.loads(row["desired"] or "{}"), changes)
+            version = row["desired_version"] + 1
+            db.execute(
+                "UPDATE devices SET desired = ?, desired_version = ? WHERE device_id = ?",
+                (json.dumps(desired, sort_keys=True), version, device_id),
+            )
+            return version, desired
+
+        return self._write(work)
+
+    @_busy_is_store_busy
+    def set_ota_target(self, device_id: str, target: dict[str, Any] | None) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            cursor = db.execute(
+                "UPDATE devices SET ota_target = ? WHERE device_id = ?",
+                (json.dumps(target) if target else None, device_id),
+            )
+            if not cursor.rowcount:
+                raise NoSuchDevice(device_id)
+
+        self._write(work)
 
 
 # Alert rules, their webhook secrets, per-(device, rule) state and a 30-day history.

@@ -31,6 +31,7 @@ VERB_MODULES = (
     "reset",
     "safe_mode",
     "status",
+    "ota",
     "host_tools.node",
 )
 

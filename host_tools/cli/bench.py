@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --store dynamodb: use this DynamoDB server (e.g. DynamoDB Local) instead of starting one; "
         "the run creates its own tables there",
     )
+    parser.add_argument(
+        "--ota",
+        action="store_true",
+        help="publish the app as a new release and offer it to every board from the start; fails if a board "
+        "rolls it back (with --chaos, each board's power is also cut in one of its update's wakes)",
+    )
     parser.add_argument("--json-out", type=Path, default=None, help="also write the report as JSON here")
     parser.add_argument("--data-dir", type=Path, default=None, help="where to keep the run (default .dhtlink/bench-*)")
     parser.add_argument(
@@ -71,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.dynamodb_endpoint.startswith(("http://", "https://")):
             raise UsageError("--dynamodb-endpoint must be a URL such as http://127.0.0.1:8000")
     registry = None
+    if args.endpoint and args.ota:
+        raise UsageError("--ota runs against the endpoint the bench starts itself, not with --endpoint")
     if args.endpoint and args.pi_nodes:
         raise UsageError("--pi-nodes runs against the endpoint the bench starts itself, not with --endpoint")
     if args.endpoint:
@@ -96,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         pi_nodes=args.pi_nodes,
         store=args.store,
         dynamodb_endpoint=args.dynamodb_endpoint,
+        ota=args.ota,
     )
     print(render(report))
     if args.json_out:
@@ -105,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"{report.lost} readings lost, {report.duplicates_stored} stored twice; "
             f"missing seq ranges per device: {bad}"
+        )
+    if report.ota.get("rolled_back"):
+        raise CommandError(
+            f"release {report.ota['version']} was rolled back on {', '.join(report.ota['rolled_back'])}: a good "
+            "release must reach a verified answer on every board (see each board's log.txt)"
         )
     if report.drops.get("unexplained"):
         raise CommandError(

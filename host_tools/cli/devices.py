@@ -1,11 +1,11 @@
-"""`dhtlink devices add|list|remove|rotate`: the device registry, local or on AWS."""
+"""`dhtlink devices add|list|remove|rotate|set`: the device registry, local or on AWS."""
 
 import argparse
 import json
 import sys
 from pathlib import Path
 
-from host_tools import store_options
+from host_tools import device_settings, store_options
 from host_tools.common import data_dir, data_dir_options, json_options
 from host_tools.errors import CommandError, UsageError
 from host_tools.store_options import add_store_options
@@ -37,6 +37,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rotate", parents=[*common, secret_json], help="give a device a new secret and print it once"
     )
     rotate.add_argument("device_id", **device)
+    settings = actions.add_parser(
+        "set",
+        parents=common,
+        help="change a deployed board's settings remotely (applied from its next wake)",
+        description="Store desired settings for DEVICE with a new version. The receiver sends them in its "
+        "signed answer to the board's next POST; the board checks them, applies them from its next wake and "
+        "reports the version it runs (`devices list`). Settings not given keep their desired value.",
+    )
+    settings.add_argument("device_id", **device)
+    device_settings.add_arguments(settings, remote=True)
     parser.set_defaults(func=run)
 
 
@@ -83,8 +93,32 @@ def _print_devices(rows: list[dict], as_json: bool) -> None:
         health = row["health"]
         print(
             f"{row['device_id']:<24} last_seen={row['last_seen'] or '-'} "
-            f"received={health['received']} missing={health['missing']}"
+            f"received={health['received']} missing={health['missing']} {_shadow(row['settings'])}"
         )
+
+
+def _shadow(settings: dict) -> str:
+    if not settings["desired_version"]:
+        return "settings=as provisioned"
+    text = f"settings v{settings['desired_version']} " + ("in sync" if settings["in_sync"] else "pending")
+    if settings.get("refused_version") == settings["desired_version"]:
+        text = f"settings v{settings['desired_version']} REFUSED: {settings.get('refused_because')}"
+    return f"{text} (board runs v{settings['reported_version'] or 0})"
+
+
+def _set_settings(args: argparse.Namespace, store) -> None:
+    from host_tools import registry
+
+    changes = device_settings.parse_settings(args)
+    if not changes:
+        raise UsageError(
+            "nothing to set: give at least one of " + ", ".join(s.option for s in device_settings.SETTINGS if s.remote)
+        )
+    version, desired = registry.set_desired(store, args.device_id, changes)
+    print(
+        f"{args.device_id}: desired settings v{version}: " + ", ".join(f"{k}={v}" for k, v in sorted(desired.items()))
+    )
+    print("  sent with the receiver's answer to its next POST; applied from the wake after that")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "remove":
             registry.remove_device(store, args.device_id)
             print(f"removed {args.device_id}")
+        elif args.action == "set":
+            _set_settings(args, store)
         else:
             _print_devices(registry.list_devices(store), args.json)
     except registry.InvalidDeviceId as error:

@@ -46,4 +46,10 @@ def run(args: argparse.Namespace) -> int:
         f"app on {port}: {len(result.sent)} sent, {len(result.unchanged)} unchanged, "
         f"{len(result.removed)} removed; {kind}"
     )
+    if result.abandoned_update is not None:
+        update = result.abandoned_update
+        print(
+            f"  an over-the-air update was under way (release {update.get('v', '?')}, {update.get('phase', '?')}): "
+            "abandoned, the board runs the app just flashed"
+        )
     return 0

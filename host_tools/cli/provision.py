@@ -2,7 +2,9 @@
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from host_tools import device_settings
 from host_tools.common import (
     aws_options,
     board_options,
@@ -13,7 +15,16 @@ from host_tools.common import (
 from host_tools.errors import UsageError
 from host_tools.serial.files import MANIFEST
 from host_tools.serial.ports import choose
-from host_tools.serial.provision import build_config, identity, ingest_url, wifi_password, write_config
+from host_tools.serial.provision import (
+    build_config,
+    hand_back_to_usb,
+    identity,
+    ingest_url,
+    read_board_config,
+    start_seq_after,
+    wifi_password,
+    write_config,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,47 +32,84 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "provision",
         parents=[
             board_options(),
-            device_options(),
-            endpoint_options(required=True, what="the receiver the board sends to"),
+            device_options(required=False),
+            endpoint_options(required=False, what="the receiver the board sends to"),
             data_dir_options(),
             aws_options("register in the deployed stack's registry, not the local store"),
         ],
         help="register a device and write its config.json to the board",
         description="Register the device (local store, or --aws), check that the endpoint answers a probe "
-        "signed with its identity, and write config.json with its secret, Wi-Fi and endpoint to the board. "
-        "Re-running keeps the device's identity unless --rotate. Neither the secret nor the Wi-Fi password "
-        "is printed.",
+        "signed with its identity, and write config.json with its secret, Wi-Fi, endpoint and settings to the "
+        "board. --device, --endpoint and --wifi-ssid are needed the first time; re-running keeps the device's "
+        "identity unless --rotate, and every setting on the board it is not told to change. Neither the secret "
+        "nor the Wi-Fi password is printed.",
     )
-    parser.add_argument("--wifi-ssid", required=True, help="the Wi-Fi network's name (1-32 bytes)")
+    parser.add_argument("--wifi-ssid", default=None, help="the Wi-Fi network's name, 1-32 bytes (kept if omitted)")
     parser.add_argument(
         "--wifi-password-file",
         type=Path,
         default=None,
-        help="file holding the Wi-Fi password (else $DHTLINK_WIFI_PASSWORD or a prompt)",
+        help="file holding the Wi-Fi password (else $DHTLINK_WIFI_PASSWORD or a prompt); only with --wifi-ssid",
     )
     parser.add_argument("--rotate", action="store_true", help="give the device a new secret")
+    device_settings.add_arguments(parser.add_argument_group("board settings (kept from the board if omitted)"))
     parser.set_defaults(func=run)
+
+
+def _kept(option: str, given: Any, old: dict[str, Any] | None, key: str) -> Any:
+    if given is not None:
+        return given
+    if old and old.get(key):
+        return old[key]
+    raise UsageError(f"{option} is required: the board has no config.json to keep it from")
 
 
 def run(args: argparse.Namespace) -> int:
     from host_tools import registry
     from host_tools.serial.board import Board
 
-    try:
-        registry.check_device_id(args.device)
-    except registry.InvalidDeviceId as error:
-        raise UsageError(f"--device: {error}") from None
-    if not 1 <= len(args.wifi_ssid.encode()) <= 32:
+    # Everything given is checked before the board is touched.
+    if args.device is not None:
+        try:
+            registry.check_device_id(args.device)
+        except registry.InvalidDeviceId as error:
+            raise UsageError(f"--device: {error}") from None
+    if args.wifi_ssid is not None and not 1 <= len(args.wifi_ssid.encode()) <= 32:
         raise UsageError("--wifi-ssid must be 1 to 32 bytes")
-    password = wifi_password(args.wifi_password_file)
-    endpoint = ingest_url(args.endpoint)
+    if args.wifi_password_file is not None and args.wifi_ssid is None:
+        raise UsageError("--wifi-password-file goes with --wifi-ssid (the board keeps its Wi-Fi otherwise)")
+    given_endpoint = ingest_url(args.endpoint) if args.endpoint is not None else None
+    settings = device_settings.parse_settings(args)
+    password = wifi_password(args.wifi_password_file) if args.wifi_ssid is not None else None
     port = choose(args.port)
     with Board(port) as board:  # opened before registering: no identity is minted for a board that isn't there
-        secret, what = identity(args.device, args.aws, args.stack, args.rotate, endpoint, args.data_dir)
-        write_config(board, build_config(args.device, secret, args.wifi_ssid, password, endpoint))
+        old = read_board_config(board)
+        device_id = _kept("--device", args.device, old, "device_id")
+        endpoint = _kept("--endpoint", given_endpoint, old, "endpoint")
+        try:  # a kept value must be as valid as a given one
+            registry.check_device_id(device_id)
+            endpoint = ingest_url(endpoint, "config.json's endpoint")
+        except (registry.InvalidDeviceId, UsageError) as error:
+            raise UsageError(f"the board's config.json: {error}; pass the option to replace it") from None
+        if args.wifi_ssid is not None:
+            wifi = [{"ssid": args.wifi_ssid, "password": password}]
+        else:
+            wifi = _kept("--wifi-ssid", None, old, "wifi")
+        secret, what, max_seq = identity(device_id, args.aws, args.stack, args.rotate, endpoint, args.data_dir)
+        write_config(board, build_config(old, device_id, secret, wifi, endpoint, settings))
+        next_seq = start_seq_after(board, max_seq)
+        handed_back = (
+            hand_back_to_usb(board, device_id, args.aws, args.stack, settings, args.data_dir) if settings else []
+        )
         has_app = board.exists(MANIFEST)
-    print(f"{args.device}: {what}; config.json written to {port} and verified")
-    print(f"  wifi {args.wifi_ssid}, endpoint {endpoint}")
+    print(f"{device_id}: {what}; config.json written to {port} and verified")
+    print(f"  wifi {wifi[0]['ssid']}, endpoint {endpoint}")
+    if settings:
+        print("  set " + ", ".join(f"{key}={value}" for key, value in settings.items()))
+    if handed_back:
+        print(f"  no longer set remotely: {', '.join(handed_back)} (removed from the registry's desired settings)")
+    if next_seq is not None:
+        print(f"  readings continue from seq {next_seq} (the registry has seen up to {max_seq})")
     if has_app:
         print("  `dhtlink reset` starts the app with the new config")
     else:

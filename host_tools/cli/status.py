@@ -46,6 +46,30 @@ def run(args: argparse.Namespace) -> int:
             f"device       {app['device_id']} -> {config['endpoint']} (wifi {', '.join(config['wifi'])}, "
             f"every {config['interval_s']} s, {config['mode']})"
         )
+    print(f"settings     {settings_line(app)}")
+    update = update_line(app)
+    if update:
+        print(f"update       {update}")
     print(f"spool        {app['spool_depth']} unsent, next seq {app['next_seq']}, dropped {app['dropped']}")
     print(f"last error   {app['last_error'] or '-'}")
     return 0
+
+
+def settings_line(app: dict) -> str:
+    """The remote settings the board runs (docs/protocol.md, "Remote settings")."""
+    running = app.get("cfg_v") or (app.get("config") or {}).get("settings_v") or 0
+    line = f"remote v{running}" if running else "as provisioned (no remote settings)"
+    if app.get("cfg_new"):
+        line += f"; v{app['cfg_new']} received, runs from the next wake"
+    if app.get("cfg_refused"):
+        line += f"; v{app['cfg_refused']} REFUSED: {app.get('cfg_error')}"
+    return line
+
+
+def update_line(app: dict) -> str | None:
+    """An over-the-air update under way, or the last one that failed (docs/ota.md)."""
+    if app.get("ota"):
+        return f"over the air: {app['ota']}"
+    if app.get("ota_failed"):
+        return f"release {app['ota_failed']} rolled back or refused: {app.get('ota_error')}"
+    return None

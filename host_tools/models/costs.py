@@ -18,6 +18,8 @@ DYNAMODB_STORAGE_GB_MONTH = 0.25  # "Amazon DynamoDB pricing": Standard table cl
 DYNAMODB_PITR_GB_MONTH = 0.20  # "Amazon DynamoDB pricing": continuous backups (PITR)
 LOGS_INGEST_PER_GB = 0.50  # "Amazon CloudWatch pricing": Logs, standard ingestion
 LOGS_STORE_GB_MONTH = 0.03  # "Amazon CloudWatch pricing": Logs, archived storage
+S3_GET_PER_THOUSAND = 0.0004  # "Amazon S3 pricing": S3 Standard, GET requests
+TRANSFER_OUT_PER_GB = 0.09  # "Amazon EC2 pricing", data transfer out to the internet, first 10 TB/month
 SECONDS_PER_MONTH = 30 * 86400
 
 # What one request costs the backend, from the handler's design (docs/performance.md):
@@ -84,3 +86,17 @@ def cost_per_device_month(
     }
     # mypy cannot tell that parts' keys are all float fields (prices_as_of, the one str, is not among them)
     return DeviceMonthCost(readings=readings, requests=requests, total=sum(parts.values()), **parts)  # type: ignore[arg-type]
+
+
+def ota_cost_per_board(requests: int, bytes_out: int, lambda_ms: float = 30.0, memory_mb: int = 128) -> float:
+    """USD for one board to fetch a release through the stack (docs/ota.md): `requests`
+    GET /ota/... through API Gateway to the ReleasesFunction, `bytes_out` answered to the
+    board. Counts one S3 GET per request, an upper bound: a warm function reads each file
+    of a release from S3 once (cloud/releases.py)."""
+    gb_seconds = requests * max(1.0, round(lambda_ms)) / 1000 * memory_mb / 1024
+    return (
+        requests / 1e6 * (HTTP_API_PER_MILLION + LAMBDA_PER_MILLION)
+        + gb_seconds * LAMBDA_ARM_GB_SECOND
+        + requests / 1000 * S3_GET_PER_THOUSAND
+        + bytes_out / 1e9 * TRANSFER_OUT_PER_GB
+    )

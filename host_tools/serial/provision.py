@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from host_tools import device_settings
 from host_tools.common import (
     DATA_PATH,
     base_url,
 )
 from host_tools.errors import CommandError, UsageError
 from host_tools.serial.board import BoardFiles
-from host_tools.serial.files import CONFIG
+from host_tools.serial.files import CONFIG, SETTINGS, SPOOL_STATE
 
 
 def wifi_password(path: Path | None) -> str:
@@ -45,9 +46,9 @@ def wifi_password(path: Path | None) -> str:
     return password
 
 
-def ingest_url(endpoint: str) -> str:
+def ingest_url(endpoint: str, option: str = "--endpoint") -> str:
     """The URL the board POSTs to: the receiver's base URL + /data (config.json's endpoint)."""
-    return base_url(endpoint) + DATA_PATH
+    return base_url(endpoint, option) + DATA_PATH
 
 
 def _not_written(message: str) -> CommandError:
@@ -136,11 +137,12 @@ def _error_code(answer: Any) -> str:
 
 def identity(
     device_id: str, aws: bool, stack: str, rotate: bool, endpoint: str, data_dir: Path | None = None
-) -> tuple[str, str]:
-    """(secret, what happened): the registered secret, new, kept or rotated, once the
-    endpoint has answered a signed probe with it. A device registered here is removed again
-    when the probe fails, and a secret is rotated only after the old one passed it: a failed
-    run leaves the registry as it was. device_id is already checked by run()."""
+) -> tuple[str, str, int | None]:
+    """(secret, what happened, the highest seq the registry has seen from it): the registered
+    secret, new, kept or rotated, once the endpoint has answered a signed probe with it. A
+    device registered here is removed again when the probe fails, and a secret is rotated
+    only after the old one passed it: a failed run leaves the registry as it was. device_id
+    is already checked by run()."""
     from host_tools import registry
     from host_tools.cli.devices import open_store
 
@@ -153,20 +155,72 @@ def identity(
         except CommandError:
             store.remove_device(device_id)
             raise
-        return secret, "registered"
+        return secret, "registered", None
     probe(endpoint, device_id, existing["secret"])
+    max_seq = existing.get("max_seq")
     if rotate:
-        return registry.rotate_secret(store, device_id), "rotated its secret"
-    return existing["secret"], "kept its registered identity"
+        return registry.rotate_secret(store, device_id), "rotated its secret", max_seq
+    return existing["secret"], "kept its registered identity", max_seq
 
 
-def build_config(device_id: str, secret: str, ssid: str, password: str, endpoint: str) -> dict[str, Any]:
-    return {
-        "device_id": device_id,
-        "secret": secret,
-        "wifi": [{"ssid": ssid, "password": password}],
-        "endpoint": endpoint,
-    }
+def build_config(
+    old: dict[str, Any] | None,
+    device_id: str,
+    secret: str,
+    wifi: list[dict[str, str]],
+    endpoint: str,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """The board's config.json: the board's own (old) with what this run was told to change,
+    so a setting made by hand or by an earlier run (sensor type, pin, interval...) stays."""
+    config = dict(old or {})
+    config.update({"device_id": device_id, "secret": secret, "wifi": wifi, "endpoint": endpoint})
+    return device_settings.apply(config, settings)
+
+
+def read_board_config(board: BoardFiles) -> dict[str, Any] | None:
+    """The board's config.json as a dict, or None when it has none; a damaged one is not
+    silently replaced by defaults."""
+    raw = board.read_file(CONFIG)
+    if raw is None:
+        return None
+    try:
+        config = json.loads(raw)
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise _not_written(
+            "the board's config.json is not a JSON object, so the settings it holds cannot be kept; "
+            "fix it at the REPL or remove it (`dhtlink repl`) and provision again"
+        )
+    return config
+
+
+def start_seq_after(board: BoardFiles, max_seq: int | None) -> int | None:
+    """Make the board's next seq one past the highest the registry has seen, so a board whose
+    flash was erased does not send seqs the receiver already holds (each would be a 409 and a
+    renumbering). Only ever raised, never lowered. The spool state is replaced the way the
+    spool itself does it (temporary file, then rename), so a cut leaves the old state or the
+    new one; unsent readings in the spool keep their seqs (the spool moves next_seq past
+    them on load, and a conflict among them is renumbered after the receiver's 409).
+    Returns the new next_seq, or None when nothing changed."""
+    if max_seq is None:
+        return None
+    raw = board.read_file(SPOOL_STATE)
+    try:
+        state = json.loads(raw) if raw is not None else {}
+    except ValueError:
+        state = {}
+    if not isinstance(state, dict) or not isinstance(state.get("next_seq", 0), int):
+        state = {}
+    if state.get("next_seq", 0) > max_seq:
+        return None
+    state.setdefault("gen", 0)
+    state.setdefault("head", 0)
+    state.setdefault("dropped", 0)
+    state["next_seq"] = max_seq + 1
+    board.write_file(SPOOL_STATE, json.dumps(state).encode())
+    return max_seq + 1
 
 
 def write_config(board: BoardFiles, config: dict[str, Any]) -> None:
@@ -174,3 +228,22 @@ def write_config(board: BoardFiles, config: dict[str, Any]) -> None:
     board.write_file(CONFIG, data)
     if board.sha256(CONFIG) != hashlib.sha256(data).hexdigest():
         raise CommandError("config.json on the board does not read back as written")
+
+
+def hand_back_to_usb(
+    board: BoardFiles, device_id: str, aws: bool, stack: str, settings: dict[str, Any], data_dir: Path | None = None
+) -> list[str]:
+    """Settings given to provision win over the same keys desired remotely (`dhtlink devices
+    set`): they are removed from the registry's desired settings (a new version), and the
+    board gets that version's settings.json now, so it neither runs the old remote value at
+    its next boot nor waits for the receiver's answer to agree. Returns the keys handed back."""
+    from host_tools.cli.devices import open_store
+
+    store = open_store(aws, stack, data_dir)
+    row = store.get_device(device_id) or {}
+    clash = sorted(key for key in settings if key in (row.get("desired") or {}))
+    if not clash:
+        return []
+    version, desired = store.set_desired(device_id, dict.fromkeys(clash))
+    board.write_file(SETTINGS, json.dumps({"v": version, **desired}).encode())
+    return clash

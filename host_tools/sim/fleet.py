@@ -40,8 +40,10 @@ DRAIN_ROUNDS = 8
 DRAIN_STEP = 4
 
 
-def scenario_for(index: int, seed: int, hours: float, chaos: bool) -> dict[str, Any]:
-    """Each board's world: its own sensor noise, and with chaos an outage and power cuts."""
+def scenario_for(index: int, seed: int, hours: float, chaos: bool, ota: bool = False) -> dict[str, Any]:
+    """Each board's world: its own sensor noise, and with chaos an outage and power cuts.
+    With an over-the-air release offered from the start, chaos also cuts each board's power
+    in the first wake that resumes its download and in the wake that switches to the release."""
     rng = random.Random(seed * 1009 + index)
     scenario: dict[str, Any] = {"seed": seed * 1009 + index, "t_mean": round(rng.uniform(18, 24), 1)}
     if chaos:
@@ -50,7 +52,48 @@ def scenario_for(index: int, seed: int, hours: float, chaos: bool) -> dict[str, 
         scenario["wifi_down"] = [[start, start + rng.uniform(0.05, 0.2) * span]]
         scenario["power_cut_rate"] = 0.01
         scenario["sensor_fail_rate"] = 0.01
+        if ota:
+            scenario["ota_cuts"] = ["download", "ready"]
     return scenario
+
+
+def offer_release(endpoint: Any, device_ids: list[str], root: Path) -> dict[str, Any]:
+    """Publish the app under a new version (FW + "-bench") into the endpoint's releases and
+    offer it to every board (`dhtlink ota publish` and `ota rollout --all`); returns the
+    offer with the requests a board makes for it."""
+    import shutil
+
+    from host_tools import ota, registry
+    from host_tools.serial import firmware
+
+    source = root / "release-src"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(firmware.DEVICE, source)
+    version = ota.app_version(source) + "-bench"
+    app = source / "app.py"
+    app.write_text(app.read_text().replace(f'FW = "{ota.app_version(source)}"', f'FW = "{version}"', 1))
+    releases = ota.LocalReleases(endpoint.data_dir)
+    _, manifest, _ = ota.publish(releases, source)
+    offer = ota.target(releases, version)
+    for device_id in device_ids:
+        registry.set_ota_target(endpoint.store, device_id, offer)
+    return {**offer, "requests": ota.requests_per_board(manifest)}
+
+
+def ota_outcome(store: Any, offer: dict[str, Any], device_ids: list[str], requests: int) -> dict[str, Any]:
+    """Where each board's update ended, from what it last reported to the receiver;
+    `requests` is what a board asks for the release when nothing fails."""
+    from host_tools import ota
+
+    states = {d: ota.state(store.get_device(d) or {"ota_target": offer}) for d in device_ids}
+    return {
+        "version": offer["v"],
+        "bytes": offer["size"],
+        "requests_per_board": requests,
+        "runs": sorted(d for d, s in states.items() if s.startswith("runs ")),
+        "rolled_back": sorted(d for d, s in states.items() if "ROLLED BACK" in s),
+        "under_way": {d: s for d, s in states.items() if not s.startswith("runs ") and "ROLLED BACK" not in s},
+    }
 
 
 class OverlapCounter:
@@ -151,12 +194,14 @@ def run_bench(
     pi_nodes: int = 0,
     store: str = "sqlite",
     dynamodb_endpoint: str | None = None,
+    ota: bool = False,
 ) -> Report:
     """Run the fleet against the local endpoint it starts, or against `endpoint` (a base URL)
     whose device registry and readings are `registry` (a store: the local one behind a
     `dhtlink serve`, or a deployed stack's). `store` is the local endpoint's: "sqlite" (a
     file under the run's directory) or "dynamodb" (new tables on a DynamoDB server started for
-    the run, or on `dynamodb_endpoint`'s: DynamoDB Local, or a server a test inspects after)."""
+    the run, or on `dynamodb_endpoint`'s: DynamoDB Local, or a server a test inspects after).
+    With `ota`, a release of the app is offered to every board from the start (docs/ota.md)."""
     from cloud import observability
     from cloud.local import LocalEndpoint
     from cloud.stores.dynamodb import DynamoDBStore, create_tables
@@ -173,7 +218,7 @@ def run_bench(
     # Against a shared receiver every run needs fresh ids: new boards count seqs from 0 again.
     ids = [f"bench-{run}-{i + 1:02d}" if endpoint else f"bench-{i + 1:02d}" for i in range(devices)]
     boards = {device_id: VirtualBoard(root / "boards" / device_id) for device_id in ids}
-    scenarios = {device_id: scenario_for(i, seed, hours, chaos) for i, device_id in enumerate(ids)}
+    scenarios = {device_id: scenario_for(i, seed, hours, chaos, ota) for i, device_id in enumerate(ids)}
     view = Progress() if show_progress else None
     if endpoint:
         # The receiver keeps its wall clock: boards keep real dates and skip their sleeps.
@@ -224,6 +269,7 @@ def run_bench(
                 backend = OverlapCounter(local_store(root / "endpoint"))
             local = run_stack.enter_context(LocalEndpoint(root / "endpoint", clock=clock, store=backend))
             secrets = {device_id: add_device(local.store, device_id) for device_id in ids}
+            offer = offer_release(local, ids, root) if ota else None
             if chaos:
                 with ChaosProxy(local.url, chaos_rates or CHAOS_RATES, seed=seed, delay_s=5.5) as proxy:
                     flown = fly(secrets, proxy.url, drain_to=local.url)
@@ -232,6 +278,7 @@ def run_bench(
                 flown = fly(secrets, local.url, drain_to=None)
             totals = local.totals
             read_token = local.read_token
+            update = ota_outcome(local.store, offer, ids, offer["requests"]) if offer else {}
             if store == "dynamodb":
                 stored_rows = readings_in_tables(db, tables[0])
             else:
@@ -246,4 +293,5 @@ def run_bench(
     report.pi_nodes = pi_nodes
     report.store = store
     report.overlapping_writes = dict(backend.overlapping)
+    report.ota = update
     return report

@@ -69,6 +69,8 @@ class Report:
     store: str = "sqlite"
     # Writes of a batch that began while another write of the same device was under way.
     overlapping_writes: dict[str, int] = field(default_factory=dict)
+    # With --ota: the release offered and where each board's update ended (sim/fleet.ota_outcome).
+    ota: dict[str, Any] = field(default_factory=dict)
 
 
 def _sum_drops(results: dict[str, DeviceResult]) -> dict[str, int]:
@@ -176,6 +178,20 @@ def render(report: Report) -> str:
                 for phase, boots in figures["boots"].items()
             )
             lines.append(f"    {device_id:<22} cuts/watchdog resets by phase: {phases}")
+    if report.ota:
+        update = report.ota
+        boards = len(update["runs"]) + len(update["rolled_back"]) + len(update["under_way"])
+        lines.append(
+            f"  OTA release              {update['version']} ({update['bytes']} bytes): runs on "
+            f"{len(update['runs'])} of {boards} boards; rolled back on {len(update['rolled_back'])}"
+        )
+        per_board = costs.ota_cost_per_board(update["requests_per_board"], update["bytes"])
+        lines.append(
+            f"                           {update['requests_per_board']} requests a board when none fails; "
+            f"through AWS ${per_board * 1000:.4f} per 1,000 boards ({costs.PRICES_AS_OF})"
+        )
+        for device_id, state in update["under_way"].items():
+            lines.append(f"    {device_id:<22} {state}")
     if not report.endpoint:
         raced = sum(report.overlapping_writes.values())
         lines.append(

@@ -3,6 +3,7 @@
 The library function `simulate` is what the tests and `dhtlink bench` run.
 """
 
+import json
 import random
 import tempfile
 import time
@@ -60,15 +61,22 @@ def run_board(
     progress: OnWake | None = None,
 ) -> Summary:
     """Boot the installed board `cycles` times (one wake each), cutting power where the
-    scenario says: "power_cuts" (boot numbers) or "power_cut_rate" (0..1, seeded)."""
+    scenario says: "power_cuts" (boot numbers), "power_cut_rate" (0..1, seeded), or
+    "ota_cuts" (phases of an over-the-air update, docs/ota.md: the first wake that begins
+    in each is cut, e.g. "download" resuming one, "ready" switching to the release)."""
     scenario = scenario or {}
     rng = random.Random(scenario.get("seed", 1))
     scheduled = set(scenario.get("power_cuts", ()))
     rate = float(scenario.get("power_cut_rate", 0))
+    ota_cuts = set(scenario.get("ota_cuts", ()))
     boots: dict[str, int] = {}
     wake_s = 0.05  # running mean of a wake's real duration: cuts land inside a wake
     for number in range(cycles):
         cut = number in scheduled or (rate and rng.random() < rate)
+        phase = _ota_phase(board) if ota_cuts else None
+        if phase in ota_cuts:
+            ota_cuts.discard(phase)
+            cut = True
         started = time.monotonic()
         # Somewhere inside the wake: during the sensor read, the spool append or the send.
         result = board.boot(power_cut_after=rng.uniform(0.0, wake_s) if cut else None)
@@ -80,6 +88,13 @@ def run_board(
         if progress:
             progress({"boot": number + 1, "cycles": cycles, "status": result.status})
     return summarize(board, cycles, boots)
+
+
+def _ota_phase(board: VirtualBoard) -> str | None:
+    try:
+        return json.loads((board.dir / "ota.state").read_text()).get("phase")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def summarize(board: VirtualBoard, cycles: int, boots: dict[str, int]) -> Summary:

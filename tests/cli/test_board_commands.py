@@ -36,6 +36,27 @@ def test_upload_removes_only_stale_app_files(vboard, capsys):
     assert (vboard.dir / "config.json").read_text() == "{}" and (vboard.dir / "notes.txt").exists()
 
 
+def test_flash_abandons_an_over_the_air_update_under_way(vboard, capsys):
+    flash(vboard.port, capsys)
+    # The flash's soft reset boots main.py, which would act on the files below: let it finish.
+    assert main(["status", "--port", vboard.port]) == 0
+    app = (vboard.dir / "app.mpy").read_bytes()
+    # Mid-switch: half the release in place, the app it replaces in ota.old/, the rest staged.
+    (vboard.dir / "ota.old").mkdir()
+    (vboard.dir / "ota.old" / "spool.mpy").write_bytes((vboard.dir / "spool.mpy").read_bytes())
+    (vboard.dir / "ota.new").mkdir()
+    (vboard.dir / "ota.new" / "app.mpy").write_bytes(b"M\x06 the release's app")
+    (vboard.dir / "spool.mpy").write_bytes(b"M\x06 the release's spool")
+    (vboard.dir / "ota.state").write_text(json.dumps({"phase": "install", "v": "0.2.0", "sha": "ab" * 32}))
+    out = flash(vboard.port, capsys)
+    assert "1 sent" in out and "update was under way (release 0.2.0, install): abandoned" in out
+    assert not (vboard.dir / "ota.state").exists()
+    assert not (vboard.dir / "ota.new").exists() and not (vboard.dir / "ota.old").exists()
+    assert (vboard.dir / "app.mpy").read_bytes() == app
+    assert (vboard.dir / "spool.mpy").read_bytes() == firmware.build()["spool.mpy"]
+    assert "abandoned" not in flash(vboard.port, capsys), "nothing under way the second time"
+
+
 def provision(port, endpoint_url, password_file, device_id="porch-1", *extra):
     return main(
         [

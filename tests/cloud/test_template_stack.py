@@ -84,8 +84,15 @@ def test_the_transformed_template_creates_in_moto(stack):
         "ReadFunction",
         "IngestLogGroup",
         "ReadLogGroup",
+        "ReleasesBucket",
+        "ReleasesFunction",
     ):
         assert logical in created, f"{logical} was not created"
+    outputs = {
+        o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="dhtlink")["Stacks"][0]["Outputs"]
+    }
+    assert outputs["ReleasesBucketName"] == created["ReleasesBucket"]["PhysicalResourceId"]
+    boto3.client("s3").head_bucket(Bucket=outputs["ReleasesBucketName"])
     dynamodb = boto3.client("dynamodb")
     readings = dynamodb.describe_table(TableName=created["ReadingsTable"]["PhysicalResourceId"])["Table"]
     assert [i["IndexName"] for i in readings["LocalSecondaryIndexes"]] == ["by_time"]

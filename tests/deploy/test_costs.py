@@ -34,3 +34,15 @@ def test_batching_cuts_the_per_request_parts():
 def test_non_positive_traffic_is_refused(interval, per_request):
     with pytest.raises(ValueError, match="must be positive"):
         costs.cost_per_device_month(interval, per_request)
+
+
+def test_an_ota_update_costs_its_requests_and_its_bytes():
+    from host_tools import ota
+
+    manifest = {"files": [{"size": 8192}, {"size": 8193}, {"size": 10}]}
+    assert ota.requests_per_board(manifest) == 1 + 1 + 2 + 1
+    one = costs.ota_cost_per_board(15, 23_000)
+    # 15 × ($1.00 + $0.20) per million, 15 × 30 ms × 1/8 GB of Arm, 15 S3 GETs, 23 KB out
+    expected = 15e-6 * 1.20 + 15 * 0.03 * 0.125 * 0.0000133334 + 15 * 0.0000004 + 23_000 / 1e9 * 0.09
+    assert one == pytest.approx(expected)
+    assert costs.ota_cost_per_board(30, 46_000) == pytest.approx(2 * one)

@@ -110,6 +110,7 @@ def test_tables_match_the_store():
         "DevicesTableName",
         "AlertsTableName",
         "AlertsTopicArn",
+        "ReleasesBucketName",
     }
 
 
@@ -236,7 +237,8 @@ def test_deploy_against_moto_uploads_creates_then_updates_keeping_parameters(tmp
         assert created["ReadToken"] not in json.dumps(change_set)
 
         s3 = session.client("s3")
-        (bucket,) = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        # the artifacts bucket deploy made, beside the stack's own (its releases)
+        (bucket,) = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("dhtlink-artifacts-")]
         assert bucket.startswith("dhtlink-artifacts-") and bucket.endswith("eu-west-1")
         (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == archive.read_bytes()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import cli
+from host_tools import cli, ota
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -41,6 +41,7 @@ NOT_RUN = {
     "dhtlink alerts add": "a webhook receiver or an SNS topic (tests/cloud/test_alert_*.py run them)",
     "dhtlink alerts test RULE": "needs a rule's id (tests/cloud/test_alert_ingest.py runs it)",
     "dhtlink alerts remove RULE": "needs a rule's id (tests/cloud/test_alert_ingest.py runs it)",
+    "dhtlink bench --ota": "a fleet run with chaos (tests/bench/test_bench_ota.py runs it)",
 }
 
 
@@ -170,6 +171,7 @@ def test_the_readme_commands_run_against_a_virtual_board_and_a_local_endpoint(tm
             "/dev/pts/N": env.get("DHTLINK_PORT", "/dev/pts/N"),
             "myboard": str(tmp_path / "myboard"),
             "ENDPOINT=http://192.168.1.20:8080": f"ENDPOINT={endpoint}",
+            "0.2.0": ota.app_version(),  # the README's next release: here the one `ota publish` made
         }
         return [swaps.get(word, word) for word in words]
 

@@ -1,0 +1,120 @@
+"""`dhtlink ota publish|rollout|status`: over-the-air app releases, local or on AWS (docs/ota.md)."""
+
+import argparse
+import json
+
+from host_tools.common import aws_options, data_dir, data_dir_options, json_options
+from host_tools.errors import CommandError, UsageError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "ota",
+        help="over-the-air app releases: publish, roll out, follow",
+        description="Publish the app (device/) as a release with a manifest of file sizes and SHA-256 digests, "
+        "offer it to boards, and follow each board's update. Locally the releases live under the data folder "
+        "and `dhtlink serve` serves them; with --aws in the deployed stack's bucket. See docs/ota.md.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    common = [data_dir_options(), aws_options("use the deployed stack's releases and registry, not the local store")]
+    actions.add_parser(
+        "publish", parents=common, help="build the app into a release (its version: FW in device/app.py)"
+    )
+    roll = actions.add_parser(
+        "rollout",
+        parents=common,
+        help="offer a published release to a device or the fleet",
+        description="Offer release VERSION: the receiver names it in its signed answer to each targeted board, "
+        "which downloads it over its next wakes, switches at a boot and rolls back by itself if the release "
+        "does not reach a verified answer within 3 boots.",
+    )
+    roll.add_argument("version", metavar="VERSION", help="a published release's version")
+    which = roll.add_mutually_exclusive_group(required=True)
+    which.add_argument("--device", metavar="ID", default=None, help="one device")
+    which.add_argument("--all", action="store_true", help="every registered device (see --canary)")
+    roll.add_argument(
+        "--canary", metavar="N", default=None, help="with --all: only N devices not yet offered it (a first wave)"
+    )
+    actions.add_parser(
+        "status", parents=[*common, json_options()], help="each device's release target and where its update is"
+    )
+    parser.set_defaults(func=run)
+
+
+def _registry(args: argparse.Namespace):
+    from host_tools.cli.devices import open_store
+
+    return open_store(args.aws, args.stack, args.data_dir)
+
+
+def _releases(args: argparse.Namespace):
+    from host_tools import ota
+
+    return ota.stack_releases(args.stack) if args.aws else ota.LocalReleases(data_dir(args.data_dir))
+
+
+def run(args: argparse.Namespace) -> int:
+    from host_tools import ota
+
+    if args.action == "publish":
+        releases = _releases(args)
+        version, manifest, new = ota.publish(releases)
+        if new:
+            print(
+                f"published release {version}: {len(manifest['files'])} files, {manifest['size']} bytes, "
+                f"in {releases.where}"
+            )
+            print(f"  `dhtlink ota rollout {version} --all --canary 1` offers it to a first board")
+        else:
+            print(f"release {version} is already published with this content ({releases.where})")
+        return 0
+    if args.action == "rollout":
+        return _rollout(args)
+    rows = _registry(args).list_devices()
+    if args.json:
+        print(json.dumps([_status_row(row, ota.state(row)) for row in rows], indent=2))
+        return 0
+    if not rows:
+        print("no devices: `dhtlink devices add ID` registers one")
+    for row in rows:
+        fw = (row.get("last_status") or {}).get("fw", "-")
+        print(f"{row['device_id']:<24} fw={fw:<10} {ota.state(row)}")
+    return 0
+
+
+def _status_row(row: dict, state: str) -> dict:
+    status = row.get("last_status") or {}
+    return {
+        "device_id": row["device_id"],
+        "target": (row.get("ota_target") or {}).get("v"),
+        "fw": status.get("fw"),
+        "phase": status.get("ota"),
+        "failed": status.get("ota_failed"),
+        "error": status.get("ota_error"),
+        "state": state,
+    }
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    from host_tools import ota, registry
+
+    canary = None
+    if args.canary is not None:
+        if not args.all:
+            raise UsageError("--canary goes with --all")
+        if not args.canary.isdigit() or int(args.canary) < 1:
+            raise UsageError(f"--canary must be a whole number of devices from 1 up, got {args.canary!r}")
+        canary = int(args.canary)
+    if args.device is not None:
+        try:
+            registry.check_device_id(args.device)
+        except registry.InvalidDeviceId as error:
+            raise UsageError(f"--device: {error}") from None
+    offer = ota.target(_releases(args), args.version)
+    try:
+        chosen = ota.rollout(_registry(args), offer, args.device, canary)
+    except registry.NoSuchDevice as error:
+        raise CommandError(str(error)) from None
+    print(f"release {args.version} offered to {len(chosen)} device(s): {', '.join(chosen) or 'none left'}")
+    print("  each downloads it over its next wakes and switches at a boot; `dhtlink ota status` follows it")
+    return 0

@@ -1,0 +1,136 @@
+"""`dhtlink provision` settings: checked before the board is touched, kept across
+re-provisioning, and a kept identity continues after the highest seq the registry has seen."""
+
+import importlib.util
+import json
+
+import pytest
+import requests
+
+from cloud import signing
+from host_tools import device_settings
+from host_tools.cli import main
+from tests.conftest import REPO
+
+
+def device_config_module():
+    """device/config.py under CPython: the board's own validator, to hold the host's limits to it."""
+    spec = importlib.util.spec_from_file_location("board_config", REPO / "device" / "config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BASE = {"device_id": "d1", "secret": "0" * 64, "wifi": [{"ssid": "x"}], "endpoint": "http://h/data"}
+
+
+@pytest.mark.parametrize(
+    ("option", "good", "bad"),
+    [
+        ("--interval", ["2", "86400"], ["1", "86401", "ten"]),
+        ("--batch-size", ["1", "100"], ["0", "101"]),
+        ("--pin", ["0", "48"], ["-1", "49"]),
+        ("--max-batch-delay", ["0", str(7 * 86400)], ["-1", str(7 * 86400 + 1)]),
+        ("--spool-max", ["10", "100000"], ["9", "100001"]),
+        ("--sensor", ["DHT22", "dht11"], ["DHT21", ""]),
+        ("--mode", ["deep_sleep", "always_on"], ["sleepy"]),
+    ],
+)
+def test_host_limits_are_the_boards(option, good, bad):
+    board = device_config_module()
+    setting = next(s for s in device_settings.SETTINGS if s.option == option)
+    for text in good:
+        value = setting.parse(option, text)
+        board.validate(device_settings.apply(dict(BASE), {setting.key: value}))
+    for text in bad:
+        with pytest.raises(device_settings.UsageError, match=option):
+            setting.parse(option, text)
+
+
+def test_bad_setting_is_named_before_any_board_is_opened(capsys):
+    # The port does not exist: the option's error must come first.
+    assert main(["provision", "--port", "/dev/no-such-port", "--interval", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--interval must be from 2 to 86400 seconds, got 1" in err and "no-such-port" not in err
+
+
+def post(endpoint, device_id, secret, seqs):
+    import time
+
+    now = int(time.time())
+    body = json.dumps(
+        {"device_id": device_id, "readings": [{"seq": s, "ts": now - 100 + s, "t": 20.0, "h": 50.0} for s in seqs]}
+    ).encode()
+    headers = signing.signed_headers(secret, device_id, now, "/data", body)
+    assert requests.post(endpoint.url + "/data", data=body, headers=headers, timeout=5).status_code == 200
+
+
+@pytest.mark.slow
+def test_reprovision_keeps_settings_and_continues_seq(vboard, endpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(endpoint.data_dir))
+    secret = endpoint.add_device("loft-2")
+    post(endpoint, "loft-2", secret, [0, 1, 41])  # the registry has seen up to 41
+    vboard.dir.mkdir(parents=True, exist_ok=True)
+    hand_edited = {
+        "device_id": "loft-2",
+        "secret": secret,
+        "wifi": [{"ssid": "attic", "password": "pw1"}],
+        "endpoint": endpoint.url + "/data",
+        "sensor": {"type": "DHT11", "pin": 15},
+        "interval_s": 300,
+    }
+    (vboard.dir / "config.json").write_text(json.dumps(hand_edited))
+    (vboard.dir / "spool.state").write_text(json.dumps({"gen": 0, "head": 0, "next_seq": 3, "dropped": 2}))
+
+    assert main(["provision", "--port", vboard.port, "--batch-size", "30"]) == 0
+    out = capsys.readouterr().out
+    config = json.loads((vboard.dir / "config.json").read_text())
+    assert config == {**hand_edited, "batch_size": 30}, "only the option given changed"
+    assert "readings continue from seq 42" in out and secret not in out and "pw1" not in out
+    state = json.loads((vboard.dir / "spool.state").read_text())
+    assert state == {"gen": 0, "head": 0, "next_seq": 42, "dropped": 2}, "counters kept, seq raised"
+
+    # Told to change the sensor only; a seq already past the registry's is never lowered.
+    (vboard.dir / "spool.state").write_text(json.dumps({"gen": 0, "head": 0, "next_seq": 90, "dropped": 0}))
+    assert main(["provision", "--port", vboard.port, "--sensor", "DHT22", "--pin", "5"]) == 0
+    config = json.loads((vboard.dir / "config.json").read_text())
+    assert config["sensor"] == {"type": "DHT22", "pin": 5} and config["interval_s"] == 300
+    assert json.loads((vboard.dir / "spool.state").read_text())["next_seq"] == 90
+
+
+@pytest.mark.slow
+def test_erased_board_starts_after_the_registrys_seq(vboard, endpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(endpoint.data_dir))
+    secret = endpoint.add_device("porch-3")
+    post(endpoint, "porch-3", secret, [7])
+    password = tmp_path / "pw"
+    password.write_text("pw")
+    args = ["provision", "--port", vboard.port, "--device", "porch-3", "--wifi-ssid", "home"]
+    args += ["--wifi-password-file", str(password), "--endpoint", endpoint.url]
+    assert main([*args, "--interval", "120", "--sensor", "DHT11"]) == 0
+    config = json.loads((vboard.dir / "config.json").read_text())
+    assert config["interval_s"] == 120 and config["sensor"] == {"type": "DHT11", "pin": 4}
+    assert json.loads((vboard.dir / "spool.state").read_text())["next_seq"] == 8
+
+
+def test_missing_identity_on_a_blank_board(vboard, capsys):
+    assert main(["provision", "--port", vboard.port, "--interval", "30"]) == 2
+    assert "--device is required: the board has no config.json" in capsys.readouterr().err
+    assert not (vboard.dir / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_a_setting_given_to_provision_wins_over_the_same_one_desired_remotely(vboard, endpoint, capsys, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(endpoint.data_dir))
+    secret = endpoint.add_device("shed-4")
+    endpoint.store.set_desired("shed-4", {"interval_s": 900, "batch_size": 50})
+    vboard.dir.mkdir(parents=True, exist_ok=True)
+    config = {"device_id": "shed-4", "secret": secret, "wifi": [{"ssid": "s"}], "endpoint": endpoint.url + "/data"}
+    (vboard.dir / "config.json").write_text(json.dumps(config))
+    (vboard.dir / "settings.json").write_text(json.dumps({"v": 1, "interval_s": 900, "batch_size": 50}))
+    assert main(["provision", "--port", vboard.port, "--interval", "120"]) == 0
+    assert "no longer set remotely: interval_s" in capsys.readouterr().out
+    assert json.loads((vboard.dir / "config.json").read_text())["interval_s"] == 120
+    row = endpoint.store.get_device("shed-4")
+    assert (row["desired"], row["desired_version"]) == ({"batch_size": 50}, 2)
+    assert json.loads((vboard.dir / "settings.json").read_text()) == {"v": 2, "batch_size": 50}
