@@ -154,8 +154,13 @@ class SQLiteStore:
             )
 
     def close(self) -> None:
-        """Copy the WAL into the database file, so a clean stop leaves nothing only in the -wal."""
-        self._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Copy the WAL into the database file, so a clean stop leaves nothing only in the -wal,
+        and close this thread's connection now: left to the garbage collector, it would close
+        whenever a collection ran, and the last connection to close checkpoints the WAL."""
+        db = self._connect()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        self._local.db = None
 
     def _check(self, db: sqlite3.Connection) -> None:
         # quick_check reads every page (O(size), ~1 s per GB): bytes appended to the file or

@@ -127,7 +127,8 @@ def _drain(board: VirtualBoard, endpoint_url: str, scenario: dict[str, Any]) -> 
     config = json.loads((board.dir / "config.json").read_text())
     config.update(endpoint=endpoint_url + "/data", max_batch_delay_s=0)
     (board.dir / "config.json").write_text(json.dumps(config))
-    calm = {k: v for k, v in scenario.items() if k in ("seed", "t_mean")}
+    # No more network faults, outages or random cuts; an update's cuts still fall where it is.
+    calm = {k: v for k, v in scenario.items() if k in ("seed", "t_mean", "ota_cuts")}
     (board.state_dir / "scenario.json").write_text(json.dumps(calm))
     summary = run_board(board, DRAIN_STEP, calm)
     boots = dict(summary.boots)

@@ -77,6 +77,7 @@ def run_board(
         if phase in ota_cuts:
             ota_cuts.discard(phase)
             cut = True
+            boots[f"ota_cut_{phase}"] = 1  # for the report: this update's phase had its cut
         started = time.monotonic()
         # Somewhere inside the wake: during the sensor read, the spool append or the send.
         result = board.boot(power_cut_after=rng.uniform(0.0, wake_s) if cut else None)

@@ -7,6 +7,16 @@ from host_tools.cli import main
 from host_tools.sim.fleet import run_bench
 
 
+def cut_phases(report, device_id):
+    """The update phases whose wake was cut, over the run and the drain after it."""
+    counts: dict[str, int] = {}
+    for boots in report.per_device[device_id]["boots"].values():
+        for key, count in boots.items():
+            if key.startswith("ota_cut_"):
+                counts[key] = counts.get(key, 0) + count
+    return counts
+
+
 def test_a_release_reaches_a_chaotic_fleet_through_power_cuts_in_download_and_switch(tmp_path):
     report = run_bench(devices=4, hours=2, chaos=True, data_dir=tmp_path / "run", show_progress=False, ota=True)
     assert (report.lost, report.duplicates_stored) == (0, 0)
@@ -15,16 +25,12 @@ def test_a_release_reaches_a_chaotic_fleet_through_power_cuts_in_download_and_sw
     assert update["runs"] == [f"bench-{i:02d}" for i in range(1, 5)] and not update["rolled_back"]
     for device_id in update["runs"]:
         board = tmp_path / "run" / "boards" / device_id
-        assert json.loads((board / "ota.last").read_text()) == {"v": update["version"]}
+        assert json.loads((board / "ota.last").read_text()) == {"v": update["version"]}, "committed"
         assert not (board / "ota.state").exists()
-        log = (board / "log.txt").read_text()
-        assert "release committed" in log
-    cut_in_switch = 0
-    for device_id in update["runs"]:
-        log = (tmp_path / "run" / "boards" / device_id / "log.txt").read_text()
-        after_download = log.split("downloaded and verified: switching at the next boot", 1)[1]
-        cut_in_switch += "reset cause 1" in after_download.split("release committed", 1)[0]
-    assert cut_in_switch == 4, "every board's switching wake was cut, and it came back on the release"
+        cuts = cut_phases(report, device_id)
+        assert cuts.get("ota_cut_ready") == 1, f"{device_id}: its switching wake was cut (run or drain)"
+    resumed = [d for d in update["runs"] if cut_phases(report, d).get("ota_cut_download")]
+    assert resumed, "a download resumed after a cut on some board (chaos breaks downloads across wakes)"
 
 
 def test_bench_ota_fails_when_a_board_rolls_the_release_back(tmp_path, monkeypatch, capsys):

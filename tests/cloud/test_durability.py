@@ -146,7 +146,11 @@ def _post_one(port: int, device_id: str, seq: int) -> None:
 
 def test_a_wal_deleted_after_a_kill_is_refused_not_ignored(tmp_path):
     data_dir = tmp_path / "data"
-    registry.local_store(data_dir).add_device("cellar", SECRET, 1)
+    store = registry.local_store(data_dir)
+    store.add_device("cellar", SECRET, 1)
+    # Closed now: a connection of this process left to the garbage collector could close after
+    # the kill below, as the last one, and checkpoint the -wal it still holds open.
+    store.close()
     process, port = start_serve(data_dir)
     _post_one(port, "cellar", 1)
     os.kill(process.pid, signal.SIGKILL)
@@ -162,7 +166,9 @@ def test_a_wal_deleted_after_a_kill_is_refused_not_ignored(tmp_path):
 
 def test_a_clean_stop_leaves_nothing_only_in_the_wal(tmp_path):
     data_dir = tmp_path / "data"
-    registry.local_store(data_dir).add_device("cellar", SECRET, 1)
+    store = registry.local_store(data_dir)
+    store.add_device("cellar", SECRET, 1)
+    store.close()  # serve's stop below must be the one that empties the -wal
     process, port = start_serve(data_dir)
     _post_one(port, "cellar", 1)
     process.send_signal(signal.SIGINT)
