@@ -71,6 +71,13 @@ def fleet(tmp_path):
         f.close()
 
 
+def one_board(fleet):
+    """A fleet of one board that has run its first two wakes (so it has reported)."""
+    f = fleet(1)
+    f.run(2)
+    return f, f.boards["node-0"]
+
+
 def app_files(board):
     return {p.name: p.read_bytes() for p in board.dir.glob("*.mpy") if p.name != "updater.mpy"}
 
@@ -135,9 +142,7 @@ def test_a_release_that_crashes_at_import_is_rolled_back_by_every_board(fleet, t
 
 @pytest.mark.slow
 def test_a_tampered_release_is_refused(fleet, tmp_path):
-    f = fleet(1)
-    f.run(2)
-    board = f.boards["node-0"]
+    f, board = one_board(fleet)
     before = app_files(board)
     offer = release(tmp_path, f.endpoint.data_dir, "0.2.2")
     target = f.endpoint.data_dir / "releases" / "0.2.2" / "spool.mpy"
@@ -159,9 +164,7 @@ def phase(board):
 
 @pytest.mark.slow
 def test_a_wifi_outage_through_the_trial_does_not_roll_a_good_release_back(fleet, tmp_path):
-    f = fleet(1)
-    board = f.boards["node-0"]
-    f.run(2)
+    f, board = one_board(fleet)
     f.endpoint.store.set_ota_target("node-0", release(tmp_path, f.endpoint.data_dir, "0.2.3"))
     for _ in range(12):  # until the release is downloaded and verified: the next boot switches
         f.run(1)
@@ -188,9 +191,7 @@ def test_a_wifi_outage_through_the_trial_does_not_roll_a_good_release_back(fleet
 
 @pytest.mark.slow
 def test_a_file_damaged_once_on_the_way_is_fetched_again_not_refused(fleet, tmp_path):
-    f = fleet(1)
-    board = f.boards["node-0"]
-    f.run(2)
+    f, board = one_board(fleet)
     offer = release(tmp_path, f.endpoint.data_dir, "0.2.4")
     target = f.endpoint.data_dir / "releases" / "0.2.4" / "spool.mpy"
     good = target.read_bytes()
@@ -209,9 +210,7 @@ def test_a_file_damaged_once_on_the_way_is_fetched_again_not_refused(fleet, tmp_
 
 @pytest.mark.slow
 def test_a_release_that_hangs_is_rolled_back_after_the_watchdog_resets_it(fleet, tmp_path):
-    f = fleet(1)
-    board = f.boards["node-0"]
-    f.run(2)
+    f, board = one_board(fleet)
     before = app_files(board)
     f.endpoint.store.set_ota_target("node-0", release(tmp_path, f.endpoint.data_dir, "0.2.5", hangs=True))
     summary = f.run(12)["node-0"]
