@@ -16,6 +16,7 @@ import updater
 CHUNK = 8192  # bytes per request: one TCP connection per range, HTTP/1.0
 PIECE = 512  # bytes read at a time
 MISMATCHES = 3  # downloads that fail their digest before a release is refused
+FLASH_SPARE = 32768  # flash a download must leave free (the spool and the log keep growing)
 
 
 def _size(path):
@@ -105,11 +106,21 @@ def step(offer, cfg, log, deadline):
         return  # switching, on trial, or this release was refused or rolled back
     if s.get("sha") != sha:
         updater._clear(updater.STAGE)
+        s = {"phase": "download", "v": v, "sha": sha}
+        st = os.statvfs("/")
+        if st[0] * st[3] < size + FLASH_SPARE:
+            # The staged release sits beside the app until the switch: it must fit, with room
+            # left for the spool and the log, or readings would be lost to a full flash.
+            _refuse(
+                s,
+                "not enough flash: %d bytes free, the release needs %d + %d" % (st[0] * st[3], size, FLASH_SPARE),
+                log,
+            )
+            return
         try:
             os.mkdir(updater.STAGE)
         except OSError:
             pass
-        s = {"phase": "download", "v": v, "sha": sha}
         updater.save(s)
         log.info("release %s offered (%d bytes): downloading" % (v, size))
     base = cfg["endpoint"]

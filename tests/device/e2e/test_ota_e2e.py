@@ -221,3 +221,20 @@ def test_a_release_that_hangs_is_rolled_back_after_the_watchdog_resets_it(fleet,
     assert last["failed"] == "0.2.5" and "3 trial boots failed" in last["why"]
     assert f.endpoint.store.get_device("node-0")["last_status"]["ota_failed"] == "0.2.5"
     assert_no_reading_lost(f, "node-0", board)
+
+
+@pytest.mark.slow
+def test_a_release_the_flash_cannot_hold_is_refused_before_any_download(fleet, tmp_path):
+    f, board = one_board(fleet)
+    free = int(board.run("import os\nst = os.statvfs('/')\nprint(st[0] * st[3])").split()[-1])
+    (board.dir / "photos.bin").write_bytes(bytes(free - 40_000))  # 40 KB left: less than release + spare
+    offer = release(tmp_path, f.endpoint.data_dir, "0.2.6")
+    f.endpoint.store.set_ota_target("node-0", offer)
+    f.run(4)
+    last = json.loads((board.dir / "ota.last").read_text())
+    assert last["refused"] == offer["sha"] and "not enough flash" in last["why"]
+    row = f.endpoint.store.get_device("node-0")
+    assert row["last_status"]["ota_failed"] == "0.2.6" and "not enough flash" in row["last_status"]["ota_error"]
+    assert not (board.dir / "ota.new").exists(), "nothing was downloaded"
+    assert board.report()["fw"] == "0.1.0"
+    assert_no_reading_lost(f, "node-0", board)
