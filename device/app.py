@@ -63,11 +63,13 @@ class Node:
         # The remote settings version this boot runs (config.load applied settings.json).
         rtc["cfg_v"] = cfg.get("settings_v", 0)
         rtc.pop("cfg_new", None)
-        if _exists("ota.state") or _exists("ota.last"):  # an update under way, or how the last ended
-            import updater
-
-            updater.note(rtc)
-            del sys.modules["updater"]
+        # The update's status keys are kept in RTC memory by the code that changes them
+        # (remote.py after a download step or a commit; updater.note), never read from flash
+        # here: that would cost this wake's send heap (docs/ota.md).
+        if TRIAL:
+            rtc["ota"] = "trial"
+        elif rtc.get("ota") == "trial":
+            rtc["ota"] = None  # rolled back at this boot: the next offer's step notes why
         if self.fresh:
             # The RTC keeps counting through soft and watchdog resets; any other start may
             # be a power loss, after which the raw clock restarted and needs a new offset.

@@ -16,7 +16,11 @@ def report():
     out["requests"] = rtc.get("requests", 0)
     out["boot"] = rtc.get("boot", 0)
     out["unverified"] = rtc.get("unverified", 0)
-    # Remote settings (running, stored, refused) and over-the-air updates.
+    # Remote settings (running, stored, refused) and over-the-air updates (from its files:
+    # this is no wake, its heap does not matter).
+    import updater
+
+    updater.note(rtc)
     for k in ("cfg_v", "cfg_new", "cfg_refused", "cfg_error", "ota", "ota_failed", "ota_error"):
         if rtc.get(k) is not None:
             out[k] = rtc[k]

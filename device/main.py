@@ -6,10 +6,11 @@ try:
 except OSError:
     updating = False
 if updating:
+    import sys
     import updater
 
     updater.main()  # returns unless the new release is on trial
-    del updater
+    del updater, sys.modules["updater"]  # out of the heap of the app's wakes
 import app
 
 app.main()

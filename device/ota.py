@@ -5,6 +5,7 @@
 # (HTTP Range) streamed through a 512-byte buffer into ota.new/NAME.part, within the wake's
 # awake budget; the next wake resumes from the .part's size. A verified file is renamed to
 # ota.new/NAME; once all are, ota.state says "ready" and updater.py switches at the next boot.
+# Until then the download's progress is in ota.dl, which main.py does not look at.
 import json
 import os
 import time
@@ -89,7 +90,7 @@ def _mismatch(s, part, why, log):
         _refuse(s, why, log)
         return
     os.remove(part)
-    updater.save(s)
+    updater.save(s, updater.DOWNLOAD)
     log.warn("release %s: %s (attempt %d, fetched again)" % (s.get("v"), why, s["bad"]))
 
 
@@ -100,10 +101,10 @@ def step(offer, cfg, log, deadline):
     v, sha, size = offer.get("v"), offer.get("sha"), offer.get("size")
     if not isinstance(v, str) or not isinstance(sha, str) or len(sha) != 64 or not isinstance(size, int):
         return
-    s = updater.load()
     last = updater.load(updater.LAST)
-    if s.get("phase") not in (None, "download") or sha == last.get("refused") or v == last.get("failed"):
+    if updater._exists(updater.STATE) or sha == last.get("refused") or v == last.get("failed"):
         return  # switching, on trial, or this release was refused or rolled back
+    s = updater.load(updater.DOWNLOAD)
     if s.get("sha") != sha:
         updater._clear(updater.STAGE)
         s = {"phase": "download", "v": v, "sha": sha}
@@ -121,7 +122,7 @@ def step(offer, cfg, log, deadline):
             os.mkdir(updater.STAGE)
         except OSError:
             pass
-        updater.save(s)
+        updater.save(s, updater.DOWNLOAD)
         log.info("release %s offered (%d bytes): downloading" % (v, size))
     base = cfg["endpoint"]
     base = base[: base.rfind("/")] + "/ota/" + v + "/"
@@ -169,5 +170,6 @@ def step(offer, cfg, log, deadline):
                 return
             os.rename(part, final)
     s["phase"] = "ready"
-    updater.save(s)
+    updater.save(s)  # ota.state: main.py switches at the next boot
+    os.remove(updater.DOWNLOAD)
     log.info("release %s downloaded and verified: switching at the next boot" % v)

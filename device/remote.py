@@ -38,18 +38,11 @@ def after_send(delivery, cfg, rtc, log, deadline, trial):
             ota.step(release, cfg, log, deadline)
         except Exception as e:  # noqa: BLE001 - a bad offer or store must never crash the sensor app
             log.warn("release download: %r (resumed at the next send)" % e)
+        import updater
+
+        updater.note(rtc)  # downloading, ready, refused, or (offered again after a rollback) why
         sys.modules.pop("ota", None)
         sys.modules.pop("updater", None)
-        import os
-
-        try:
-            if os.stat("ota.state") and not _ready():
-                rtc["ota_soon"] = 1  # not finished: the next wake sends early again and resumes
-        except OSError:
-            pass
+        if rtc["ota"] == "download":
+            rtc["ota_soon"] = 1  # not finished: the next wake sends early again and resumes
     return trial
-
-
-def _ready():
-    with open("ota.state") as f:
-        return '"ready"' in f.read()

@@ -1,14 +1,16 @@
 # Over-the-air switch and rollback (docs/ota.md), run by main.py before the app is
-# imported, and only while ota.state exists (an update under way); the outcome of the
-# last one is kept in ota.last. Never part of a release: a bad release cannot break the
-# code that removes it.
+# imported, and only while ota.state exists (a switch, a trial or a rollback under way);
+# a download in progress keeps its own state in ota.dl (ota.py), which main.py ignores,
+# so the wakes of a download and every wake after an update never load this module. The
+# outcome of the last update is kept in ota.last. Never part of a release: a bad release
+# cannot break the code that removes it.
 #
 # ota.state (JSON, replaced atomically: temporary file, then rename) holds the phase:
 #   ready    a release is downloaded and verified in ota.new/: switch at this boot
 #   retire   moving the running app's .mpy files into ota.old/
 #   install  moving the release's files from ota.new/ into place
 #   trial    the release runs; committed by its first verified answer, rolled back
-#            after TRIAL_BOOTS boots without one (crash at import, hang, bad config)
+#            after TRIAL_BOOTS failed boots (crash at import, hang, bad config)
 #   rb_clear, rb_restore   rolling back: remove the release's files, restore ota.old/
 #   done     committed (or rolled back): ota.old/ and ota.new/ are cleared, the outcome goes to
 #            ota.last and ota.state is removed
@@ -18,6 +20,7 @@ import json
 import os
 
 STATE = "ota.state"
+DOWNLOAD = "ota.dl"  # a download in progress (ota.py)
 LAST = "ota.last"
 STAGE = "ota.new"  # not "ota": a directory of that name would shadow ota.mpy on import
 OLD = "ota.old"
@@ -55,10 +58,11 @@ def save(s, path=STATE):
 def finish(outcome):
     # The outcome first, then the end of the update: a cut between the two runs "done" again.
     save({k: outcome[k] for k in outcome if outcome[k] is not None}, LAST)
-    try:
-        os.remove(STATE)
-    except OSError:
-        pass
+    for path in (STATE, DOWNLOAD):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def _mpy(path):
@@ -90,6 +94,10 @@ def boot():
     s = load()
     phase = s.get("phase")
     if phase == "ready":
+        try:
+            os.remove(DOWNLOAD)  # left by a cut between ota.py's two writes
+        except OSError:
+            pass
         _clear(OLD)
         if not _exists(OLD):
             os.mkdir(OLD)
@@ -158,16 +166,6 @@ def main():
     machine.reset()
 
 
-def note(rtc):
-    # For status: the update under way, or the last one's failure.
-    s = load()
-    rtc["ota"] = s.get("phase")
-    last = load(LAST)
-    failed = last.get("failed") or (last.get("v") if last.get("refused") else None)
-    rtc["ota_failed"] = failed
-    rtc["ota_error"] = (last.get("why") or "")[:80] if failed else None
-
-
 def _power_lost():
     import machine
 
@@ -182,6 +180,16 @@ def excuse():
         s["boots"] -= 1
         s["excused"] = s.get("excused", 0) + 1
         save(s)
+
+
+def note(rtc):
+    """The status keys: the phase under way (ota.state, or "download" while ota.dl
+    exists), and how the last update failed (ota.last)."""
+    last = load(LAST)
+    rtc["ota"] = load().get("phase") or ("download" if _exists(DOWNLOAD) else None)
+    failed = last.get("failed") or (last.get("v") if last.get("refused") else None)
+    rtc["ota_failed"] = failed
+    rtc["ota_error"] = (last.get("why") or "")[:80] if failed else None
 
 
 def commit():

@@ -178,6 +178,23 @@ def rollout(store: Any, offer: dict[str, Any], device: str | None, canary: int |
     return chosen
 
 
+def cancel(store: Any, version: str, device: str | None) -> list[str]:
+    """Stop offering release `version` to one device, or to every device it is offered to
+    and does not run yet; returns the device ids no longer offered it. A board that has
+    already downloaded it whole still switches at its next boot (it cannot hear of the
+    cancel before then) and runs it on trial."""
+    from host_tools import registry
+
+    rows = [store.get_device(device) or {"device_id": device}] if device is not None else store.list_devices()
+    stopped = []
+    for row in rows:
+        target = row.get("ota_target") or {}
+        if target.get("v") == version and (row.get("last_status") or {}).get("fw") != version:
+            registry.set_ota_target(store, row["device_id"], None)
+            stopped.append(row["device_id"])
+    return sorted(stopped)
+
+
 def state(row: dict[str, Any]) -> str:
     """One device's rollout state, from its target and what its last status reported."""
     wanted = row.get("ota_target")

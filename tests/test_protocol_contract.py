@@ -105,7 +105,11 @@ def test_board_file_names_agree():
         board_files.OLD_LOG,
     )
     updater = constants(DEVICE / "updater.py")
-    assert (updater["STATE"], (updater["STAGE"], updater["OLD"])) == (board_files.OTA_STATE, board_files.OTA_DIRS)
+    assert (updater["STATE"], updater["DOWNLOAD"], (updater["STAGE"], updater["OLD"])) == (
+        board_files.OTA_STATE,
+        board_files.OTA_DOWNLOAD,
+        board_files.OTA_DIRS,
+    )
     from host_tools import ota
 
     device_ota = constants(DEVICE / "ota.py")

@@ -35,6 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     roll.add_argument(
         "--canary", metavar="N", default=None, help="with --all: only N devices not yet offered it (a first wave)"
     )
+    stop = actions.add_parser(
+        "cancel",
+        parents=common,
+        help="stop offering a release to a device or to every board not yet running it",
+        description="Stop offering release VERSION. Boards still downloading it stop at their next send; a board "
+        "that has it downloaded whole switches at its next boot all the same, and one already running it keeps it "
+        "(roll out another version to replace it).",
+    )
+    stop.add_argument("version", metavar="VERSION", help="the release offered")
+    stopping = stop.add_mutually_exclusive_group(required=True)
+    stopping.add_argument("--device", metavar="ID", default=None, help="one device")
+    stopping.add_argument("--all", action="store_true", help="every device it is offered to")
     actions.add_parser(
         "status", parents=[*common, json_options()], help="each device's release target and where its update is"
     )
@@ -70,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "rollout":
         return _rollout(args)
+    if args.action == "cancel":
+        return _cancel(args)
     rows = _registry(args).list_devices()
     if args.json:
         print(json.dumps([_status_row(row, ota.state(row)) for row in rows], indent=2))
@@ -117,4 +131,24 @@ def _rollout(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from None
     print(f"release {args.version} offered to {len(chosen)} device(s): {', '.join(chosen) or 'none left'}")
     print("  each downloads it over its next wakes and switches at a boot; `dhtlink ota status` follows it")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from host_tools import ota, registry
+
+    if args.device is not None:
+        try:
+            registry.check_device_id(args.device)
+        except registry.InvalidDeviceId as error:
+            raise UsageError(f"--device: {error}") from None
+    stopped = ota.cancel(_registry(args), args.version, args.device)
+    if not stopped:
+        print(
+            f"release {args.version} was not offered to {'device ' + args.device if args.device else 'any board'} "
+            "that does not run it already"
+        )
+        return 0
+    print(f"release {args.version} no longer offered to {len(stopped)} device(s): {', '.join(stopped)}")
+    print("  a board that has it downloaded whole still switches at its next boot; `dhtlink ota status` follows it")
     return 0

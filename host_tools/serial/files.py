@@ -15,4 +15,5 @@ PENDING = ".dhtlink-manifest.pending"  # an upload under way: the old and new ap
 # An over-the-air update under way (device/updater.py): its phase, and the release staged or
 # the app it replaced. `dhtlink flash` abandons one: the flashed app is the board's app.
 OTA_STATE = "ota.state"
+OTA_DOWNLOAD = "ota.dl"  # a download in progress
 OTA_DIRS = ("ota.new", "ota.old")

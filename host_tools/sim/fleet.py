@@ -123,7 +123,8 @@ class OverlapCounter:
 
 def _drain(board: VirtualBoard, endpoint_url: str, scenario: dict[str, Any]) -> tuple[Summary, dict[str, int]]:
     """Faults over: the board posts straight to the receiver, every wake, until its spool is
-    empty. Returns the last summary and how all the drain's wakes ended."""
+    empty and any update's switch is over. Returns the last summary and how all the drain's
+    wakes ended."""
     config = json.loads((board.dir / "config.json").read_text())
     config.update(endpoint=endpoint_url + "/data", max_batch_delay_s=0)
     (board.dir / "config.json").write_text(json.dumps(config))
@@ -133,7 +134,9 @@ def _drain(board: VirtualBoard, endpoint_url: str, scenario: dict[str, Any]) -> 
     summary = run_board(board, DRAIN_STEP, calm)
     boots = dict(summary.boots)
     for _ in range(DRAIN_ROUNDS):
-        if summary.still_spooled == 0:
+        # Done when the spool is empty and no over-the-air switch is left half done (a cut
+        # in its boot is finished by the next).
+        if summary.still_spooled == 0 and not (board.dir / "ota.state").exists():
             break
         summary = run_board(board, DRAIN_STEP, calm)
         for status, count in summary.boots.items():

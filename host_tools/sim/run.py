@@ -88,11 +88,24 @@ def run_board(
             raise CommandError(f"board stopped at boot {number + 1} ({result.status}): {result.output.strip()[-400:]}")
         if progress:
             progress({"boot": number + 1, "cycles": cycles, "status": result.status})
+    # A cut in a switching boot leaves the app's files between two releases until the next
+    # boot finishes the switch (device/updater.py): the board gets that boot, as it would,
+    # before its files are read.
+    for _ in range(3):
+        if _ota_phase(board) not in SWITCHING:
+            break
+        result = board.boot()
+        boots[result.status] = boots.get(result.status, 0) + 1
     return summarize(board, cycles, boots)
+
+
+SWITCHING = ("retire", "install", "rb_clear", "rb_restore")  # phases that move the app's files
 
 
 def _ota_phase(board: VirtualBoard) -> str | None:
     try:
+        if not (board.dir / "ota.state").exists():  # a download keeps its own state (device/ota.py)
+            return "download" if (board.dir / "ota.dl").exists() else None
         return json.loads((board.dir / "ota.state").read_text()).get("phase")
     except (OSError, ValueError, AttributeError):
         return None

@@ -26,7 +26,7 @@ def test_a_release_reaches_a_chaotic_fleet_through_power_cuts_in_download_and_sw
     for device_id in update["runs"]:
         board = tmp_path / "run" / "boards" / device_id
         assert json.loads((board / "ota.last").read_text()) == {"v": update["version"]}, "committed"
-        assert not (board / "ota.state").exists()
+        assert not (board / "ota.state").exists() and not (board / "ota.dl").exists()
         cuts = cut_phases(report, device_id)
         assert cuts.get("ota_cut_ready") == 1, f"{device_id}: its switching wake was cut (run or drain)"
     resumed = [d for d in update["runs"] if cut_phases(report, d).get("ota_cut_download")]

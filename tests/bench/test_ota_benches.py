@@ -31,6 +31,15 @@ def test_ota_update_measures_a_whole_app_update_of_one_board():
 
 
 @pytest.mark.slow
+def test_a_full_batch_of_100_still_fits_after_an_update():
+    """An update leaves ota.last behind for good: the wakes after it must not pay for it
+    (reading it in every wake once cost the batch-100 send 12 KiB)."""
+    out = run("ota_update.py", "100")
+    assert int(re.search(r"downloading wake \(batch 100\): (\d+) KiB", out).group(1)) <= 64
+    assert int(re.search(r"send on the updated board: (\d+) KiB", out).group(1)) <= 64
+
+
+@pytest.mark.slow
 def test_settings_heap_measures_both_batches():
     rows = re.findall(r"^\s+(20|100)\s+(\d+)\s+(\d+)$", run("device_settings_heap.py"), re.M)
     assert [row[0] for row in rows] == ["20", "100"]

@@ -7,6 +7,8 @@ import shutil
 
 import pytest
 
+from cloud.protocol import Reading
+from cloud.stores.base import Delivery
 from host_tools import ota, registry
 from host_tools.cli import main
 from host_tools.errors import CommandError
@@ -100,3 +102,24 @@ def test_a_release_whose_manifest_a_board_cannot_fetch_is_refused(tmp_path):
     with pytest.raises(CommandError, match="more than the 4096 a board fetches"):
         ota.publish(ota.LocalReleases(tmp_path / "data"), device)
     assert not (tmp_path / "data" / "releases").exists() or not list((tmp_path / "data" / "releases").iterdir())
+
+
+def test_cancel_stops_offering_a_release_to_boards_that_do_not_run_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    for device_id in ("a-1", "b-2", "c-3"):
+        assert main(["devices", "add", device_id]) == 0
+    assert main(["ota", "publish"]) == 0
+    version = ota.app_version()
+    assert main(["ota", "rollout", version, "--all"]) == 0
+    store = registry.local_store(tmp_path / "data")
+    # a-1 already runs it: its target stays, the cancel is for boards still to update
+    store.record_delivery(store.get_device("a-1"), Delivery(0, {"fw": version}, [Reading(0, 1795000000, 20.0, 50.0)]))
+    capsys.readouterr()
+    assert main(["ota", "cancel", version, "--device", "b-2"]) == 0
+    assert "no longer offered to 1 device(s): b-2" in capsys.readouterr().out
+    assert main(["ota", "cancel", version, "--all"]) == 0
+    assert "no longer offered to 1 device(s): c-3" in capsys.readouterr().out
+    assert [store.get_device(d)["ota_target"] is None for d in ("a-1", "b-2", "c-3")] == [False, True, True]
+    assert main(["ota", "cancel", version, "--all"]) == 0
+    assert "was not offered to any board that does not run it already" in capsys.readouterr().out
+    assert main(["ota", "cancel", version, "--device", "bad id!"]) == 2

@@ -109,9 +109,8 @@ def test_a_release_reaches_a_fleet_through_power_cuts_in_download_and_switch(fle
         assert report["fw"] == "0.2.0", (device_id, report)
         assert app_files(board) == expected, f"{device_id} runs exactly the release"
         assert not list((board.dir / "ota.old").glob("*")) and not list((board.dir / "ota.new").glob("*"))
-        assert not (board.dir / "ota.state").exists() and json.loads((board.dir / "ota.last").read_text()) == {
-            "v": "0.2.0"
-        }
+        assert not (board.dir / "ota.state").exists() and not (board.dir / "ota.dl").exists()
+        assert json.loads((board.dir / "ota.last").read_text()) == {"v": "0.2.0"}
         assert f.endpoint.store.get_device(device_id)["last_status"]["fw"] == "0.2.0"
         assert ota.state(f.endpoint.store.get_device(device_id)) == "runs 0.2.0"
         assert_no_reading_lost(f, device_id, board)
@@ -199,9 +198,9 @@ def test_a_file_damaged_once_on_the_way_is_fetched_again_not_refused(fleet, tmp_
     f.endpoint.store.set_ota_target("node-0", offer)
     for _ in range(8):
         f.run(1)
-        if (board.dir / "ota.state").exists() and json.loads((board.dir / "ota.state").read_text()).get("bad"):
+        if (board.dir / "ota.dl").exists() and json.loads((board.dir / "ota.dl").read_text()).get("bad"):
             break
-    assert json.loads((board.dir / "ota.state").read_text())["bad"] == 1
+    assert json.loads((board.dir / "ota.dl").read_text())["bad"] == 1
     target.write_bytes(good)
     f.run(6)
     assert board.report()["fw"] == "0.2.4" and phase(board) is None
