@@ -199,13 +199,17 @@ def run_bench(
     store: str = "sqlite",
     dynamodb_endpoint: str | None = None,
     ota: bool = False,
+    start: float | None = None,
 ) -> Report:
     """Run the fleet against the local endpoint it starts, or against `endpoint` (a base URL)
     whose device registry and readings are `registry` (a store: the local one behind a
     `dhtlink serve`, or a deployed stack's). `store` is the local endpoint's: "sqlite" (a
     file under the run's directory) or "dynamodb" (new tables on a DynamoDB server started for
     the run, or on `dynamodb_endpoint`'s: DynamoDB Local, or a server a test inspects after).
-    With `ota`, a release of the app is offered to every board from the start (docs/ota.md)."""
+    With `ota`, a release of the app is offered to every board from the start (docs/ota.md).
+    `start`: when the simulated stretch begins (Unix s; default: so that it ends now). The
+    boards' sensors follow the time of day, so two runs compare exactly only from the same
+    start."""
     from cloud import observability
     from cloud.local import LocalEndpoint
     from cloud.stores.dynamodb import DynamoDBStore, create_tables
@@ -232,8 +236,9 @@ def run_bench(
         results = {d: verify(readings_in_store(registry, d), d, *remote[d]) for d in ids}
         return summarize(asked, results, Seen(time.monotonic() - started, root, endpoint=endpoint))
 
-    # The simulated day ends now, so its readings carry real, past dates.
-    start = time.time() - cycles * interval - 60
+    # By default the simulated day ends now, so its readings carry real, past dates.
+    if start is None:
+        start = time.time() - cycles * interval - 60
     fleet = Fleet(ids, boards, scenarios, cycles, interval, start, False, view)
     pi_ids = [f"bench-pi-{i + 1:02d}" for i in range(pi_nodes)]
     scenarios.update({d: scenario_for(devices + i, seed, hours, chaos) for i, d in enumerate(pi_ids)})
