@@ -54,6 +54,7 @@ def test_flash_abandons_an_over_the_air_update_under_way(vboard, capsys):
     assert not (vboard.dir / "ota.new").exists() and not (vboard.dir / "ota.old").exists()
     assert (vboard.dir / "app.mpy").read_bytes() == app
     assert (vboard.dir / "spool.mpy").read_bytes() == firmware.build()["spool.mpy"]
+    assert main(["status", "--port", vboard.port]) == 0  # again: the flash's own reboot ends first
     assert "abandoned" not in flash(vboard.port, capsys), "nothing under way the second time"
 
 
