@@ -41,6 +41,16 @@ def base_url(value: str, option: str = "--endpoint") -> str:
     return url[: -len(DATA_PATH)] if url.endswith(DATA_PATH) else url
 
 
+def checked_device(device_id: str, option: str = "--device") -> str:
+    """The device id a user typed, or a UsageError naming the option and the rule."""
+    from host_tools import registry
+
+    try:
+        return registry.check_device_id(device_id)
+    except registry.InvalidDeviceId as error:
+        raise UsageError(f"{option}: {error}") from None
+
+
 def board_options() -> argparse.ArgumentParser:
     """-p/--port for every verb that talks to a board over a serial port."""
     parent = argparse.ArgumentParser(add_help=False)

@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from host_tools.common import aws_options, data_dir, data_dir_options, json_options
+from host_tools.common import aws_options, checked_device, data_dir, data_dir_options, json_options
 from host_tools.errors import CommandError, UsageError
 
 
@@ -26,12 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="offer a published release to a device or the fleet",
         description="Offer release VERSION: the receiver names it in its signed answer to each targeted board, "
         "which downloads it over its next wakes, switches at a boot and rolls back by itself if the release "
-        "does not reach a verified answer within 3 boots.",
+        'crashes or hangs in 3 boots (docs/ota.md, "Trial and rollback").',
     )
     roll.add_argument("version", metavar="VERSION", help="a published release's version")
-    which = roll.add_mutually_exclusive_group(required=True)
-    which.add_argument("--device", metavar="ID", default=None, help="one device")
-    which.add_argument("--all", action="store_true", help="every registered device (see --canary)")
+    _add_targets(roll, all_help="every registered device (see --canary)")
     roll.add_argument(
         "--canary", metavar="N", default=None, help="with --all: only N devices not yet offered it (a first wave)"
     )
@@ -44,13 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(roll out another version to replace it).",
     )
     stop.add_argument("version", metavar="VERSION", help="the release offered")
-    stopping = stop.add_mutually_exclusive_group(required=True)
-    stopping.add_argument("--device", metavar="ID", default=None, help="one device")
-    stopping.add_argument("--all", action="store_true", help="every device it is offered to")
+    _add_targets(stop, all_help="every device it is offered to")
     actions.add_parser(
         "status", parents=[*common, json_options()], help="each device's release target and where its update is"
     )
     parser.set_defaults(func=run)
+
+
+def _add_targets(parser: argparse.ArgumentParser, all_help: str) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--device", metavar="ID", default=None, help="one device")
+    which.add_argument("--all", action="store_true", help=all_help)
 
 
 def _registry(args: argparse.Namespace):
@@ -80,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"release {version} is already published with this content ({releases.where})")
         return 0
+    if getattr(args, "device", None) is not None:  # rollout and cancel
+        checked_device(args.device)
     if args.action == "rollout":
         return _rollout(args)
     if args.action == "cancel":
@@ -119,11 +123,6 @@ def _rollout(args: argparse.Namespace) -> int:
         if not args.canary.isdigit() or int(args.canary) < 1:
             raise UsageError(f"--canary must be a whole number of devices from 1 up, got {args.canary!r}")
         canary = int(args.canary)
-    if args.device is not None:
-        try:
-            registry.check_device_id(args.device)
-        except registry.InvalidDeviceId as error:
-            raise UsageError(f"--device: {error}") from None
     offer = ota.target(_releases(args), args.version)
     try:
         chosen = ota.rollout(_registry(args), offer, args.device, canary)
@@ -135,13 +134,8 @@ def _rollout(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from host_tools import ota, registry
+    from host_tools import ota
 
-    if args.device is not None:
-        try:
-            registry.check_device_id(args.device)
-        except registry.InvalidDeviceId as error:
-            raise UsageError(f"--device: {error}") from None
     stopped = ota.cancel(_registry(args), args.version, args.device)
     if not stopped:
         print(

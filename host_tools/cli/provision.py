@@ -8,6 +8,7 @@ from host_tools import device_settings
 from host_tools.common import (
     aws_options,
     board_options,
+    checked_device,
     data_dir_options,
     device_options,
     endpoint_options,
@@ -70,10 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Everything given is checked before the board is touched.
     if args.device is not None:
-        try:
-            registry.check_device_id(args.device)
-        except registry.InvalidDeviceId as error:
-            raise UsageError(f"--device: {error}") from None
+        checked_device(args.device)
     if args.wifi_ssid is not None and not 1 <= len(args.wifi_ssid.encode()) <= 32:
         raise UsageError("--wifi-ssid must be 1 to 32 bytes")
     if args.wifi_password_file is not None and args.wifi_ssid is None:

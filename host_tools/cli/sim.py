@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from host_tools.common import DATA_PATH, base_url, device_options, endpoint_options, json_options
+from host_tools.common import DATA_PATH, base_url, checked_device, device_options, endpoint_options, json_options
 from host_tools.errors import UsageError
 from host_tools.progress import Progress
 from host_tools.sim.run import simulate
@@ -52,13 +52,9 @@ def _load_scenario(path: Path | None) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from cloud.protocol import SECRET
-    from host_tools.registry import check_device_id
 
     secret = args.secret or os.environ.get("DHTLINK_SECRET", "")
-    try:
-        check_device_id(args.device)
-    except ValueError as error:
-        raise UsageError(f"--device: {error}") from None
+    checked_device(args.device)
     if not SECRET.fullmatch(secret):
         raise UsageError("--secret (or $DHTLINK_SECRET) must be the device's 64 lowercase hex characters")
     endpoint = base_url(args.endpoint) + DATA_PATH

@@ -69,9 +69,10 @@ def offer_release(endpoint: Any, device_ids: list[str], root: Path) -> dict[str,
     source = root / "release-src"
     shutil.rmtree(source, ignore_errors=True)
     shutil.copytree(firmware.DEVICE, source)
-    version = ota.app_version(source) + "-bench"
+    flashed = ota.app_version(source)
+    version = flashed + "-bench"
     app = source / "app.py"
-    app.write_text(app.read_text().replace(f'FW = "{ota.app_version(source)}"', f'FW = "{version}"', 1))
+    app.write_text(app.read_text().replace(f'FW = "{flashed}"', f'FW = "{version}"', 1))
     releases = ota.LocalReleases(endpoint.data_dir)
     _, manifest, _ = ota.publish(releases, source)
     offer = ota.target(releases, version)
@@ -80,16 +81,16 @@ def offer_release(endpoint: Any, device_ids: list[str], root: Path) -> dict[str,
     return {**offer, "requests": ota.requests_per_board(manifest)}
 
 
-def ota_outcome(store: Any, offer: dict[str, Any], device_ids: list[str], requests: int) -> dict[str, Any]:
-    """Where each board's update ended, from what it last reported to the receiver;
-    `requests` is what a board asks for the release when nothing fails."""
+def ota_outcome(store: Any, offer: dict[str, Any], device_ids: list[str]) -> dict[str, Any]:
+    """Where each board's update ended, from what it last reported to the receiver (the
+    offer as offer_release returned it)."""
     from host_tools import ota
 
     states = {d: ota.state(store.get_device(d) or {"ota_target": offer}) for d in device_ids}
     return {
         "version": offer["v"],
         "bytes": offer["size"],
-        "requests_per_board": requests,
+        "requests_per_board": offer["requests"],
         "runs": sorted(d for d, s in states.items() if s.startswith("runs ")),
         "rolled_back": sorted(d for d, s in states.items() if "ROLLED BACK" in s),
         "under_way": {d: s for d, s in states.items() if not s.startswith("runs ") and "ROLLED BACK" not in s},
@@ -287,7 +288,7 @@ def run_bench(
                 flown = fly(secrets, local.url, drain_to=None)
             totals = local.totals
             read_token = local.read_token
-            update = ota_outcome(local.store, offer, ids, offer["requests"]) if offer else {}
+            update = ota_outcome(local.store, offer, ids) if offer else {}
             if store == "dynamodb":
                 stored_rows = readings_in_tables(db, tables[0])
             else:

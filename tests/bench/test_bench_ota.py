@@ -38,8 +38,8 @@ def test_bench_ota_fails_when_a_board_rolls_the_release_back(tmp_path, monkeypat
 
     real = fleet.ota_outcome
 
-    def one_rolled_back(store, offer, device_ids, requests):
-        outcome = real(store, offer, device_ids, requests)
+    def one_rolled_back(store, offer, device_ids):
+        outcome = real(store, offer, device_ids)
         outcome["rolled_back"], outcome["runs"] = outcome["runs"][:1], outcome["runs"][1:]
         return outcome
 
