@@ -4,10 +4,6 @@ extra store call on the hot path."""
 
 from typing import Any
 
-# The config keys a board takes remotely; "sensor.pin" is "pin" inside config.json's sensor.
-# Identity, Wi-Fi, endpoint and TLS stay USB-only: a wrong one would cut the board off.
-REMOTE_KEYS = ("sensor.type", "sensor.pin", "interval_s", "batch_size", "max_batch_delay_s", "mode", "spool_max")
-
 
 def answer_keys(device: dict[str, Any] | None, status: dict[str, Any] | None) -> dict[str, Any]:
     """What to add to a signed 200 answer: {"settings": {"v": version, key: value, ...}}

@@ -21,6 +21,11 @@ def device_config_module():
     return module
 
 
+def test_the_settings_devices_set_takes_are_the_ones_a_board_takes_remotely():
+    remote = {setting.key for setting in device_settings.SETTINGS if setting.remote}
+    assert remote == set(device_config_module().REMOTE)
+
+
 BASE = {"device_id": "d1", "secret": "0" * 64, "wifi": [{"ssid": "x"}], "endpoint": "http://h/data"}
 
 
