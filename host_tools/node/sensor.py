@@ -6,7 +6,9 @@ failed try counted, and a failed read gives None, never the previous value.
 """
 
 import importlib
+import random
 import re
+import sys
 import types
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,7 +24,13 @@ PIN_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
 
 
 class SensorSetupError(Exception):
-    """The sensor cannot be used at all (no such pin, no GPIO access): the node must not start."""
+    """A configuration the sensor can never work with (no such pin on this board): the node
+    stops for good (exit 2, which the systemd unit does not restart on)."""
+
+
+class SensorUnavailable(Exception):
+    """The GPIO stack or the sensor cannot be opened now (a package missing, no access to
+    /dev/gpiochip*, no GPIO controller): the node says why and tries again later."""
 
 
 class FrameError(Exception):
@@ -37,6 +45,13 @@ class Driver(Protocol):
     def close(self) -> None: ...
 
 
+def _missing(error: ModuleNotFoundError) -> SensorUnavailable:
+    return SensorUnavailable(
+        f"the GPIO backend is not installed (no module {error.name!r}): install the pi extra into this "
+        f"environment, {sys.prefix}/bin/pip install '/path/to/dhtlink[pi]' (docs/pi-node.md)"
+    )
+
+
 def resolve_pin(name: str, board: Any = None) -> Any:
     """The Blinka pin object for a board pin name such as D4 (GPIO4 on a Raspberry Pi)."""
     if not PIN_NAME.match(name):
@@ -44,8 +59,14 @@ def resolve_pin(name: str, board: Any = None) -> Any:
     if board is None:
         try:
             board = importlib.import_module("board")
-        except Exception as error:  # Blinka raises NotImplementedError, RuntimeError or ImportError by board
-            raise SensorSetupError(f"cannot load Blinka's board module ({error}); pip install 'dhtlink[pi]'") from None
+        except ModuleNotFoundError as error:  # Blinka itself, or gpiod, which it imports on a Pi
+            raise _missing(error) from None
+        except NotImplementedError as error:  # Blinka's word for a board it does not know
+            raise SensorUnavailable(
+                f"Blinka does not know this board ({error}); without a sensor, try `dhtlink node --simulate`"
+            ) from None
+        except Exception as error:  # RuntimeError or OSError from probing the hardware
+            raise SensorUnavailable(f"cannot load Blinka's board module ({type(error).__name__}: {error})") from None
     pin = getattr(board, name, None)
     if pin is None or isinstance(pin, str | int | types.ModuleType):
         names = sorted(n for n in dir(board) if re.match(r"^D\d+$", n))
@@ -65,14 +86,21 @@ class AdafruitDriver:
     def __init__(self, kind: str, pin: Any, use_pulseio: bool | None = None) -> None:
         try:
             import adafruit_dht
-        except ImportError:
-            raise SensorSetupError("adafruit_dht is not installed: pip install 'dhtlink[pi]'") from None
+        except ModuleNotFoundError as error:
+            raise _missing(error) from None
 
         cls = adafruit_dht.DHT22 if kind == "DHT22" else adafruit_dht.DHT11
         try:
             self.dev = cls(pin) if use_pulseio is None else cls(pin, use_pulseio=use_pulseio)
+        except ModuleNotFoundError as error:  # sysv_ipc, which Blinka's pulseio imports
+            raise _missing(error) from None
+        except PermissionError as error:
+            raise SensorUnavailable(
+                f"no access to the GPIO ({error}): the user needs the gpio group (`sudo usermod -aG gpio USER`, "
+                "then log in again)"
+            ) from None
         except (OSError, RuntimeError, ValueError) as error:
-            raise SensorSetupError(f"cannot open the sensor pin ({error}); is the user in the gpio group?") from None
+            raise SensorUnavailable(f"cannot open the sensor pin ({type(error).__name__}: {error})") from None
 
     def read_frame(self) -> tuple[float, float]:
         # Private state of adafruit-circuitpython-dht 4.0 (pinned): see the class docstring.
@@ -89,6 +117,35 @@ class AdafruitDriver:
 
     def close(self) -> None:
         self.dev.exit()
+
+
+class SimulatedDriver:
+    """A DHT22 by a seeded random walk; `fail_rate` of frames fail as a bad wire would.
+    `dhtlink node --simulate` and the bench's Pi nodes read this one."""
+
+    def __init__(self, t_mean: float = 21.0, seed: int = 1, fail_rate: float = 0.0) -> None:
+        self.rng = random.Random(seed)
+        self.t = t_mean
+        self.h = 50.0
+        self.fail_rate = fail_rate
+
+    def read_frame(self) -> tuple[float, float]:
+        if self.rng.random() < self.fail_rate:
+            raise FrameError("Checksum did not validate. Try again.")
+        self.t = min(79.0, max(-39.0, self.t + self.rng.gauss(0, 0.1)))
+        self.h = min(99.0, max(1.0, self.h + self.rng.gauss(0, 0.3)))
+        return round(self.t, 1), round(self.h, 1)
+
+    def close(self) -> None:
+        pass
+
+
+def open_driver(kind: str, pin: str, simulate: bool = False, seed: int = 1) -> Driver:
+    """The driver `dhtlink node` reads: the simulated one, or adafruit_dht on the board's pin.
+    SensorSetupError: never usable as configured; SensorUnavailable: try again later."""
+    if simulate:
+        return SimulatedDriver(seed=seed)
+    return AdafruitDriver(kind, resolve_pin(pin))
 
 
 @dataclass
