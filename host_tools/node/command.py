@@ -8,6 +8,7 @@ import signal
 import stat
 import sys
 import time
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -201,7 +202,8 @@ def run_node(config, verbose: bool = False) -> int:
             signal.signal(signum, lambda *_: clock.stop.set())
 
     def open_sensor() -> Sensor:
-        sensor = Sensor(config.sensor, open_driver(config.sensor, config.pin, config.simulate), clock)
+        seed = zlib.crc32(config.device_id.encode())  # each simulated node its own weather
+        sensor = Sensor(config.sensor, open_driver(config.sensor, config.pin, config.simulate, seed), clock)
         # Blinka's pulseio sets its own SIGTERM handler (exit 1) when it loads: a stop stays a stop.
         stop_on_signals()
         return sensor

@@ -66,6 +66,8 @@ def resolve_pin(name: str, board: Any = None) -> Any:
                 f"Blinka does not know this board ({error}); without a sensor, try `dhtlink node --simulate`"
             ) from None
         except Exception as error:  # RuntimeError or OSError from probing the hardware
+            if isinstance(error.__cause__, ModuleNotFoundError):  # Blinka's rewording of a missing gpiod
+                raise _missing(error.__cause__) from None
             raise SensorUnavailable(f"cannot load Blinka's board module ({type(error).__name__}: {error})") from None
     pin = getattr(board, name, None)
     if pin is None or isinstance(pin, str | int | types.ModuleType):
