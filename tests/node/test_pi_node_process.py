@@ -52,6 +52,15 @@ def test_cli_loads_with_the_core_install_alone(argv):
         assert "--simulate" in done.stdout or argv[-2] == "status"
 
 
+def test_a_verb_of_another_extra_says_which_to_install(tmp_path):
+    done = subprocess.run(
+        node_only("serve", "--port", "9", "--data-dir", str(tmp_path)), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert "dhtlink serve: this command needs the tools extra" in done.stderr
+    assert "pip install '/path/to/dhtlink[tools]'" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.fixture
 def secret_file(tmp_path):
     path = tmp_path / f"{DEVICE}.secret"
