@@ -309,5 +309,6 @@ def install_service(args: argparse.Namespace) -> int:
         )
     print("enable and start it:  sudo systemctl daemon-reload && sudo systemctl enable --now dhtlink-node")
     print("follow its log:       journalctl -u dhtlink-node -f")
-    print("see its spool:        sudo -u dhtlink dhtlink node status --state-dir /var/lib/dhtlink-node")
+    dhtlink = Path(sys.executable).parent / "dhtlink"
+    print(f"see its spool:        sudo -u {args.user} {dhtlink} node status --state-dir /var/lib/dhtlink-node")
     return 0
