@@ -5,12 +5,15 @@ minimum interval between reads, up to three tries, implausible frames refused, e
 failed try counted, and a failed read gives None, never the previous value.
 """
 
+import grp
 import importlib
+import os
 import random
 import re
 import sys
 import types
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from host_tools.node.clock import Clock
@@ -49,6 +52,22 @@ def _missing(error: ModuleNotFoundError) -> SensorUnavailable:
     return SensorUnavailable(
         f"the GPIO backend is not installed (no module {error.name!r}): install the pi extra into this "
         f"environment, {sys.prefix}/bin/pip install '/path/to/dhtlink[pi]' (docs/pi-node.md)"
+    )
+
+
+def gpio_access_problem(dev: Path = Path("/dev")) -> str | None:
+    """Why this user cannot use the GPIO character devices, when that is the trouble: the
+    gpiod binding Blinka uses reports a refused open as a bare OSError (errno 0)."""
+    chips = sorted(dev.glob("gpiochip*"))
+    if not chips or any(os.access(chip, os.R_OK | os.W_OK) for chip in chips):
+        return None
+    try:
+        group = grp.getgrgid(chips[0].stat().st_gid).gr_name
+    except (KeyError, OSError):
+        group = "gpio"
+    return (
+        f"no access to {chips[0]} (group {group}): add the user to it with `sudo usermod -aG {group} USER` "
+        "and log in again (the service's unit has SupplementaryGroups=gpio)"
     )
 
 
@@ -96,13 +115,9 @@ class AdafruitDriver:
             self.dev = cls(pin) if use_pulseio is None else cls(pin, use_pulseio=use_pulseio)
         except ModuleNotFoundError as error:  # sysv_ipc, which Blinka's pulseio imports
             raise _missing(error) from None
-        except PermissionError as error:
-            raise SensorUnavailable(
-                f"no access to the GPIO ({error}): the user needs the gpio group (`sudo usermod -aG gpio USER`, "
-                "then log in again)"
-            ) from None
         except (OSError, RuntimeError, ValueError) as error:
-            raise SensorUnavailable(f"cannot open the sensor pin ({type(error).__name__}: {error})") from None
+            why = gpio_access_problem() or f"cannot open the sensor pin ({type(error).__name__}: {error})"
+            raise SensorUnavailable(why) from None
 
     def read_frame(self) -> tuple[float, float]:
         # Private state of adafruit-circuitpython-dht 4.0 (pinned): see the class docstring.
@@ -111,7 +126,8 @@ class AdafruitDriver:
         try:
             self.dev.measure()
         except (RuntimeError, OSError) as error:
-            raise FrameError(str(error)) from None
+            access = gpio_access_problem() if isinstance(error, OSError) else None
+            raise FrameError(f"{error}; {access}" if access else str(error)) from None
         t, h = self.dev._temperature, self.dev._humidity
         if t is None or h is None:
             raise FrameError("no frame decoded")
