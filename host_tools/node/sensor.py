@@ -158,11 +158,12 @@ class SimulatedDriver:
         pass
 
 
-def open_driver(kind: str, pin: str, simulate: bool = False, seed: int = 1) -> Driver:
-    """The driver `dhtlink node` reads: the simulated one, or adafruit_dht on the board's pin.
-    SensorSetupError: never usable as configured; SensorUnavailable: try again later."""
+def open_driver(kind: str, pin: str, simulate: bool = False, seed: int = 1, **climate: float) -> Driver:
+    """The driver `dhtlink node` reads (and the bench's Pi nodes): the simulated one, with
+    SimulatedDriver's `t_mean` and `fail_rate` in `climate`, or adafruit_dht on the board's
+    pin. SensorSetupError: never usable as configured; SensorUnavailable: try again later."""
     if simulate:
-        return SimulatedDriver(seed=seed)
+        return SimulatedDriver(seed=seed, **climate)
     return AdafruitDriver(kind, resolve_pin(pin))
 
 

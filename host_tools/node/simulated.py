@@ -10,7 +10,7 @@ from typing import Any
 from host_tools.node.clock import SimulatedClock
 from host_tools.node.delivery import Sender
 from host_tools.node.node import Node, NodeConfig
-from host_tools.node.sensor import Sensor, SimulatedDriver
+from host_tools.node.sensor import Sensor, open_driver
 from host_tools.node.spool import Spool
 from host_tools.sim.run import Summary
 
@@ -26,8 +26,13 @@ class PiNode:
             device_id=device_id, endpoint="", secret=secret, interval_s=interval, state_dir=directory
         )
         # The driver `dhtlink node --simulate` reads, with the scenario's climate and faults.
-        self.driver = SimulatedDriver(
-            scenario.get("t_mean", 21.0), scenario.get("seed", 1), scenario.get("sensor_fail_rate", 0)
+        self.driver = open_driver(
+            "DHT22",
+            "D4",
+            simulate=True,
+            seed=scenario.get("seed", 1),
+            t_mean=scenario.get("t_mean", 21.0),
+            fail_rate=scenario.get("sensor_fail_rate", 0),
         )
         self.senders: list[Sender] = []
         self.power_cuts = 0
