@@ -28,11 +28,23 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 PIP_FOR_A_PI = Path(__file__).with_name("pip_for_a_pi.py")
 GLIBC_MINOR = 36  # Bookworm's glibc 2.36: manylinux_2_17 .. manylinux_2_36 wheels install
-PLATFORMS = {
-    "aarch64": [f"manylinux_2_{minor}_aarch64" for minor in range(GLIBC_MINOR, 16, -1)]
-    + ["manylinux2014_aarch64", "linux_aarch64"],
-    "armv7l": [f"manylinux_2_{minor}_armv7l" for minor in range(GLIBC_MINOR, 16, -1)]
-    + ["manylinux2014_armv7l", "linux_armv7l"],
+
+
+def wheel_tags(arch: str) -> list[str]:
+    return [f"manylinux_2_{minor}_{arch}" for minor in range(GLIBC_MINOR, 16, -1)] + [
+        f"manylinux2014_{arch}",
+        f"linux_{arch}",
+    ]
+
+
+# Each Raspberry Pi OS system: what `platform_machine` (uname) says there, and the wheel
+# platforms its pip takes.
+SYSTEMS = {
+    "aarch64": ("aarch64", wheel_tags("aarch64")),  # 64-bit Pi OS
+    "armv7l": ("armv7l", wheel_tags("armv7l")),  # 32-bit Pi OS on a 32-bit kernel (Pi 2, 3)
+    # 32-bit Pi OS on the 64-bit kernel Bookworm boots on a Pi 4 or 5: uname says aarch64,
+    # and the venv's pip (Bookworm's 23.0.1, packaging 21.3) takes armv7l wheels there.
+    "armv7l-userland-arm64-kernel": ("aarch64", wheel_tags("armv7l")),
 }
 # Source distributions a Pi may build, and what the build needs there (docs/pi-node.md's
 # `apt install` line brings it). Anything else without a wheel fails the test.
@@ -62,19 +74,20 @@ def pip_env() -> dict[str, str]:
 def run_pip(argv: list[str], machine: str | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, str(PIP_FOR_A_PI), machine] if machine else [sys.executable, "-m", "pip"]
     done = subprocess.run(command + argv, capture_output=True, text=True, env=pip_env(), timeout=600)
-    if done.returncode and UNREACHABLE.search(done.stderr):
-        pytest.skip(f"the package index is unreachable: {UNREACHABLE.search(done.stderr).group(0)}")
+    if done.returncode and (unreachable := UNREACHABLE.search(done.stderr)):
+        pytest.skip(f"the package index is unreachable: {unreachable.group(0)}")
     return done
 
 
-def resolve(requirements: list[str], machine: str, tmp_path: Path, only_binary: bool = False) -> dict:
-    report = tmp_path / f"report-{machine}.json"
-    platforms = [word for tag in PLATFORMS[machine] for word in ("--platform", tag)]
+def resolve(requirements: list[str], system: str, tmp_path: Path, only_binary: bool = False) -> dict:
+    report = tmp_path / f"report-{system}.json"
+    machine, tags = SYSTEMS[system]
+    platforms = [word for tag in tags for word in ("--platform", tag)]
     argv = ["install", "--dry-run", "--ignore-installed", "--no-cache-dir", "--quiet", "--report", str(report),
             *platforms, "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
             *(["--only-binary=:all:"] if only_binary else []), *requirements]  # fmt: skip
     done = run_pip(argv, machine)
-    assert done.returncode == 0, f"{machine}: the node's requirements do not resolve:\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{system}: the node's requirements do not resolve:\n{done.stderr[-3000:]}"
     return json.loads(report.read_text())
 
 
@@ -82,10 +95,10 @@ def is_wheel(item: dict) -> bool:
     return item["download_info"]["url"].endswith(".whl")
 
 
-@pytest.mark.parametrize("machine", sorted(PLATFORMS))
-def test_the_node_installs_on_raspberry_pi_os(machine, tmp_path):
-    report = resolve(node_requirements(), machine, tmp_path)
-    assert report["environment"]["platform_machine"] == machine  # markers judged for the Pi
+@pytest.mark.parametrize("system", sorted(SYSTEMS))
+def test_the_node_installs_on_raspberry_pi_os(system, tmp_path):
+    report = resolve(node_requirements(), system, tmp_path)
+    assert report["environment"]["platform_machine"] == SYSTEMS[system][0]  # markers judged for the Pi
     items = {canonicalize_name(item["metadata"]["name"]): item for item in report["install"]}
     for requirement in map(Requirement, node_requirements()):
         assert canonicalize_name(requirement.name) in items
@@ -93,9 +106,9 @@ def test_the_node_installs_on_raspberry_pi_os(machine, tmp_path):
     assert not NOT_ON_A_PI & set(items)
     sdists = {name for name, item in items.items() if not is_wheel(item)}
     assert sdists <= set(SOURCE_BUILDS), (
-        f"{machine}: no wheel and no known source build for {sdists - set(SOURCE_BUILDS)}"
+        f"{system}: no wheel and no known source build for {sdists - set(SOURCE_BUILDS)}"
     )
-    if machine == "aarch64":
+    if system == "aarch64":
         assert not sdists  # 64-bit Raspberry Pi OS: wheels only, nothing to compile
 
 
