@@ -91,7 +91,7 @@ def resolve_pin(name: str, board: Any = None) -> Any:
     pin = getattr(board, name, None)
     if pin is None or isinstance(pin, str | int | types.ModuleType):
         names = sorted(n for n in dir(board) if re.match(r"^D\d+$", n))
-        known = ", ".join(names) if names else "none: Blinka does not know this board's GPIO"
+        known = ", ".join(names) if names else "none: Blinka knows no GPIO here; `--simulate` runs without a sensor"
         raise SensorSetupError(f"--pin {name}: this board has no such pin (pins: {known})")
     return pin
 
