@@ -17,6 +17,7 @@ DEVICE_STUBS := micropython-esp32-esp32-generic-stubs==1.29.0.post1 micropython-
 
 venv: $(STAMP)
 
+# '.[dev]': every extra of pyproject.toml (tools, bench, pi) and the test tools.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3

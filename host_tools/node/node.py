@@ -2,17 +2,22 @@
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from host_tools.node.clock import Clock
 from host_tools.node.delivery import Delivery, Sender
-from host_tools.node.sensor import Sensor
+from host_tools.node.sensor import Sensor, SensorUnavailable
 from host_tools.node.spool import DEFAULT_MAX_ITEMS, Spool
 
 log = logging.getLogger("dhtlink.node")
 
 DEFAULT_STATE_DIR = Path("/var/lib/dhtlink-node")
+# A sensor that cannot be opened (GPIO backend missing, no access, no controller) is tried
+# again at a reading time at least this long after the last try, doubling up to the cap.
+SENSOR_RETRY_S = 10
+SENSOR_RETRY_MAX_S = 600
 
 
 @dataclass
@@ -27,12 +32,27 @@ class NodeConfig:
     max_batch_delay_s: int = 300
     spool_max: int = DEFAULT_MAX_ITEMS
     state_dir: Path = DEFAULT_STATE_DIR
+    simulate: bool = False  # a simulated DHT22 instead of Blinka's GPIO
 
 
 class Node:
-    def __init__(self, config: NodeConfig, sensor: Sensor, spool: Spool, sender: Sender, clock: Clock) -> None:
+    """`sensor` is an open Sensor, or a function that opens one: then the node starts without
+    it, keeps delivering its spool, and retries the opening with backoff while it raises
+    SensorUnavailable (a SensorSetupError ends the run: no retry can fix it)."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        sensor: Sensor | Callable[[], Sensor],
+        spool: Spool,
+        sender: Sender,
+        clock: Clock,
+    ) -> None:
         self.config = config
-        self.sensor = sensor
+        self.sensor = sensor if isinstance(sensor, Sensor) else None
+        self.open_sensor = None if isinstance(sensor, Sensor) else sensor
+        self.sensor_retry_s = float(SENSOR_RETRY_S)
+        self.sensor_next_try = clock.monotonic()
         self.spool = spool
         self.clock = clock
         self.delivery = Delivery(spool, sender, clock)
@@ -44,11 +64,35 @@ class Node:
         spool.note(device_id=config.device_id)
         spool.count("boot")
 
+    def _sensor(self) -> Sensor | None:
+        """The open sensor, opening it if it is due; None while it cannot be opened."""
+        if self.sensor is not None or self.open_sensor is None:
+            return self.sensor
+        now = self.clock.monotonic()
+        if now < self.sensor_next_try:
+            return None
+        try:
+            self.sensor = self.open_sensor()
+        except SensorUnavailable as error:
+            self.spool.count("sensor_errors")
+            why = f"sensor unavailable: {error}"
+            self.spool.note(last_error=why, last_error_at=int(self.clock.wall()))
+            log.error("%s; retrying in %d s", why, self.sensor_retry_s)
+            self.sensor_next_try = now + self.sensor_retry_s
+            self.sensor_retry_s = min(self.sensor_retry_s * 2, SENSOR_RETRY_MAX_S)
+            return None
+        where = "a simulation" if self.config.simulate else f"pin {self.config.pin}"
+        log.info("sensor open: %s on %s", self.config.sensor, where)
+        return self.sensor
+
     def read_once(self) -> None:
-        reading = self.sensor.read()
+        sensor = self._sensor()
+        if sensor is None:
+            return
+        reading = sensor.read()
         if reading is None:
             self.spool.count("sensor_errors")
-            why = f"sensor: {self.sensor.last_error}"
+            why = f"sensor: {sensor.last_error}"
             self.spool.note(last_error=why, last_error_at=int(self.clock.wall()))
             log.warning(why)
             return
@@ -110,6 +154,7 @@ class Node:
             self.clock.sleep(delay)
 
     def close(self) -> None:
-        self.sensor.close()
+        if self.sensor is not None:
+            self.sensor.close()
         self.delivery.sender.close()
         self.spool.close()

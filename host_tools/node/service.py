@@ -33,7 +33,9 @@ StateDirectory=dhtlink-node
 StateDirectoryMode=0750
 Restart=on-failure
 RestartSec=10
-# A node that cannot start (bad option, bad secret file) exits 2: retrying cannot fix that.
+# A configuration error (an option, the secret file, a pin the board lacks) exits 2:
+# retrying cannot fix that. Anything else exits 1 and is restarted; a GPIO stack that
+# cannot be opened is not an exit at all: the node retries it with backoff.
 RestartPreventExitStatus=2
 NoNewPrivileges=yes
 ProtectSystem=strict

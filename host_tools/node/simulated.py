@@ -10,29 +10,9 @@ from typing import Any
 from host_tools.node.clock import SimulatedClock
 from host_tools.node.delivery import Sender
 from host_tools.node.node import Node, NodeConfig
-from host_tools.node.sensor import FrameError, Sensor
+from host_tools.node.sensor import Sensor, open_driver
 from host_tools.node.spool import Spool
 from host_tools.sim.run import Summary
-
-
-class SimulatedDriver:
-    """A DHT22 by a seeded random walk; `fail_rate` of frames fail as a bad wire would."""
-
-    def __init__(self, t_mean: float, seed: int, fail_rate: float = 0.0) -> None:
-        self.rng = random.Random(seed)
-        self.t = t_mean
-        self.h = 50.0
-        self.fail_rate = fail_rate
-
-    def read_frame(self) -> tuple[float, float]:
-        if self.rng.random() < self.fail_rate:
-            raise FrameError("Checksum did not validate. Try again.")
-        self.t = min(79.0, max(-39.0, self.t + self.rng.gauss(0, 0.1)))
-        self.h = min(99.0, max(1.0, self.h + self.rng.gauss(0, 0.3)))
-        return round(self.t, 1), round(self.h, 1)
-
-    def close(self) -> None:
-        pass
 
 
 class PiNode:
@@ -45,8 +25,14 @@ class PiNode:
         self.config = NodeConfig(
             device_id=device_id, endpoint="", secret=secret, interval_s=interval, state_dir=directory
         )
-        self.driver = SimulatedDriver(
-            scenario.get("t_mean", 21.0), scenario.get("seed", 1), scenario.get("sensor_fail_rate", 0)
+        # The driver `dhtlink node --simulate` reads, with the scenario's climate and faults.
+        self.driver = open_driver(
+            "DHT22",
+            "D4",
+            simulate=True,
+            seed=scenario.get("seed", 1),
+            t_mean=scenario.get("t_mean", 21.0),
+            fail_rate=scenario.get("sensor_fail_rate", 0),
         )
         self.senders: list[Sender] = []
         self.power_cuts = 0

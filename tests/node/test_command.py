@@ -174,3 +174,20 @@ def test_the_endpoint_is_the_base_url_as_everywhere_and_data_is_added(secret_fil
 
     argv = ["node", "--device", "pi-01", "--secret-file", str(secret_file), "--endpoint", typed]
     assert node_config(cli.build_parser().parse_args(argv)).endpoint == "http://10.0.0.2:8080/data"
+
+
+def test_where_the_spool_lives(secret_file, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from host_tools import cli
+    from host_tools.node.command import node_config
+
+    def state_dir(*extra):
+        return node_config(cli.build_parser().parse_args(node_args(secret_file, *extra))).state_dir
+
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert state_dir() == Path("/var/lib/dhtlink-node")
+    assert state_dir("--simulate") == Path(".dhtlink/nodes/pi-01")  # beside `dhtlink serve`'s data
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))  # systemd's StateDirectory=
+    assert state_dir("--simulate") == tmp_path
+    assert state_dir("--state-dir", "elsewhere") == Path("elsewhere")

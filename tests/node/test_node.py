@@ -104,3 +104,46 @@ def test_a_restarted_node_continues_its_seqs(make_node, tmp_path):
     seqs = [r["seq"] for q in rx.requests for r in q["readings"]]
     assert seqs == [0, 1, 2, 3, 4]  # the four kept through the outage, then the restart's first reading
     assert node.spool.get("next_seq") == 5 and node.spool.depth() == 0
+
+
+def test_a_sensor_that_cannot_be_opened_is_retried_with_backoff_while_the_spool_goes_out(tmp_path):
+    from host_tools.node.sensor import SensorUnavailable
+
+    clock = SimulatedClock(START)
+    tries = []
+
+    def open_sensor():
+        tries.append(clock.now - START)
+        if len(tries) <= 4:
+            raise SensorUnavailable("the GPIO backend is not installed (no module 'gpiod')")
+        return Sensor("DHT22", Frames(), clock)
+
+    spool = Spool(tmp_path)
+    for i in range(3):  # readings of an earlier run, still to send
+        spool.append(int(START) - 600 + i, 214, 452)
+    with ScriptedReceiver(SECRET, clock_offset=int(START - time.time())) as rx:
+        cfg = NodeConfig("pi-node", rx.url, SECRET, interval_s=5, state_dir=tmp_path)
+        node = Node(cfg, open_sensor, spool, Sender(rx.url, "pi-node", SECRET, (1, 1)), clock)
+        node.run(until=clock.monotonic() + 200)
+        snap = spool.snapshot()
+        node.close()
+    # At reading times (every 5 s) no sooner than 10, 20, 40, 80 s after each failed try.
+    assert tries == [0, 10, 30, 70, 150]
+    assert rx.requests[0]["readings"][0]["seq"] == 0  # the spool went out before any reading
+    assert snap["sensor_errors"] == 4
+    assert snap["next_seq"] > 3  # readings again once the sensor opened
+
+
+def test_a_sensor_configuration_no_retry_can_fix_ends_the_run(tmp_path):
+    from host_tools.node.sensor import SensorSetupError
+
+    clock = SimulatedClock(START)
+
+    def open_sensor():
+        raise SensorSetupError("--pin D5: this board has no such pin")
+
+    node = Node(NodeConfig("pi-node", "http://127.0.0.1:9/data", SECRET), open_sensor, Spool(tmp_path),
+                Sender("http://127.0.0.1:9/data", "pi-node", SECRET, (1, 1)), clock)  # fmt: skip
+    with pytest.raises(SensorSetupError):
+        node.run(until=clock.monotonic() + 60)
+    node.close()

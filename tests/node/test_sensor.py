@@ -121,3 +121,16 @@ def test_pin_on_a_board_blinka_has_no_gpio_for():
     # This x86 host: Blinka's board module loads but has no D pins.
     with pytest.raises(SensorSetupError, match="--pin D4: this board has no such pin"):
         resolve_pin("D4")
+
+
+def test_a_gpio_the_user_may_not_open_is_named_with_the_fix(tmp_path, monkeypatch):
+    from host_tools.node import sensor
+
+    assert sensor.gpio_access_problem(tmp_path) is None  # no GPIO chips: nothing to say
+    for n in (0, 4):
+        (tmp_path / f"gpiochip{n}").write_text("")
+    assert sensor.gpio_access_problem(tmp_path) is None  # root here: may open them
+    monkeypatch.setattr(sensor.os, "access", lambda path, mode: False)
+    problem = sensor.gpio_access_problem(tmp_path)
+    assert problem.startswith(f"no access to {tmp_path / 'gpiochip0'} (group ")
+    assert "sudo usermod -aG" in problem and "SupplementaryGroups=gpio" in problem
