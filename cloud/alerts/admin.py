@@ -90,6 +90,8 @@ def overview(store: Any, now: int, limit: int = RECENT_LIMIT, device_id: str | N
             "value": state.get("value"),
             "rule": rules[state["rule_id"]].describe(),
             "name": rules[state["rule_id"]].name,
+            "kind": rules[state["rule_id"]].kind,  # what value means: seconds silent for stale
+            "metric": rules[state["rule_id"]].metric,
         }
         for state in store.alert_states(device_id)
         if state["status"] == "open" and state["rule_id"] in rules

@@ -5,6 +5,8 @@ the way ingest leaves them (readings, the hour and day summaries, the device row
 import math
 from pathlib import Path
 
+from cloud.alerts.admin import add_rule
+from cloud.alerts.engine import make_event
 from cloud.local.files import STORE_FILE
 from cloud.protocol import Reading
 from cloud.stores.base import Delivery
@@ -16,10 +18,11 @@ OUTAGE_H = 6
 # device id: (name, room, hours before now its newest reading is, outage start in days ago)
 DEVICES = {
     "greenhouse-01": ("Greenhouse north", "Greenhouse", 0, 3),
-    "cellar-02": ("Cellar", "Basement", 5, None),
+    "cellar-02": ("Cellar", "Basement", 30, None),  # silent since yesterday
     "porch-03": ("", "", 0, None),
 }
 NEVER_SEEN = "attic-04"
+WEBHOOK = "https://hooks.example.invalid/dhtlink"  # never called: the delivery below is recorded
 
 
 def weather(ts: int, offset: float) -> tuple[float, float]:
@@ -56,4 +59,35 @@ def build(data_dir: Path, now: int) -> SQLiteStore:
             status = status | {"dropped": 7, "drop_full": 5, "drop_clock": 2, "sensor_errors": 3}
         store.record_delivery(store.get_device(device_id), Delivery(end, status, readings[1:]))
     store.add_device(NEVER_SEEN, "ab" * 32, now - DAY)
+    _alerts(store, now)
     return store
+
+
+def _alerts(store: SQLiteStore, now: int) -> None:
+    """One alert open on the stale cellar, one closed on the greenhouse, its webhook's last
+    delivery refused."""
+    silent, _ = add_rule(store, {"device": "*", "stale": "2h", "name": "Silent device", "email": True})
+    warm, _ = add_rule(
+        store, {"device": "greenhouse-01", "metric": "t", "above": 17.5, "name": "Greenhouse warm"}, WEBHOOK
+    )
+    opened = now - 3 * 3600
+    store.put_alert_state(
+        {
+            "rule_id": silent.rule_id,
+            "device_id": "cellar-02",
+            "status": "open",
+            "opened_at": opened,
+            "value": 10800,
+            "at": opened,
+            "version": 1,
+        },
+        0,
+    )
+    for kind, at in (("open", now - 9 * 3600), ("close", now - 8 * 3600)):
+        event = make_event(warm, "greenhouse-01", kind, at, 17.8, "t above 17.5")
+        store.add_alert_event(event, now + 30 * DAY)
+        delivery = {"at": at, "event_id": event["event_id"], "ok": False}
+        delivery["webhook"] = {"ok": False, "status": 503}
+        store.record_alert_delivery(warm.rule_id, event["event_id"], delivery)
+    open_event = make_event(silent, "cellar-02", "open", opened, 10800, "no delivery for 2h")
+    store.add_alert_event(open_event, now + 30 * DAY)

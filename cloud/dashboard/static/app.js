@@ -395,7 +395,7 @@
       const last = d.last_reading;
       emptyChart(!last ? "This device is registered but has never sent a reading. Provision it (dhtlink provision) and power it on."
         : `No readings between ${when(from)} and ${when(to)}. The newest reading is from ${when(last.ts)} (${ago(now() - last.ts)}): pick a longer range.`);
-      $("gaps").textContent = "";
+      $("gaps").textContent = $("series-info").textContent = $("readout").textContent = "";
     } else {
       emptyChart(null);
       $("chart-t").hidden = $("chart-h").hidden = false;
@@ -661,6 +661,12 @@
     return (d.ok ? "delivered " : "failed ") + when(d.at) + (failures.length ? " (" + failures.join(", ") + ")" : "");
   }
 
+  function alertValue(a) {
+    if (a.value === null || a.value === undefined) return "";
+    if (a.kind === "stale") return "silent for " + span(a.value);
+    return a.metric === "t" ? temp(a.value) : a.metric === "h" ? hum(a.value) : String(a.value);
+  }
+
   async function showAlerts() {
     let body;
     try {
@@ -671,7 +677,7 @@
       return;
     }
     $("alerts-open").replaceChildren(table(["Device", "Rule", "Since", "Value"],
-      body.open.map((a) => [deviceLink(a.device_id), a.name || a.rule, a.opened_at ? when(a.opened_at) + " (" + ago(now() - a.opened_at) + ")" : "", a.value]),
+      body.open.map((a) => [deviceLink(a.device_id), a.name || a.rule, a.opened_at ? when(a.opened_at) + " (" + ago(now() - a.opened_at) + ")" : "", alertValue(a)]),
       "No open alerts: every rule's condition is clear."));
     $("alerts-recent").replaceChildren(table(["When", "Device", "What", "Rule", "Delivery"],
       body.recent.map((e) => [when(e.at), deviceLink(e.device_id), e.type, e.name || e.rule, delivery(e.delivery)]),
@@ -763,6 +769,7 @@
     matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => { if (state.charts.t) drawCharts(); });
     document.addEventListener("visibilitychange", tick);
     state.timer = setInterval(tick, REFRESH_MS);
+    state.refresh = refresh; // what the timer runs, for tests
     route();
   }
 
