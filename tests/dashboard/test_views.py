@@ -97,6 +97,7 @@ def test_phone_fleet_keeps_last_seen_and_stale_in_view_and_a_finger_zooms(browse
     assert "finger" in how and "double-click" not in how
     assert page.evaluate("window.dhtlink.charts.t.width") <= PHONE["width"]
     before = page.evaluate("[window.dhtlink.series.from, window.dhtlink.series.to]")
+    page.locator("#chart-t").scroll_into_view_if_needed()
     over = page.locator("#chart-t .u-over").bounding_box()
     y = over["y"] + over["height"] / 2
     cdp = page.context.new_cdp_session(page)
@@ -114,7 +115,9 @@ def test_phone_fleet_keeps_last_seen_and_stale_in_view_and_a_finger_zooms(browse
     assert before[0] < after[0] < after[1] < before[1]
     assert f"from={after[0]}" in page.url
     charts_drawn(page)
-    page.touchscreen.tap(over["x"] + over["width"] * 0.5, y)
+    page.locator("#chart-t").scroll_into_view_if_needed()
+    over = page.locator("#chart-t .u-over").bounding_box()
+    page.touchscreen.tap(over["x"] + over["width"] * 0.5, over["y"] + over["height"] / 2)
     page.wait_for_function("() => document.querySelector('#readout').textContent.startsWith('Tapped: ')")
     assert "°C" in page.inner_text("#readout") and "%" in page.inner_text("#readout")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
@@ -145,9 +148,9 @@ def test_empty_unknown_and_loading_states_are_words(browse, month):
     page.route("**/data/series*", lambda route: held.append(route))
     page.click("[data-range='604800']")
     page.wait_for_function("() => document.querySelector('#loading').textContent === 'Loading…'")
-    page.unroute("**/data/series*")
     for route in held:
         route.continue_()
+    page.unroute("**/data/series*")
     page.wait_for_function("() => document.querySelector('#loading').textContent === ''")
     assert not page.errors
 
@@ -170,7 +173,7 @@ def test_counters_are_recent_with_lifetime_on_hover_and_headers_sort_by_keyboard
     page.focus("th[data-sort=last_seen] button")
     page.keyboard.press("Enter")
     page.wait_for_function(
-        "document.querySelector('th[data-sort=last_seen]').getAttribute('aria-sort') === 'descending'"
+        "() => document.querySelector('th[data-sort=last_seen]').getAttribute('aria-sort') === 'descending'"
     )
     page.wait_for_function("() => document.querySelector('#fleet-table tbody tr').dataset.device === 'porch-03'")
     page.focus("th[data-sort=last_seen] button")

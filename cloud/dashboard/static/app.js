@@ -378,16 +378,19 @@
     renderChips();
     const width = $("chart-t").clientWidth || $("device").clientWidth || 800;
     const ask = (device) => api("data/series", { device_id: device, from, to, points: Math.min(1000, Math.max(100, Math.round(width))) });
+    const ids = [id, ...view.compare];
+    const mine = (state.loads = (state.loads || 0) + 1); // only the newest load may draw
     let all;
     try {
-      all = await Promise.all([id, ...view.compare].map(ask));
+      all = await Promise.all(ids.map(ask));
       showError("device-error", null);
     } catch (error) {
       if (!refused(error)) showError("device-error", error);
       return;
     }
-    if (id !== state.deviceId) return;
+    if (mine !== state.loads || id !== state.deviceId) return;
     [state.series, ...state.others] = all;
+    state.drawn = ids; // the devices these series are of, whatever view.compare becomes meanwhile
     const s = state.series;
     $("series-info").textContent = describe(s);
     if (!all.some(points)) {
@@ -455,13 +458,13 @@
     const fg = cssVar("--fg");
     const grid = { stroke: cssVar("--line"), width: 1 };
     const single = !state.others.length;
-    const devices = [state.deviceId, ...view.compare];
+    const devices = state.drawn;
     const series = [{}].concat(single
       ? [{ label: "mean", stroke: COLORS[key === "t" ? 0 : 1], width: 2 }, { label: "min", stroke: "transparent" }, { label: "max", stroke: "transparent" }]
       : devices.map((d, i) => ({ label: d, stroke: COLORS[i], width: 2 })));
     return {
       title: (key === "t" ? "Temperature " : "Humidity ") + unit,
-      width, height: Math.max(180, Math.min(300, Math.round(width * 0.35))),
+      width, height: Math.max(220, Math.min(300, Math.round(width * 0.35))),
       legend: { show: false },
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), zone()),
       cursor: { sync: { key: "dhtlink" }, drag: { x: true, y: false } },
@@ -474,7 +477,10 @@
       ],
       hooks: {
         drawAxes: [shadeGaps],
-        setCursor: [(u) => { if (u.cursor.idx !== null && u.cursor.idx !== undefined) readout(u.data[0][u.cursor.idx]); else readout(null); }],
+        setCursor: [(u) => {
+          if (u.cursor.idx !== null && u.cursor.idx !== undefined) readout(u.data[0][u.cursor.idx]);
+          else if (!state.hover) readout(null); // a chart drawn anew under a still pointer keeps its value
+        }],
         setSelect: [(u) => {
           if (u.select.width < 4) return;
           zoomTo(u.posToVal(u.select.left, "x"), u.posToVal(u.select.left + u.select.width, "x"));
@@ -564,7 +570,7 @@
       if (j !== null) parts.push(`Humidity ${hum(h.data[1][j])} (min ${hum(h.data[2][j])}, max ${hum(h.data[3][j])})`);
       if (j !== null && t.data[0][i] === h.data[0][j]) parts.push("Dew point " + temp(dewPoint(state.series.t[state.series.ts.indexOf(t.data[0][i])], h.data[1][j])));
     } else {
-      [state.deviceId, ...view.compare].forEach((d, k) => parts.push(`${d} ${deg(t.data[k + 1][i])}, ${j === null ? "no value" : hum(h.data[k + 1][j])}`));
+      state.drawn.forEach((d, k) => parts.push(`${d} ${deg(t.data[k + 1][i])}, ${j === null ? "no value" : hum(h.data[k + 1][j])}`));
     }
     $("readout").textContent = parts.join(" · ");
   }
@@ -584,7 +590,7 @@
       state.charts[key] = chart;
     }
     // A redraw (auto-refresh, resize) keeps the value under a still pointer.
-    if (hover && hover.left !== undefined) state.charts[hover.key].setCursor({ left: hover.left, top: hover.top });
+    if (hover && hover.left !== undefined) setTimeout(() => { if (state.charts[hover.key]) state.charts[hover.key].setCursor({ left: hover.left, top: hover.top }); });
     else readout(null);
     const coarse = matchMedia("(pointer: coarse)").matches;
     $("how").textContent = (coarse ? "Drag a finger sideways across a chart to zoom in; tap to read the values there."
