@@ -73,7 +73,8 @@ def test_times_name_their_zone_follow_the_locale_and_switch_to_utc(browse):
     assert "Time (UTC)" == page.evaluate("window.dhtlink.charts.t.axes[0].label")
     t = page.evaluate("window.dhtlink.series")["t"]
     page.select_option("#unit", "F")
-    page.wait_for_function("() => document.querySelector('#tiles').textContent.includes('°F')")
+    page.wait_for_function("() => document.querySelector('#chart-t .u-title').textContent.includes('°F')")
+    assert "°F" in page.inner_text("#tiles")
     newest = [v for v in t if v is not None][-1]
     assert f"{newest * 1.8 + 32:.1f}".replace(".", ",") in page.evaluate(
         "window.dhtlink.charts.t.data[1].map(v => v === null ? '' : v.toFixed(1).replace('.', ',')).join(' ')"
@@ -118,8 +119,12 @@ def test_phone_fleet_keeps_last_seen_and_stale_in_view_and_a_finger_zooms(browse
     page.locator("#chart-t").scroll_into_view_if_needed()
     over = page.locator("#chart-t .u-over").bounding_box()
     page.touchscreen.tap(over["x"] + over["width"] * 0.5, over["y"] + over["height"] / 2)
-    page.wait_for_function("() => document.querySelector('#readout').textContent.startsWith('Tapped: ')")
-    assert "°C" in page.inner_text("#readout") and "%" in page.inner_text("#readout")
+    page.wait_for_function("() => window.dhtlink.pinned !== null")
+    tapped = page.inner_text("#readout")
+    assert not tapped.startswith("Newest") and "°C" in tapped and "%" in tapped
+    pinned = page.evaluate("window.dhtlink.pinned")
+    assert datetime.fromtimestamp(pinned, BERLIN).strftime("%H:%M") in tapped, "the values of the tapped moment"
+    assert after[0] < pinned < after[1]
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert not page.errors
 

@@ -558,7 +558,7 @@
         if (last < 0) { $("readout").textContent = ""; return; }
         ts = t.data[0][last];
         lead = "Newest: ";
-      } else lead = "Tapped: ";
+      } else lead = "Selected: ";
     }
     const i = nearest(t.data, ts);
     const j = nearest(h.data, ts);
