@@ -472,7 +472,7 @@
       series: series.map((x) => Object.assign({ spanGaps: false }, x)),
       bands: single ? [{ series: [3, 2], fill: key === "t" ? "rgba(217,72,15,0.18)" : "rgba(28,126,214,0.18)" }] : [],
       axes: [
-        { stroke: fg, grid, ticks: grid, values: xValues, size: 52, label: "Time (" + zone() + ")" },
+        { stroke: fg, grid, ticks: grid, values: xValues, size: 52, space: 80, label: "Time (" + zone() + ")" },
         { stroke: fg, grid, ticks: grid, size: 60, values: (u, vs) => vs.map((v) => num(v, key === "t" ? 1 : 0)), label: unit },
       ],
       hooks: {
