@@ -225,10 +225,20 @@ class SQLiteStore:
         # Keyset pages over an index in the sort's order (the primary key, or devices_by_seen);
         # a status filter skips rows along it, so no page ever reads the whole fleet at once.
         seen = "COALESCE(last_seen, -1)"
+        db = self._connect()
         args: dict[str, Any] = {"limit": limit + 1, "now": int(time.time()), "window": RECENT_WINDOW_S}
         args["default"] = stale_after_s(None)
-        stale = "(last_seen IS NULL OR last_seen + COALESCE(stale_after, :default) < :now)"
-        where = {"all": [], "stale": [stale], "problems": [f"({stale} OR errors_at >= :now - :window)"]}[status]
+        # Only devices silent for the shortest stale_after of the fleet can be stale: a bound
+        # on devices_by_seen, so a filtered page skips the reporting majority instead of
+        # walking it (two index lookups find the bound).
+        shortest = db.execute("SELECT MIN(stale_after) FROM devices").fetchone()[0]
+        if shortest is None or db.execute("SELECT 1 FROM devices WHERE stale_after IS NULL LIMIT 1").fetchone():
+            shortest = min(args["default"], shortest or args["default"])
+        args["shortest"] = shortest
+        stale = (
+            f"({seen} < :now - :shortest AND (last_seen IS NULL OR last_seen + COALESCE(stale_after, :default) < :now))"
+        )
+        where: list[str] = []
         if sort == "id":
             order = "device_id"
             if cursor:
@@ -240,9 +250,25 @@ class SQLiteStore:
             if cursor:
                 where.append(f"({seen}, device_id) {compare} (:key, :after)")
                 args["key"], args["after"] = decode_seen_cursor(cursor, sort)
+
         # Only the fixed fragments above are joined into the SQL; every value is a named parameter.
-        sql = "SELECT * FROM devices" + (" WHERE " + " AND ".join(where) if where else "")  # noqa: S608
-        rows = self._connect().execute(f"{sql} ORDER BY {order} LIMIT :limit", args).fetchall()
+        def part(*conditions: str, source: str = "devices") -> str:
+            clause = " AND ".join([*conditions, *where])
+            return f"SELECT * FROM {source}{' WHERE ' + clause if clause else ''} ORDER BY {order} LIMIT :limit"  # noqa: S608
+
+        if status == "problems":
+            # Stale devices and those with recent errors each come from an index of their
+            # own, a page of each; the page is the first of their union (an OR would walk
+            # the whole sort order past the healthy majority).
+            recent = "errors_at >= :now - :window"
+            # The few devices with recent errors, found by their index then sorted: left to
+            # itself SQLite walks the sort's index instead.
+            erring = part(recent, source="devices INDEXED BY devices_by_errors")
+            sql = f"SELECT * FROM (SELECT * FROM ({part(stale)}) UNION SELECT * FROM ({erring}))"  # noqa: S608
+            sql += f" ORDER BY {order} LIMIT :limit"
+        else:
+            sql = part(stale) if status == "stale" else part()
+        rows = db.execute(sql, args).fetchall()
         page = [self._device(row) for row in rows[:limit]]
         if len(rows) <= limit:
             return page, None
@@ -633,6 +659,9 @@ class SQLiteStore:
                 db.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
         # The fleet page sorted by last seen, never-seen devices first (cloud/stores/base.py).
         db.execute("CREATE INDEX IF NOT EXISTS devices_by_seen ON devices (COALESCE(last_seen, -1), device_id)")
+        # The stale bound (page_devices) and the problems filter's recent errors.
+        db.execute("CREATE INDEX IF NOT EXISTS devices_by_stale_after ON devices (stale_after)")
+        db.execute("CREATE INDEX IF NOT EXISTS devices_by_errors ON devices (errors_at)")
 
     @_busy_is_store_busy
     def set_desired(self, device_id: str, changes: dict[str, Any]) -> tuple[int, dict[str, Any]]:
