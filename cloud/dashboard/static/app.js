@@ -70,7 +70,14 @@
 
   // ---- formatting: the viewer's locale, the chosen zone named -------------------
   const zone = () => (prefs.zone === "utc" ? "UTC" : LOCAL_ZONE);
-  const dateTime = (ts, opts) => new Intl.DateTimeFormat(undefined, Object.assign({ timeZone: zone() }, opts)).format(new Date(ts * 1000));
+  // Intl formatters are slow to build and the chart axes ask for hundreds of labels a draw.
+  const formats = new Map();
+  function format(kind, opts) {
+    const key = kind + zone() + JSON.stringify(opts);
+    if (!formats.has(key)) formats.set(key, new Intl[kind](undefined, kind === "DateTimeFormat" ? Object.assign({ timeZone: zone() }, opts) : opts));
+    return formats.get(key);
+  }
+  const dateTime = (ts, opts) => format("DateTimeFormat", opts).format(new Date(ts * 1000));
   const WHEN = { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" };
   const when = (ts) => dateTime(ts, WHEN);
   const clock = (ts) => dateTime(ts, { hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short" });
@@ -85,7 +92,7 @@
     if (seconds < 2 * DAY) return Math.round(seconds / 360) / 10 + " h";
     return Math.round(seconds / 8640) / 10 + " days";
   }
-  const num = (v, digits) => (v === null || v === undefined ? "" : Number(v).toLocaleString(undefined, { minimumFractionDigits: digits, maximumFractionDigits: digits }));
+  const num = (v, digits) => (v === null || v === undefined ? "" : format("NumberFormat", { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(v));
   const unitT = () => (prefs.unit === "F" ? "°F" : "°C");
   const toUnit = (c) => (c === null || c === undefined ? c : prefs.unit === "F" ? c * 1.8 + 32 : c);
   const temp = (c) => (c === null || c === undefined ? "no value" : num(toUnit(c), 1) + " " + unitT());
@@ -466,7 +473,8 @@
       title: (key === "t" ? "Temperature " : "Humidity ") + unit,
       width, height: Math.max(220, Math.min(300, Math.round(width * 0.35))),
       legend: { show: false },
-      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), zone()),
+      // The browser's own zone is uPlot's default; tzDate (slow: a formatter a call) only for UTC.
+      tzDate: zone() === "UTC" ? (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC") : (ts) => new Date(ts * 1000),
       cursor: { sync: { key: "dhtlink" }, drag: { x: true, y: false } },
       scales: { x: { time: true, range: () => [state.series.from, state.series.to] } },
       series: series.map((x) => Object.assign({ spanGaps: false }, x)),
