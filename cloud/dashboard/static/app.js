@@ -241,7 +241,8 @@
   function fleetPage(step) {
     const f = state.fleet;
     if (step > 0) { f.back[f.page] = f.cursor; keepFleet(f.next, f.page + 1); }
-    else { keepFleet(f.back[f.page - 1] || null, f.page - 1); }
+    else if (f.page > 1 && !f.back[f.page - 1]) keepFleet(null, 0); // opened mid-way from a link: back to the start
+    else keepFleet(f.back[f.page - 1] || null, f.page - 1);
     showFleet();
   }
 
