@@ -6,14 +6,17 @@ fleet page has something to show. `dhtlink serve`'s endpoint serves it; Debian's
 chromium, driven by Playwright, signs in, opens the device and switches to 30 days.
 
 Prints: time from the click to both charts drawn (median of --runs), the series answer's
-size, the items the store read for it, and every byte the browser received for the whole
-visit (page, scripts, API answers; headers included), compressed as sent.
-With --screenshots DIR it also writes the README's pictures.
+size, the items the store read for it, every byte the browser received for the whole
+visit (page, scripts, API answers; headers included), compressed as sent, the 30-day CSV
+download (one request) and the page's own size compressed as served.
+The browser is a person in Berlin with en-GB (tests/dashboard/conftest.py).
+With --screenshots DIR it also writes the README's pictures (desktop and phone).
 
     .venv/bin/python bench/dashboard_render.py [--runs 5] [--screenshots docs/img] [--json]
 """
 
 import argparse
+import io
 import json
 import os
 import random
@@ -25,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cloud import series  # noqa: E402
+from cloud import observability, series  # noqa: E402
 from cloud.local import LocalEndpoint  # noqa: E402
 from cloud.protocol import Reading  # noqa: E402
 from cloud.stores.base import Delivery  # noqa: E402
@@ -60,15 +63,22 @@ def fill(data_dir: Path, now: int) -> None:
             status.update({"sensor_errors": index // 2, "dropped": 0})
             store.record_delivery(device, Delivery(batch[-1].ts, status, stored))
             store.update_rollups(device_id, batch, batch[-1].ts + 400 * 86400)
-    # "garage-door" stopped reporting two hours ago: a stale row.
+    # "garage-door" stopped reporting two hours ago: a stale row. "attic" drops readings now.
     store.record_delivery(store.get_device("garage-door"), Delivery(now - 7200, None, []))
+    attic = store.get_device("attic")
+    status = {**attic["last_status"], "dropped": 4, "drop_full": 3, "drop_clock": 1, "sensor_errors": 3}
+    store.record_delivery(attic, Delivery(now - 60, status, []))
+    store.set_labels(DEVICE, {"name": "Greenhouse north", "room": "Greenhouse"})
+    store.set_labels("cellar", {"name": "Wine cellar", "room": "Basement"})
 
 
 def one_visit(playwright, endpoint: LocalEndpoint, screenshots: Path | None) -> dict:
     context = launch(playwright, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     received = []
+    asked_for = []
     page.on("requestfinished", lambda request: received.append((request.url, request.sizes())))
+    page.on("request", lambda request: asked_for.append(request.url))
     page.goto(endpoint.url + "/")
     page.fill("#token", endpoint.read_token)
     page.click("#sign-in-form button")
@@ -84,10 +94,55 @@ def one_visit(playwright, endpoint: LocalEndpoint, screenshots: Path | None) -> 
     points = page.evaluate("window.dhtlink.charts.t.data[0].length")
     if screenshots:
         page.screenshot(path=str(screenshots / "dashboard-device.png"), full_page=True)
-    context.close()
     total = sum(s["responseBodySize"] + s["responseHeadersSize"] for _, s in received)
     series_bytes = [s["responseBodySize"] for url, s in received if "/data/series" in url][-1]
-    return {"draw_ms": draw_s * 1000, "bytes": total, "series_bytes": series_bytes, "points": points}
+    asked = len(asked_for)
+    started = time.perf_counter()
+    with page.expect_download() as download:
+        page.click("#csv")
+    rows = download.value.path().read_text().count("\n") - 1
+    csv_s = time.perf_counter() - started
+    csv_requests = len([url for url in asked_for[asked:] if "/data" in url])
+    context.close()
+    return {
+        "draw_ms": draw_s * 1000,
+        "bytes": total,
+        "series_bytes": series_bytes,
+        "points": points,
+        "csv_ms": csv_s * 1000,
+        "csv_rows": rows,
+        "csv_requests": csv_requests,
+    }
+
+
+def phone_screenshots(playwright, endpoint: LocalEndpoint, screenshots: Path) -> None:
+    context = launch(playwright, viewport={"width": 390, "height": 844}, touch=True)
+    page = context.new_page()
+    page.goto(endpoint.url + "/")
+    page.fill("#token", endpoint.read_token)
+    page.click("#sign-in-form button")
+    page.wait_for_selector("#fleet-table tbody tr")
+    page.screenshot(path=str(screenshots / "dashboard-fleet-phone.png"))
+    page.goto(f"{endpoint.url}/#/device/{DEVICE}?range=604800")
+    page.wait_for_function("() => window.dhtlink.charts.h")
+    page.screenshot(path=str(screenshots / "dashboard-device-phone.png"), full_page=True)
+    context.close()
+
+
+def page_bytes(endpoint: LocalEndpoint) -> int:
+    """The page and its files, gzip as served: the dashboard's size budget (40 KB)."""
+    import re
+
+    import requests
+
+    gz = {"Accept-Encoding": "gzip"}
+    page = requests.get(endpoint.url + "/", headers=gz, timeout=10)
+    total = int(page.headers["content-length"])
+    for name in re.findall(r'(?:src|href)="(static/[^"]+)"', page.text):
+        total += int(
+            requests.get(f"{endpoint.url}/{name}", headers=gz, stream=True, timeout=10).headers["content-length"]
+        )
+    return total
 
 
 def main() -> int:
@@ -122,10 +177,14 @@ def main() -> int:
 
         store = registry.local_store(Path(tmp))
         series.series(Counting(), DEVICE, now - 30 * 86400, now, 1000)
+        observability.set_output(io.StringIO())  # the endpoint's request log is not the bench's output
         with LocalEndpoint(tmp) as endpoint, sync_playwright() as playwright:
             if args.screenshots:
                 args.screenshots.mkdir(parents=True, exist_ok=True)
             visits = [one_visit(playwright, endpoint, args.screenshots if i == 0 else None) for i in range(args.runs)]
+            if args.screenshots:
+                phone_screenshots(playwright, endpoint, args.screenshots)
+            served = page_bytes(endpoint)
     result = {
         "readings": MINUTES - 300,
         "fill_s": round(fill_s, 1),
@@ -135,6 +194,10 @@ def main() -> int:
         "draw_ms_runs": [round(v["draw_ms"], 1) for v in visits],
         "series_answer_bytes": visits[0]["series_bytes"],
         "visit_bytes_median": int(statistics.median(v["bytes"] for v in visits)),
+        "csv_ms_median": round(statistics.median(v["csv_ms"] for v in visits), 1),
+        "csv_rows": visits[0]["csv_rows"],
+        "csv_requests": visits[0]["csv_requests"],
+        "page_gzip_bytes": served,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     if args.json:
@@ -148,6 +211,11 @@ def main() -> int:
         )
         print(f"  series answer                           {result['series_answer_bytes']} bytes")
         print(f"  whole visit received (page+scripts+API) {result['visit_bytes_median']} bytes")
+        print(
+            f"  30-day CSV download                     {result['csv_ms_median']} ms median, "
+            f"{result['csv_rows']} rows in {result['csv_requests']} request(s)"
+        )
+        print(f"  page + scripts, gzip as served          {result['page_gzip_bytes']} bytes")
         print(f"  load average                            {result['load_average']}")
     return 0
 

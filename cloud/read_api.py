@@ -1,5 +1,8 @@
-"""GET /data/latest, GET /data, GET /data/series, GET /devices, GET /alerts: bearer-token reads, never a secret."""
+"""GET /data/latest, GET /data, GET /data/csv, GET /data/series, GET /devices, GET /alerts:
+bearer-token reads, never a secret."""
 
+import base64
+import gzip
 import os
 import re
 import time
@@ -9,10 +12,22 @@ from cloud import protocol, series
 from cloud.observability import lambda_handler, log
 from cloud.responses import error, respond
 from cloud.settings import lambda_store
-from cloud.stores.base import MAX_TS, BadCursor, Store, StoreBusy, public_device
+from cloud.stores.base import (
+    DEVICE_SORTS,
+    DEVICE_STATUSES,
+    MAX_TS,
+    BadCursor,
+    Store,
+    StoreBusy,
+    public_device,
+)
 
 MAX_LIMIT = 1000
-DEVICES_PAGE = 100
+DEVICES_PAGE = 100  # the most a page of GET /devices holds, and its default
+# One CSV answer stays under Lambda's 6 MB response limit even uncompressed (~50 bytes a row):
+# a month at one reading every 20 s. A longer range is asked for in parts.
+CSV_MAX_ROWS = 100_000
+CSV_HEADER = "time_utc,unix_s,seq,temperature_c,humidity_pct\n"
 RETRY_AFTER_S = 5
 
 
@@ -24,7 +39,8 @@ _WHOLE = re.compile(r"[0-9]{1,16}")  # ASCII digits only: str.isdigit() also tak
 KNOWN_PARAMS = {
     "/data/latest": {"device_id"},
     "/data": {"device_id", "from", "to", "limit", "cursor"},
-    "/devices": {"limit", "cursor"},
+    "/devices": {"limit", "cursor", "sort", "status", "device_id"},
+    "/data/csv": {"device_id", "from", "to"},
     "/data/series": {"device_id", "from", "to", "points"},
     "/alerts": {"limit", "device_id"},
 }
@@ -53,6 +69,62 @@ def _device_param(params: dict[str, str]) -> str:
     return device_id
 
 
+def _choice(params: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = params.get(name) or choices[0]
+    if value not in choices:
+        raise BadQuery(f"{name} must be one of {', '.join(choices)}, got {value[:40]!r}")
+    return value
+
+
+def _compact_utc(ts: int) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ts))
+
+
+def _csv(store: Store, params: dict[str, str], accepts_gzip: bool) -> dict[str, Any]:
+    """A device's readings in [from, to], oldest first, as one CSV answer (UTC times)."""
+    device_id = _device_param(params)
+    to_ts = _int_param(params, "to", int(time.time()), 0, MAX_TS - 1)
+    from_ts = _int_param(params, "from", 0, 0, MAX_TS - 1)
+    assert from_ts is not None and to_ts is not None
+    if from_ts > to_ts:
+        raise BadQuery(f"from ({from_ts}) is after to ({to_ts})")
+    pages: list[list[dict[str, Any]]] = []
+    cursor, rows = None, 0
+    while True:
+        items, cursor = store.query_readings(device_id, from_ts, to_ts, MAX_LIMIT, cursor)
+        pages.append(items)
+        rows += len(items)
+        if rows > CSV_MAX_ROWS:
+            return error(
+                413,
+                "too_many_rows",
+                f"that range holds more than {CSV_MAX_ROWS} readings: download it in parts (a shorter from/to)",
+            )
+        if cursor is None:
+            break
+    lines = [CSV_HEADER]
+    for page in reversed(pages):
+        for r in reversed(page):
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["ts"]))
+            lines.append(f"{stamp},{r['ts']},{r['seq']},{r['t']},{r['h']}\n")
+    raw = "".join(lines).encode()
+    name = f"{device_id}_{_compact_utc(from_ts)}_{_compact_utc(to_ts)}.csv"
+    headers = {
+        "content-type": "text/csv; charset=utf-8",
+        "content-disposition": f'attachment; filename="{name}"',
+        "x-rows": str(rows),
+    }
+    if accepts_gzip:
+        headers["content-encoding"] = "gzip"
+        return {
+            "statusCode": 200,
+            "headers": headers,
+            "body": base64.b64encode(gzip.compress(raw, 6, mtime=0)).decode(),
+            "isBase64Encoded": True,
+        }
+    return {"statusCode": 200, "headers": headers, "body": raw.decode(), "isBase64Encoded": False}
+
+
 def handle(event: dict[str, Any], store: Store, read_token_sha256: str) -> dict[str, Any]:
     started = time.perf_counter()
     method = (event.get("requestContext") or {}).get("http", {}).get("method", "GET")
@@ -76,6 +148,10 @@ def handle(event: dict[str, Any], store: Store, read_token_sha256: str) -> dict[
                 result = respond(200, series.from_params(store, params, time.time()))
             except ValueError as bad:
                 raise BadQuery(str(bad)) from None
+        elif path.endswith("/data/csv"):
+            _check_params(params, "/data/csv")
+            request_headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+            result = _csv(store, params, "gzip" in request_headers.get("accept-encoding", ""))
         elif path.endswith("/data"):
             _check_params(params, "/data")
             device_id = _device_param(params)
@@ -96,10 +172,18 @@ def handle(event: dict[str, Any], store: Store, read_token_sha256: str) -> dict[
             result = respond(200, overview(store, int(time.time()), limit or 100, device))
         elif path.endswith("/devices"):
             _check_params(params, "/devices")
-            limit = _int_param(params, "limit", DEVICES_PAGE, 1, MAX_LIMIT)
+            if params.get("device_id"):
+                if set(params) != {"device_id"}:
+                    raise BadQuery("device_id asks for one device: send it alone (no limit, cursor, sort or status)")
+                row = store.find_device(_device_param(params))
+                found = [public_device(row)] if row else []
+                return _logged(route, started, respond(200, {"devices": found, "next_cursor": None}))
+            limit = _int_param(params, "limit", DEVICES_PAGE, 1, DEVICES_PAGE)
             assert limit is not None
-            rows, cursor = store.page_devices(limit, params.get("cursor") or None)
-            result = respond(200, {"devices": [public_device(row) for row in rows], "next_cursor": cursor})
+            sort, status = _choice(params, "sort", DEVICE_SORTS), _choice(params, "status", DEVICE_STATUSES)
+            rows, cursor = store.page_devices(limit, params.get("cursor") or None, sort=sort, status=status)
+            now = int(time.time())
+            result = respond(200, {"devices": [public_device(row, now) for row in rows], "next_cursor": cursor})
         else:
             return error(404, "not_found", f"no route {route}")
     except (BadQuery, BadCursor) as bad:
@@ -110,6 +194,10 @@ def handle(event: dict[str, Any], store: Store, read_token_sha256: str) -> dict[
         result = error(503, "store_busy", "the store is busy: try again shortly")
         result["headers"]["Retry-After"] = str(RETRY_AFTER_S)
         return result
+    return _logged(route, started, result)
+
+
+def _logged(route: str, started: float, result: dict[str, Any]) -> dict[str, Any]:
     log(
         "INFO",
         "read",

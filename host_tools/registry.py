@@ -8,9 +8,17 @@ from typing import Any
 from cloud import protocol
 from cloud.local.files import STORE_FILE, TOKEN_FILE, local_store
 from cloud.protocol import DEVICE_ID
-from cloud.stores.base import DeviceExists, NoSuchDevice, Store, public_device
+from cloud.stores.base import DeviceExists, InvalidLabel, NoSuchDevice, Store, check_label, public_device
 
-__all__ = ["STORE_FILE", "TOKEN_FILE", "DeviceExists", "InvalidDeviceId", "NoSuchDevice", "local_store"]
+__all__ = [
+    "STORE_FILE",
+    "TOKEN_FILE",
+    "DeviceExists",
+    "InvalidDeviceId",
+    "InvalidLabel",
+    "NoSuchDevice",
+    "local_store",
+]
 
 
 class InvalidDeviceId(ValueError):
@@ -64,6 +72,18 @@ def set_desired(store: Store, device_id: str, changes: dict[str, Any]) -> tuple[
         return store.set_desired(device_id, changes)
     except NoSuchDevice:
         raise NoSuchDevice(f"no device {device_id}: `dhtlink devices add {device_id}` registers it") from None
+
+
+def set_labels(store: Store, device_id: str, labels: dict[str, str]) -> dict[str, str]:
+    """Set a device's name and/or room, shown on the dashboard ("" clears one); returns
+    them as stored (checked, spaces trimmed)."""
+    check_device_id(device_id)
+    checked = {field: check_label(field, value) for field, value in labels.items()}
+    try:
+        store.set_labels(device_id, checked)
+    except NoSuchDevice:
+        raise NoSuchDevice(f"no device {device_id}: `dhtlink devices add {device_id}` registers it") from None
+    return checked
 
 
 def set_ota_target(store: Store, device_id: str, target: dict[str, Any] | None) -> None:

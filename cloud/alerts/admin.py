@@ -80,7 +80,8 @@ def send_test(store: Any, rule_id: str, notifier: Notifier) -> dict[str, Any]:
 
 def overview(store: Any, now: int, limit: int = RECENT_LIMIT, device_id: str | None = None) -> dict[str, Any]:
     """GET /alerts: open alerts, recent history (30 days at most), and the rules."""
-    rules = {item["rule_id"]: rule_from_item(item) for item in store.list_alert_rules()}
+    items = store.list_alert_rules()
+    rules = {item["rule_id"]: rule_from_item(item) for item in items}
     open_alerts = [
         {
             "rule_id": state["rule_id"],
@@ -89,6 +90,8 @@ def overview(store: Any, now: int, limit: int = RECENT_LIMIT, device_id: str | N
             "value": state.get("value"),
             "rule": rules[state["rule_id"]].describe(),
             "name": rules[state["rule_id"]].name,
+            "kind": rules[state["rule_id"]].kind,  # what value means: seconds silent for stale
+            "metric": rules[state["rule_id"]].metric,
         }
         for state in store.alert_states(device_id)
         if state["status"] == "open" and state["rule_id"] in rules
@@ -99,5 +102,6 @@ def overview(store: Any, now: int, limit: int = RECENT_LIMIT, device_id: str | N
     return {
         "open": sorted(open_alerts, key=lambda a: a["opened_at"] or 0, reverse=True),
         "recent": recent,
-        "rules": [rule.public() for rule in rules.values()],
+        # With each rule's last delivery (when, ok, the status or kind of failure): never its webhook URL.
+        "rules": [{**rules[item["rule_id"]].public(), "last_delivery": item.get("last_delivery")} for item in items],
     }

@@ -13,6 +13,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/data/latest"): READ,
     ("GET", "/data"): READ,
     ("GET", "/data/series"): READ,
+    ("GET", "/data/csv"): READ,
     ("GET", "/devices"): READ,
     ("GET", "/alerts"): READ,
     ("GET", "/"): DASHBOARD,

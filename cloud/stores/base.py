@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -51,12 +52,164 @@ def decode_reading_cursor(cursor: str) -> tuple[int, int]:
 
 
 def decode_device_cursor(cursor: str) -> str:
-    """The device id the previous page of GET /devices ended with."""
+    """The device id the previous page of GET /devices (sort=id) ended with."""
     value = _cursor_json(cursor)
     after = value.get("after") if isinstance(value, dict) else None
-    if not isinstance(after, str) or not DEVICE_ID.fullmatch(after):
+    if not isinstance(after, str) or not DEVICE_ID.fullmatch(after) or value.get("sort", "id") != "id":
         raise BadCursor()
     return after
+
+
+def encode_seen_cursor(sort: str, row: dict[str, Any]) -> str:
+    return encode_cursor({"sort": sort, "after": [seen_key(row), row["device_id"]]})
+
+
+def decode_seen_cursor(cursor: str, sort: str) -> tuple[int, str]:
+    """(seen_key, device id) of the last row of the previous page sorted by `sort`
+    (last_seen or -last_seen); a cursor of another sort is refused, not misread."""
+    value = _cursor_json(cursor)
+    after = value.get("after") if isinstance(value, dict) else None
+    if (
+        value.get("sort") != sort
+        or not isinstance(after, list)
+        or len(after) != 2
+        or not (after[0] == -1 or _whole(after[0], MAX_TS))
+        or not isinstance(after[1], str)
+        or not DEVICE_ID.fullmatch(after[1])
+    ):
+        raise BadCursor()
+    return after[0], after[1]
+
+
+# -- the fleet page: sorts, status filters, recent counters ---------------------------
+# GET /devices?sort=...&status=... and Store.page_devices. The definitions below are the
+# contract every store implements (tests/cloud/test_store_contract.py):
+#   sort id          ascending device id
+#   sort last_seen   ascending seen_key, ties in ascending device id; a never-seen device
+#                    has seen_key -1, so it counts as the oldest
+#   sort -last_seen  the exact reverse (descending seen_key, ties in descending device id)
+#   status all       every device
+#   status stale     is_stale(row, now): never seen, or last_seen + stale_after_s(row) < now
+#   status problems  is_problem(row, now): stale, or errors_at within RECENT_WINDOW_S of now
+DEVICE_SORTS = ("id", "last_seen", "-last_seen")
+DEVICE_STATUSES = ("all", "stale", "problems")
+RECENT_WINDOW_S = 86400  # "recent" counters and problems: the last 24 hours, to the hour
+STALE_REPORTS = 3  # a device is stale after missing this many of its expected POSTs
+# The firmware's defaults (device/config.py): 20 readings a minute apart per POST, and a
+# POST at least every 1200 s. A device whose desired settings say otherwise uses those.
+DEFAULT_SETTINGS = {"interval_s": 60, "batch_size": 20, "max_batch_delay_s": 1200}
+# Status counters the board keeps (device/delivery.py, device/app.py): lifetime totals
+# since its counter last restarted. drop_* are the causes of `dropped`.
+COUNTERS = ("sensor_errors", "dropped", "drop_full", "drop_clock", "drop_poison", "unverified")
+# A counter whose growth makes a device a problem (drop_* are already in dropped).
+PROBLEM_COUNTERS = ("sensor_errors", "dropped", "unverified")
+MAX_LABEL_CHARS = 64
+
+
+def seen_key(row: dict[str, Any]) -> int:
+    last_seen = row.get("last_seen")
+    return -1 if last_seen is None else int(last_seen)
+
+
+def report_interval_s(desired: dict[str, Any] | None) -> int:
+    """Seconds between a device's POSTs as its settings ask: a full batch of readings, or
+    the batch delay if that comes first (the board sends at whichever comes first)."""
+    settings = {**DEFAULT_SETTINGS, **{k: v for k, v in (desired or {}).items() if k in DEFAULT_SETTINGS}}
+    full_batch = settings["interval_s"] * settings["batch_size"]
+    delay = settings["max_batch_delay_s"]
+    return max(settings["interval_s"], min(full_batch, delay) if delay else full_batch)
+
+
+def stale_after_s(desired: dict[str, Any] | None) -> int:
+    """Silence after which a device counts as stale: STALE_REPORTS of its POSTs missed
+    (3600 s with the firmware's defaults). Stores keep it on the row (`stale_after`),
+    recomputed whenever the desired settings change."""
+    return STALE_REPORTS * report_interval_s(desired)
+
+
+def is_stale(row: dict[str, Any], now: int) -> bool:
+    last_seen = row.get("last_seen")
+    limit = row.get("stale_after") or stale_after_s(row.get("desired"))
+    return last_seen is None or last_seen + limit < now
+
+
+def is_problem(row: dict[str, Any], now: int) -> bool:
+    errors_at = row.get("errors_at")
+    return is_stale(row, now) or (errors_at is not None and errors_at >= now - RECENT_WINDOW_S)
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def counter_growth(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, int]:
+    """How much each status counter grew between two reports. A counter below its last
+    value restarted from zero (RTC memory lost at a power cut, a flash erased), so all of
+    it is new; the first report ever counts whole."""
+    growth = {}
+    for key in COUNTERS:
+        now_value = _count((new or {}).get(key))
+        if now_value is None:
+            continue
+        before = _count((old or {}).get(key))
+        grew = now_value - before if before is not None and now_value >= before else now_value
+        if grew:
+            growth[key] = grew
+    return growth
+
+
+def rolled_recent(recent: dict[str, Any] | None, growth: dict[str, int], now: int) -> dict[str, dict[str, int]]:
+    """The device's `recent` counters: growth per hour (keyed by the hour's start, as a
+    string), hours older than the window dropped."""
+    oldest = now - RECENT_WINDOW_S - 3600
+    out = {hour: dict(counts) for hour, counts in (recent or {}).items() if int(hour) > oldest}
+    if growth:
+        bucket = out.setdefault(str(now - now % 3600), {})
+        for key, grew in growth.items():
+            bucket[key] = bucket.get(key, 0) + grew
+    return out
+
+
+def recent_totals(recent: dict[str, Any] | None, now: int) -> dict[str, int]:
+    """Each counter's growth over the last RECENT_WINDOW_S (whole hours, this one included)."""
+    totals = dict.fromkeys(COUNTERS, 0)
+    for hour, counts in (recent or {}).items():
+        if int(hour) + 3600 > now - RECENT_WINDOW_S:
+            for key, grew in counts.items():
+                if key in totals:
+                    totals[key] += grew
+    return totals
+
+
+@dataclass(frozen=True)
+class DeliveryCounters:
+    """What record_delivery writes beside the delivery itself: the row's `recent` counters
+    and `errors_at` (the last time a PROBLEM_COUNTERS counter grew), or None to leave it."""
+
+    recent: dict[str, dict[str, int]]
+    errors_at: int | None
+
+
+def delivery_counters(device: dict[str, Any], delivery: "Delivery") -> DeliveryCounters | None:
+    if delivery.status is None:
+        return None
+    growth = counter_growth(device.get("last_status"), delivery.status)
+    errors_at = delivery.now if any(key in growth for key in PROBLEM_COUNTERS) else device.get("errors_at")
+    return DeliveryCounters(rolled_recent(device.get("recent"), growth, delivery.now), errors_at)
+
+
+class InvalidLabel(ValueError):
+    pass
+
+
+def check_label(field: str, value: str) -> str:
+    """A device's name or room: up to 64 printable characters, spaces trimmed ("" clears it)."""
+    value = value.strip()
+    if len(value) > MAX_LABEL_CHARS:
+        raise InvalidLabel(f"{field} is {len(value)} characters: at most {MAX_LABEL_CHARS}")
+    if any(not ch.isprintable() for ch in value):
+        raise InvalidLabel(f"{field} holds a control character: use printable text only")
+    return value
 
 
 def health_span(device: dict[str, Any], seqs: list[int]) -> list[int]:
@@ -114,12 +267,16 @@ class Delivery:
     stored: list[Reading]
 
 
-def public_device(row: dict[str, Any]) -> dict[str, Any]:
-    """A registry row as the read API shows it: no secret; delivery health derived."""
+def public_device(row: dict[str, Any], now: int | None = None) -> dict[str, Any]:
+    """A registry row as the read API shows it: no secret; delivery health, staleness and
+    the recent counters derived as of `now` (default: the clock's now)."""
+    now = int(time.time()) if now is None else now
     first, last, received = row.get("first_seq"), row.get("max_seq"), row.get("received", 0)
     span = 0 if first is None or last is None else last - first + 1
     return {
         "device_id": row["device_id"],
+        "name": row.get("name") or "",
+        "room": row.get("room") or "",
         "created_at": row.get("created_at"),
         "last_seen": row.get("last_seen"),
         "last_reading": row.get("last_reading"),
@@ -131,6 +288,13 @@ def public_device(row: dict[str, Any]) -> dict[str, Any]:
             # seqs inside the span the server never stored: lost or still on the device
             "missing": max(0, span - received),
         },
+        "stale_after_s": row.get("stale_after") or stale_after_s(row.get("desired")),
+        "stale": is_stale(row, now),
+        "problem": is_problem(row, now),
+        "errors_at": row.get("errors_at"),
+        # The status counters' growth over the last RECENT_WINDOW_S; their lifetime
+        # totals are in last_status.
+        "recent": {"window_s": RECENT_WINDOW_S, **recent_totals(row.get("recent"), now)},
         "settings": settings_shadow(row),
     }
 
@@ -168,8 +332,22 @@ class Store(Protocol):
     def add_device(self, device_id: str, secret_hex: str, created_at: int) -> None: ...
     def get_device(self, device_id: str) -> dict[str, Any] | None: ...
     def list_devices(self) -> list[dict[str, Any]]: ...
-    def page_devices(self, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        """Up to `limit` registry rows in device-id order after `cursor`; the next page's cursor or None."""
+    def page_devices(
+        self, limit: int, cursor: str | None = None, sort: str = "id", status: str = "all"
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to `limit` registry rows after `cursor` in `sort` order, only those `status`
+        selects as of now (DEVICE_SORTS, DEVICE_STATUSES above); the next page's cursor or
+        None. A cursor handed out for another sort raises BadCursor."""
+        ...
+
+    def find_device(self, device_id: str) -> dict[str, Any] | None:
+        """get_device for the read routes (GET /devices?device_id=): in DynamoDB a Query on the
+        fleet index, since the read function may not GetItem the registry."""
+        ...
+
+    def set_labels(self, device_id: str, labels: dict[str, str]) -> None:
+        """Set a device's `name` and/or `room` (checked with check_label; "" clears one),
+        leaving everything else on the row. Raises NoSuchDevice."""
         ...
 
     def remove_device(self, device_id: str) -> None: ...

@@ -13,6 +13,7 @@ import json
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from cloud import rollups
 from cloud.protocol import MAX_READINGS, Reading
 from cloud.stores.base import (
+    RECENT_WINDOW_S,
     Delivery,
     DeviceExists,
     NoSuchDevice,
@@ -28,10 +30,14 @@ from cloud.stores.base import (
     StoreBusy,
     decode_device_cursor,
     decode_reading_cursor,
+    decode_seen_cursor,
+    delivery_counters,
     encode_cursor,
+    encode_seen_cursor,
     health_span,
     reading_item,
     same_content,
+    stale_after_s,
 )
 from cloud.stores.base import merged_settings as _merged
 
@@ -188,7 +194,7 @@ class SQLiteStore:
 
     def _device(self, row: sqlite3.Row) -> dict[str, Any]:
         out = dict(row)
-        for key in ("last_status", "last_reading", "desired", "ota_target"):
+        for key in ("last_status", "last_reading", "desired", "ota_target", "recent"):
             out[key] = json.loads(out[key]) if out[key] else None
         return out
 
@@ -213,15 +219,81 @@ class SQLiteStore:
         return [self._device(row) for row in rows]
 
     @_busy_is_store_busy
-    def page_devices(self, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        after = decode_device_cursor(cursor) if cursor else ""
-        rows = (
-            self._connect()
-            .execute("SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after, limit + 1))
-            .fetchall()
+    def page_devices(
+        self, limit: int, cursor: str | None = None, sort: str = "id", status: str = "all"
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        # Keyset pages over an index in the sort's order (the primary key, or devices_by_seen);
+        # a status filter skips rows along it, so no page ever reads the whole fleet at once.
+        seen = "COALESCE(last_seen, -1)"
+        db = self._connect()
+        args: dict[str, Any] = {"limit": limit + 1, "now": int(time.time()), "window": RECENT_WINDOW_S}
+        args["default"] = stale_after_s(None)
+        # Only devices silent for the shortest stale_after of the fleet can be stale: a bound
+        # on devices_by_seen, so a filtered page skips the reporting majority instead of
+        # walking it (two index lookups find the bound).
+        shortest = db.execute("SELECT MIN(stale_after) FROM devices").fetchone()[0]
+        if shortest is None or db.execute("SELECT 1 FROM devices WHERE stale_after IS NULL LIMIT 1").fetchone():
+            shortest = min(args["default"], shortest or args["default"])
+        args["shortest"] = shortest
+        stale = (
+            f"({seen} < :now - :shortest AND (last_seen IS NULL OR last_seen + COALESCE(stale_after, :default) < :now))"
         )
+        where: list[str] = []
+        if sort == "id":
+            order = "device_id"
+            if cursor:
+                where.append("device_id > :after")
+                args["after"] = decode_device_cursor(cursor)
+        else:
+            direction, compare = ("DESC", "<") if sort.startswith("-") else ("ASC", ">")
+            order = f"{seen} {direction}, device_id {direction}"
+            if cursor:
+                where.append(f"({seen}, device_id) {compare} (:key, :after)")
+                args["key"], args["after"] = decode_seen_cursor(cursor, sort)
+
+        # Only the fixed fragments above are joined into the SQL; every value is a named parameter.
+        def part(*conditions: str, source: str = "devices") -> str:
+            clause = " AND ".join([*conditions, *where])
+            return f"SELECT * FROM {source}{' WHERE ' + clause if clause else ''} ORDER BY {order} LIMIT :limit"  # noqa: S608
+
+        if status == "problems":
+            # Stale devices and those with recent errors each come from an index of their
+            # own, a page of each; the page is the first of their union (an OR would walk
+            # the whole sort order past the healthy majority).
+            recent = "errors_at >= :now - :window"
+            # The few devices with recent errors, found by their index then sorted: left to
+            # itself SQLite walks the sort's index instead.
+            erring = part(recent, source="devices INDEXED BY devices_by_errors")
+            sql = f"SELECT * FROM (SELECT * FROM ({part(stale)}) UNION SELECT * FROM ({erring}))"  # noqa: S608
+            sql += f" ORDER BY {order} LIMIT :limit"
+        else:
+            sql = part(stale) if status == "stale" else part()
+        rows = db.execute(sql, args).fetchall()
         page = [self._device(row) for row in rows[:limit]]
-        return page, (encode_cursor({"after": page[-1]["device_id"]}) if len(rows) > limit else None)
+        if len(rows) <= limit:
+            return page, None
+        last = page[-1]
+        return page, (encode_cursor({"after": last["device_id"]}) if sort == "id" else encode_seen_cursor(sort, last))
+
+    def find_device(self, device_id: str) -> dict[str, Any] | None:
+        return self.get_device(device_id)
+
+    @_busy_is_store_busy
+    def set_labels(self, device_id: str, labels: dict[str, str]) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT name, room FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+            if row is None:
+                raise NoSuchDevice(device_id)
+            db.execute(
+                "UPDATE devices SET name = :name, room = :room WHERE device_id = :device",
+                {
+                    "name": labels.get("name", row["name"]) or None,
+                    "room": labels.get("room", row["room"]) or None,
+                    "device": device_id,
+                },
+            )
+
+        self._write(work)
 
     @_busy_is_store_busy
     def remove_device(self, device_id: str) -> None:
@@ -265,10 +337,20 @@ class SQLiteStore:
     def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None:
         newest = max(delivery.stored, key=lambda r: (r.ts, r.seq)) if delivery.stored else None
         in_span = health_span(device, [r.seq for r in delivery.stored])
+        counters = delivery_counters(device, delivery)
+
+        def update(db: sqlite3.Connection) -> None:
+            self._update_device(db, device, delivery, in_span, newest)
+            if counters is not None:
+                db.execute(
+                    "UPDATE devices SET recent = ?, errors_at = ? WHERE device_id = ?",
+                    (json.dumps(counters.recent), counters.errors_at, device["device_id"]),
+                )
+
         # Not a reading: the device row's figures need not wait for their own fsync; the next
         # readings commit fsyncs the WAL with them in it. Power lost in between costs a
         # last_seen, never a reading.
-        self._write(lambda db: self._update_device(db, device, delivery, in_span, newest), durable=False)
+        self._write(update, durable=False)
 
     def _write(self, work: Callable[[sqlite3.Connection], _T], durable: bool = True) -> _T:
         """Run `work` in a transaction that is on disk when this returns (group commit).
@@ -567,9 +649,19 @@ class SQLiteStore:
             ("desired", "TEXT"),
             ("desired_version", "INTEGER NOT NULL DEFAULT 0"),
             ("ota_target", "TEXT"),
+            ("name", "TEXT"),
+            ("room", "TEXT"),
+            ("stale_after", "INTEGER"),  # stale_after_s(desired), NULL for the default
+            ("errors_at", "INTEGER"),
+            ("recent", "TEXT"),
         ):
             if column not in have:
                 db.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
+        # The fleet page sorted by last seen, never-seen devices first (cloud/stores/base.py).
+        db.execute("CREATE INDEX IF NOT EXISTS devices_by_seen ON devices (COALESCE(last_seen, -1), device_id)")
+        # The stale bound (page_devices) and the problems filter's recent errors.
+        db.execute("CREATE INDEX IF NOT EXISTS devices_by_stale_after ON devices (stale_after)")
+        db.execute("CREATE INDEX IF NOT EXISTS devices_by_errors ON devices (errors_at)")
 
     @_busy_is_store_busy
     def set_desired(self, device_id: str, changes: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -581,9 +673,15 @@ class SQLiteStore:
                 raise NoSuchDevice(device_id)
             desired = _merged(json.loads(row["desired"] or "{}"), changes)
             version = row["desired_version"] + 1
+            stale_after = stale_after_s(desired)
             db.execute(
-                "UPDATE devices SET desired = ?, desired_version = ? WHERE device_id = ?",
-                (json.dumps(desired, sort_keys=True), version, device_id),
+                "UPDATE devices SET desired = ?, desired_version = ?, stale_after = ? WHERE device_id = ?",
+                (
+                    json.dumps(desired, sort_keys=True),
+                    version,
+                    None if stale_after == stale_after_s(None) else stale_after,
+                    device_id,
+                ),
             )
             return version, desired
 

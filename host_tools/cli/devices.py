@@ -40,12 +40,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     settings = actions.add_parser(
         "set",
         parents=common,
-        help="change a deployed board's settings remotely (applied from its next wake)",
-        description="Store desired settings for DEVICE with a new version. The receiver sends them in its "
-        "signed answer to the board's next POST; the board checks them, applies them from its next wake and "
-        "reports the version it runs (`devices list`). Settings not given keep their desired value.",
+        help="name a device and its room, or change a deployed board's settings remotely (from its next wake)",
+        description="--name and --room label DEVICE on the dashboard and in `devices list` (the board never "
+        'sees them; "" clears one). The board settings are stored as desired settings with a new version: the '
+        "receiver sends them in its signed answer to the board's next POST; the board checks them, applies them "
+        "from its next wake and reports the version it runs (`devices list`). Settings not given keep their "
+        "desired value.",
     )
     settings.add_argument("device_id", **device)
+    settings.add_argument("--name", metavar="TEXT", help="a name people know the device by (up to 64 characters)")
+    settings.add_argument("--room", metavar="TEXT", help="where it is (up to 64 characters)")
     device_settings.add_arguments(settings, remote=True)
     parser.set_defaults(func=run)
 
@@ -91,8 +95,9 @@ def _print_devices(rows: list[dict], as_json: bool) -> None:
         print("no devices: `dhtlink devices add ID` registers one")
     for row in rows:
         health = row["health"]
+        labels = " · ".join(label for label in (row["name"], row["room"]) if label)
         print(
-            f"{row['device_id']:<24} last_seen={row['last_seen'] or '-'} "
+            f"{row['device_id']:<24} {f'({labels}) ' if labels else ''}last_seen={row['last_seen'] or '-'} "
             f"received={health['received']} missing={health['missing']} {_shadow(row['settings'])}"
         )
 
@@ -110,10 +115,18 @@ def _set_settings(args: argparse.Namespace, store) -> None:
     from host_tools import registry
 
     changes = device_settings.parse_settings(args)
+    labels = {field: getattr(args, field) for field in ("name", "room") if getattr(args, field) is not None}
+    if not changes and not labels:
+        options = ["--name", "--room"] + [s.option for s in device_settings.SETTINGS if s.remote]
+        raise UsageError("nothing to set: give at least one of " + ", ".join(options))
+    if labels:
+        try:
+            shown = registry.set_labels(store, args.device_id, labels)
+        except registry.InvalidLabel as error:
+            raise UsageError(str(error)) from None
+        print(f"{args.device_id}: " + ", ".join(f"{k}={v!r}" if v else f"{k} cleared" for k, v in shown.items()))
     if not changes:
-        raise UsageError(
-            "nothing to set: give at least one of " + ", ".join(s.option for s in device_settings.SETTINGS if s.remote)
-        )
+        return
     version, desired = registry.set_desired(store, args.device_id, changes)
     print(
         f"{args.device_id}: desired settings v{version}: " + ", ".join(f"{k}={v}" for k, v in sorted(desired.items()))

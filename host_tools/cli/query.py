@@ -100,7 +100,7 @@ def query(args: argparse.Namespace) -> Any:
         devices: list[dict[str, Any]] = []
         cursor = None
         while True:  # the receiver answers /devices in pages: follow next_cursor to the end
-            page = _get(session, base + "/devices", token, {"limit": 1000, **({"cursor": cursor} if cursor else {})})
+            page = _get(session, base + "/devices", token, {"limit": 100, **({"cursor": cursor} if cursor else {})})
             devices += page["devices"]
             cursor = page.get("next_cursor")
             if not cursor:

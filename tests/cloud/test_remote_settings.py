@@ -121,3 +121,35 @@ def test_devices_set_against_a_deployed_stack(aws_env, capsys):
         assert "desired settings v2: interval_s=600, mode=always_on" in capsys.readouterr().out
         item = boto3.client("dynamodb").get_item(TableName="stack-devices", Key={"device_id": {"S": "cellar-1"}})
         assert json.loads(item["Item"]["desired"]["S"]) == {"interval_s": 600, "mode": "always_on"}
+
+
+def test_devices_set_names_a_device_and_its_room(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    assert main(["devices", "add", "attic"]) == 0
+    assert main(["devices", "set", "attic", "--name", "  Attic north ", "--room", "Attic"]) == 0
+    assert "attic: name='Attic north', room='Attic'" in capsys.readouterr().out
+    assert main(["devices", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "(Attic north · Attic)" in listing and "settings=as provisioned" in listing, "labels are no settings"
+    assert main(["devices", "set", "attic", "--room", "", "--interval", "120"]) == 0
+    out = capsys.readouterr().out
+    assert "room cleared" in out and "desired settings v1: interval_s=120" in out
+    assert main(["devices", "set", "attic", "--name", "x" * 65]) == 2
+    assert "name is 65 characters: at most 64" in capsys.readouterr().err
+    assert main(["devices", "set", "attic", "--name", "bell\a"]) == 2
+    assert "control character" in capsys.readouterr().err
+    assert main(["devices", "list", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["name"], row["room"]) == ("Attic north", "")
+
+
+def test_devices_set_names_a_device_on_a_deployed_stack(aws_env, capsys):
+    with mock_aws():
+        create_tables(boto3.client("dynamodb"), "stack-readings", "stack-devices")
+        boto3.client("cloudformation").create_stack(StackName="dhtlink", TemplateBody=json.dumps(OUTPUTS_ONLY))
+        assert main(["devices", "add", "cellar-1", "--aws"]) == 0
+        assert main(["devices", "set", "cellar-1", "--name", "Cellar", "--room", "Basement", "--aws"]) == 0
+        assert main(["devices", "set", "cellar-1", "--room", "", "--aws"]) == 0
+        item = boto3.client("dynamodb").get_item(TableName="stack-devices", Key={"device_id": {"S": "cellar-1"}})
+        assert item["Item"]["name"]["S"] == "Cellar" and "room" not in item["Item"]
+        assert main(["devices", "set", "nobody", "--name", "x", "--aws"]) == 1

@@ -23,7 +23,17 @@ from cloud.stores.dynamodb import DynamoDBStore, create_tables
 from host_tools.cli import deploy
 
 REPO = Path(__file__).resolve().parents[2]
-INGEST_ATTRIBUTES = {"device_id", "last_seen", "last_status", "first_seq", "max_seq", "received", "last_reading"}
+INGEST_ATTRIBUTES = {
+    "device_id",
+    "last_seen",
+    "last_status",
+    "first_seq",
+    "max_seq",
+    "received",
+    "last_reading",
+    "recent",
+    "errors_at",
+}
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -136,7 +146,9 @@ def test_record_delivery_writes_only_the_granted_attributes(aws_env):
         )
         store.add_device("porch", "00" * 32, 1)
         store.record_delivery(store.get_device("porch"), Delivery(5, {"fw": "1"}, [Reading(1, 2, 3.0, 4.0)]))
-    (params,) = sent
+        store.record_delivery(store.get_device("porch"), Delivery(9, {"sensor_errors": 2}, [Reading(2, 8, 3.0, 4.0)]))
+    params = {"UpdateExpression": " ".join(p["UpdateExpression"] for p in sent)}
+    assert "errors_at" in params["UpdateExpression"] and "recent" in params["UpdateExpression"]
     names = set(re.findall(r"\b([a-z_]+)\s*=", params["UpdateExpression"])) | set(
         re.findall(r"ADD ([a-z_]+)", params["UpdateExpression"])
     )

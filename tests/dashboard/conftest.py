@@ -22,8 +22,14 @@ CHROMIUM_ARGS = [
 ]
 
 
-def launch(playwright, viewport=None):
-    """A fresh profile each time: no token or cache carried over from another run."""
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+
+
+def launch(playwright, viewport=None, locale="en-GB", zone="Europe/Berlin", touch=False, dark=False):
+    """A fresh profile each time: no token or cache carried over from another run. A person
+    in Berlin by default (a non-UTC zone, a non-US locale), so a page that assumed UTC or
+    US dates would show it."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs Debian's package")
     profile = tempfile.mkdtemp(prefix="dhtlink-chromium-")
@@ -31,8 +37,13 @@ def launch(playwright, viewport=None):
         profile,
         executable_path=str(CHROMIUM),
         headless=True,
-        args=CHROMIUM_ARGS,
-        viewport=viewport or {"width": 1280, "height": 900},
+        args=[*CHROMIUM_ARGS, f"--lang={locale}"],
+        viewport=viewport or DESKTOP,
+        locale=locale,
+        timezone_id=zone,
+        has_touch=touch,
+        is_mobile=touch,
+        color_scheme="dark" if dark else "light",
         accept_downloads=True,
     )
 
@@ -63,3 +74,18 @@ def playwright():
 
     with sync_playwright() as p:
         yield p
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory):
+    """A month in a store (tests/dashboard/month.py), served like `dhtlink serve`."""
+    import time
+
+    from tests.dashboard.month import build
+
+    data_dir = tmp_path_factory.mktemp("month")
+    build(data_dir, int(time.time())).close()
+    observability.set_output(io.StringIO())
+    with LocalEndpoint(data_dir, read_token="month-token") as endpoint:
+        yield endpoint
+    observability.set_output(None)
