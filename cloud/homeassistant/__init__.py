@@ -31,6 +31,7 @@ from cloud import __version__
 
 DISCOVERY_PREFIX = "homeassistant"
 HA_STATUS_TOPIC = f"{DISCOVERY_PREFIX}/status"
+CONFIG_FILTER = f"{DISCOVERY_PREFIX}/device/+/config"  # every device discovery, to find our orphans
 BASE = "dhtlink"
 BRIDGE_STATUS_TOPIC = f"{BASE}/bridge/status"
 ONLINE = "online"
