@@ -7,6 +7,8 @@ directory, never the system service.
             message = watch.wait_for(lambda m: m.topic.endswith("/config"))
 """
 
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -46,6 +48,8 @@ class Mosquitto:
         self.port = free_port()
         self.log = self.directory / "mosquitto.log"
         lines = [
+            # Started as root, mosquitto would switch to its own user, who cannot read this directory.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",
             f"listener {self.port} 127.0.0.1",
             "persistence false",
             f"log_dest file {self.log}",
@@ -108,6 +112,7 @@ class Message:
     payload: bytes
     retain: bool
     at: float  # time.monotonic() when it arrived
+    wall: float  # time.time() when it arrived, to compare with a log line's timestamp
 
     @property
     def text(self) -> str:
@@ -118,13 +123,17 @@ class Subscriber:
     """A plain MQTT client subscribed to `topics` from the moment it is entered; `messages`
     holds everything delivered, in order. Also publishes (as Home Assistant would)."""
 
-    def __init__(self, broker: Mosquitto, *topics: str) -> None:
+    def __init__(
+        self, broker: Mosquitto, *topics: str, username: str | None = None, password: str | None = None
+    ) -> None:
         self.broker = broker
         self.topics = topics or ("#",)
         self.messages: list[Message] = []
         self._changed = threading.Condition()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -134,7 +143,9 @@ class Subscriber:
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         with self._changed:
-            self.messages.append(Message(message.topic, bytes(message.payload), bool(message.retain), time.monotonic()))
+            self.messages.append(
+                Message(message.topic, bytes(message.payload), bool(message.retain), time.monotonic(), time.time())
+            )
             self._changed.notify_all()
 
     def __enter__(self) -> "Subscriber":
