@@ -1,9 +1,11 @@
 """`dhtlink serve`: the local endpoint in the foreground."""
 
 import argparse
+import functools
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def mqtt_bridge(args: argparse.Namespace, store: Any, data: Path) -> Any:
-    """The Home Assistant bridge --mqtt asks for (not started), or None."""
+def mqtt_bridge(args: argparse.Namespace, data: Path) -> Callable[[Any], Any] | None:
+    """The Home Assistant bridge --mqtt asks for, as a function of the store (checked before
+    the endpoint starts), or None."""
     from cloud.homeassistant import bridge
     from host_tools.errors import UsageError
 
@@ -74,7 +77,9 @@ def mqtt_bridge(args: argparse.Namespace, store: Any, data: Path) -> Any:
     # One client id per data directory: a restarted serve takes over its own session at once.
     client_id = "dhtlink-" + hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]
     ca_file = str(args.mqtt_ca) if args.mqtt_ca else None
-    return bridge.HomeAssistantBridge(store, broker, password, client_id=client_id, ca_file=ca_file)
+    return functools.partial(
+        bridge.HomeAssistantBridge, broker=broker, password=password, client_id=client_id, ca_file=ca_file
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= cap <= 100_000:
         raise CommandError(f"--max-connections must be from 1 to 100000, got {cap}")
     choice = store_choice(args)
+    new_bridge = mqtt_bridge(args, data_dir(args.data_dir))
     # The SQLite store is the endpoint's own (store=None): it opens the file under DATA_DIR.
     store, warnings = open_store(choice, data_dir(args.data_dir)) if choice.kind == "dynamodb" else (None, [])
     try:
@@ -119,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  metrics          {endpoint.data_dir.resolve() / METRICS_FILE} (CloudWatch EMF records)", flush=True)
     if endpoint.connection_cap < cap:
         print(f"  connections      at most {endpoint.connection_cap} (open-file limit; raise it with ulimit -n)")
-    bridge = mqtt_bridge(args, endpoint.store, endpoint.data_dir)
+    bridge = new_bridge(endpoint.store) if new_bridge else None
     if bridge is not None:
         print(f"  home assistant   {bridge.broker.describe()} (MQTT discovery)", flush=True)
     print("Ctrl-C stops it; every reading and device is kept for the next start.", flush=True)
