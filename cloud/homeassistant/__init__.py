@@ -73,8 +73,11 @@ def availability_topic(device_id: str) -> str:
     return f"{BASE}/{device_id}/availability"
 
 
-def discovery(device_id: str, device: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The device discovery payload; `device` is its registry row (firmware version, sensor type)."""
+def discovery(device_id: str, device: dict[str, Any] | None = None, expire: bool = False) -> dict[str, Any]:
+    """The device discovery payload; `device` is its registry row (firmware version, sensor type,
+    settings). With `expire` (a publisher without a connection of its own, hence no last will:
+    the deployed stack), Home Assistant itself marks the sensors unavailable once the state is
+    older than the freshness window, instead of availability topics."""
     status = (device or {}).get("last_status") or {}
     desired = (device or {}).get("desired") or {}
     node = node_id(device_id)
@@ -101,15 +104,20 @@ def discovery(device_id: str, device: dict[str, Any] | None = None) -> dict[str,
         }
         for key, name, device_class, unit, field in SENSORS
     }
-    return {
+    payload: dict[str, Any] = {
         "dev": info,
         "o": {"name": "dhtlink", "sw": __version__},
         "cmps": components,
         "state_topic": state_topic(device_id),
-        "availability": [{"topic": BRIDGE_STATUS_TOPIC}, {"topic": availability_topic(device_id)}],
-        "availability_mode": "all",
         "qos": 1,
     }
+    if expire:
+        for component in components.values():
+            component["expire_after"] = MISSED_PERIODS * delivery_period_s(device)
+    else:
+        payload["availability"] = [{"topic": BRIDGE_STATUS_TOPIC}, {"topic": availability_topic(device_id)}]
+        payload["availability_mode"] = "all"
+    return payload
 
 
 def state(reading: dict[str, Any]) -> dict[str, Any]:
