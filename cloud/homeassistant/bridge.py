@@ -128,6 +128,7 @@ class HomeAssistantBridge:
         self._client.reconnect_delay_set(*RECONNECT_DELAY_S)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
 
     # -- life cycle ---------------------------------------------------------
@@ -178,6 +179,9 @@ class HomeAssistantBridge:
         client.subscribe([(ha.HA_STATUS_TOPIC, QOS), (ha.CONFIG_FILTER, QOS)])
         self.connected.set()
         self._jobs.put(("announce", None))
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        log("WARNING", "MQTT broker unreachable; retrying", broker=self.broker.describe())
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self.connected.clear()
