@@ -90,15 +90,20 @@ def run(devices: int, batches: int) -> dict:
                     to_state.append(state.at - sent)
                 connection.close()
 
-                expected = {
-                    topic(n) for n in names for topic in (ha.config_topic, ha.state_topic, ha.availability_topic)
-                }
+                reported = names[:batches]  # the devices with a state to publish again
+                expected = {topic(name) for name in names for topic in (ha.config_topic, ha.availability_topic)}
+                expected |= {ha.state_topic(name) for name in reported}
                 watch.messages.clear()  # only the re-publication from here on
                 mark = time.monotonic()
                 watch.publish(ha.HA_STATUS_TOPIC, "online")
-                last = max(
-                    watch.wait_for(lambda m, topic=topic: m.topic == topic, timeout=60).at for topic in sorted(expected)
-                )
+                arrivals: dict[str, float] = {}
+                deadline = time.monotonic() + 120
+                while len(arrivals) < len(expected):  # polled, so the waiting costs the bridge no CPU
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"re-publication incomplete: {len(arrivals)} of {len(expected)} topics")
+                    time.sleep(0.05)
+                    arrivals = {m.topic: m.at for m in list(watch.messages) if m.topic in expected}
+                last = max(arrivals.values())
                 announce_s = last - mark
     observability.set_output(None)
     return {
@@ -107,7 +112,7 @@ def run(devices: int, batches: int) -> dict:
         "post_round_trip": figures(round_trips),
         "post_to_state": figures(to_state),
         "republish_all_ms": round(announce_s * 1000, 1),
-        "republish_messages": 3 * devices + 1,
+        "republish_messages": 2 * devices + min(devices, batches) + 1,
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
