@@ -81,12 +81,7 @@ def run(devices: int, batches: int) -> dict:
                     if answer.status != 200:
                         raise SystemExit(f"POST answered {answer.status}")
                     topic, newest = ha.state_topic(name), first + 19
-                    state = watch.wait_for(
-                        lambda m, topic=topic, newest=newest: (
-                            m.topic == topic and json.loads(m.payload)["seq"] == newest
-                        ),
-                        after=sent,
-                    )
+                    state = watch.wait_for(lambda m, t=topic, seq=newest: is_state(m, t, seq), after=sent)
                     to_state.append(state.at - sent)
                 connection.close()
 

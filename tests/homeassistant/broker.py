@@ -164,11 +164,13 @@ class Subscriber:
     def wait_for(self, match: Callable[[Message], bool], timeout: float = 10.0, after: float = 0.0) -> Message:
         """The first message (arrived after `after`, a time.monotonic()) that `match` accepts."""
         deadline = time.monotonic() + timeout
+        checked = 0
         with self._changed:
             while True:
-                for message in self.messages:
+                for message in self.messages[checked:]:  # each message looked at once, however many arrive
                     if message.at >= after and match(message):
                         return message
+                checked = len(self.messages)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     seen = "\n".join(f"  {m.topic} {m.payload[:120]!r} retain={m.retain}" for m in self.messages[-20:])
