@@ -59,5 +59,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     return {"devices": len(batches), "states": states}
 
 
+def forget(client: Any, device_id: str) -> None:
+    """Remove a device from Home Assistant: empty retained messages delete its discovery and
+    its state on IoT Core, and through the bridge on the user's Mosquitto (`dhtlink devices
+    remove --aws`; the function publishes nothing more for a device no longer registered)."""
+    for topic in (ha.config_topic(device_id), ha.state_topic(device_id)):
+        client.publish(topic=topic, qos=QOS, retain=True, payload=b"")
+
+
 def _is_newest_stored(reading: dict[str, Any], last: dict[str, Any] | None) -> bool:
     return last is None or (int(reading["ts"]), int(reading["seq"])) >= (int(last["ts"]), int(last["seq"]))
