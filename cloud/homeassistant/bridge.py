@@ -115,6 +115,7 @@ class HomeAssistantBridge:
         self._state: dict[str, dict[str, Any]] = {}
         self._available: dict[str, bool] = {}
         self._next_poll = 0.0
+        self._next_availability = 0.0
         self._announce_at: float | None = None
         self.announcements = 0  # whole re-publications so far (connects and HA restarts)
         self._client = mqtt.Client(
@@ -148,7 +149,10 @@ class HomeAssistantBridge:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self.connected.is_set():
-            self._client.publish(ha.BRIDGE_STATUS_TOPIC, ha.OFFLINE, qos=QOS, retain=True).wait_for_publish(2)
+            try:
+                self._client.publish(ha.BRIDGE_STATUS_TOPIC, ha.OFFLINE, qos=QOS, retain=True).wait_for_publish(2)
+            except (RuntimeError, ValueError):  # the connection went at this moment: the will says it instead
+                pass
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -235,8 +239,10 @@ class HomeAssistantBridge:
             self._announce()
         if now >= self._next_poll:
             self._poll_registry()
-        for device_id in list(self._devices):
-            self._publish_availability(device_id)
+        if now >= self._next_availability:  # a tick's worth at most, however busy the queue
+            self._next_availability = now + TICK_S
+            for device_id in list(self._devices):
+                self._publish_availability(device_id)
 
     def _schedule_announce(self) -> None:
         self._announce_at = time.monotonic() + random.uniform(*self.announce_delay_s)
