@@ -37,11 +37,22 @@ def require_mosquitto() -> None:
         pytest.fail(f"{MOSQUITTO} is missing: `make mosquitto` (or `make test`) installs Debian's mosquitto")
 
 
+def self_signed(cert: Path, key: Path) -> None:
+    """A certificate for 127.0.0.1 that is its own CA (a broker's self-signed TLS, as users run it)."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]
+        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+
+
 class Mosquitto:
     """mosquitto on 127.0.0.1:port with no persistence: a restart forgets every retained message,
     as a broker that lost its store would. `users` {name: password} turns anonymous access off."""
 
-    def __init__(self, directory: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(self, directory: Path, users: dict[str, str] | None = None, tls: bool = False) -> None:
         require_mosquitto()
         self.directory = directory / f"mosquitto-{uuid.uuid4().hex[:6]}"
         self.directory.mkdir(parents=True)
@@ -64,13 +75,19 @@ class Mosquitto:
             lines += ["allow_anonymous false", f"password_file {passwords}"]
         else:
             lines.append("allow_anonymous true")
+        self.ca_file: Path | None = None
+        if tls:
+            self.ca_file = self.directory / "broker.crt"
+            key = self.directory / "broker.key"
+            self_signed(self.ca_file, key)
+            lines += [f"certfile {self.ca_file}", f"keyfile {key}"]
         self.config = self.directory / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.ca_file else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self) -> "Mosquitto":
         self.process = subprocess.Popen(
@@ -134,6 +151,8 @@ class Subscriber:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
         if username is not None:
             self.client.username_pw_set(username, password)
+        if broker.ca_file is not None:
+            self.client.tls_set(ca_certs=str(broker.ca_file))
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message

@@ -131,6 +131,20 @@ def test_the_password_comes_from_the_environment_or_a_file_never_the_url(tmp_pat
     assert f"mqtt://dhtlink@127.0.0.1:{broker.port}" in "\n".join(by_env.lines), "serve names the broker it uses"
 
 
+def test_mqtts_verifies_the_broker_against_the_named_ca(tmp_path, serve):
+    with Mosquitto(tmp_path, tls=True) as broker, Subscriber(broker, ha.BRIDGE_STATUS_TOPIC) as watch:
+        unverified = serve("--mqtt", broker.url)  # the system's CAs do not know a self-signed broker
+        deadline = time.monotonic() + 10
+        while not unverified.logs("MQTT broker unreachable; retrying"):
+            assert time.monotonic() < deadline, "\n".join(unverified.lines)
+            time.sleep(0.1)
+        assert not watch.messages, "no connection without a verified broker"
+        assert unverified.stop() == 0
+        verified = serve("--mqtt", broker.url, "--mqtt-ca", str(broker.ca_file))
+        watch.wait_for(lambda m: m.payload == b"online")
+        assert verified.stop() == 0
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
