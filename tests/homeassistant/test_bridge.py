@@ -215,3 +215,18 @@ def test_a_device_removed_while_the_bridge_was_down_is_removed_on_connect(endpoi
             time.sleep(0.1)
     assert not any(DEVICE in topic for topic in held), held
     assert ha.config_topic("attic") in held
+
+
+def test_a_device_registered_after_the_last_poll_is_discovered_by_its_first_batch(endpoint, broker):
+    now = int(time.time())
+    with bridge_for(endpoint, broker, registry_poll_s=3600) as bridge, Subscriber(broker, *TOPICS) as watch:
+        assert bridge.connected.wait(5)
+        bridge.wait_idle()
+        secret = endpoint.add_device("shed")  # the bridge's next registry poll is an hour away
+        posted = time.monotonic()
+        post(endpoint, secret, readings(0, (now - 1, 15.5, 66.0)), device_id="shed")
+        config = watch.wait_for(lambda m: m.topic == ha.config_topic("shed"), timeout=5)
+        state = watch.wait_for(lambda m: m.topic == ha.state_topic("shed"), timeout=5)
+    assert config.at - posted < 5 and config.at <= state.at, "the device before its first value"
+    assert json.loads(config.payload)["cmps"].keys() == {"temperature", "humidity"}
+    assert json.loads(state.payload)["t"] == 15.5
