@@ -9,11 +9,13 @@ DHTLINK := $(BIN)/dhtlink
 # The dashboard's tests drive Debian's chromium through Playwright; no tool downloads a browser.
 # Defined before the rules that list it: make expands prerequisites as it reads them.
 CHROMIUM := /usr/bin/chromium
+# The MQTT bridge's tests start Debian's mosquitto on a loopback port of their own, never the service.
+MOSQUITTO := /usr/sbin/mosquitto
 # MicroPython's ESP32 port as type stubs, for checking device/ (make lint); kept out of the venv's
 # site-packages, where they would stand in for CPython's own modules.
 DEVICE_STUBS := micropython-esp32-esp32-generic-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
 
-.PHONY: venv emulators test test-fast test-browser chromium lint serve bench flash repl provision deploy clean
+.PHONY: venv emulators test test-fast test-browser chromium mosquitto lint serve bench flash repl provision deploy clean
 
 venv: $(STAMP)
 
@@ -36,7 +38,7 @@ $(DYNALITE): $(EMULATORS)/package-lock.json
 	npm ci --prefix $(EMULATORS) --no-audit --no-fund --loglevel=error
 	@touch $@
 
-test: $(STAMP) $(CHROMIUM) $(DYNALITE)
+test: $(STAMP) $(CHROMIUM) $(MOSQUITTO) $(DYNALITE)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The dashboard in a real browser alone: make test-browser
@@ -49,7 +51,13 @@ $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-test-fast: $(STAMP) $(DYNALITE)
+mosquitto: $(MOSQUITTO)
+
+$(MOSQUITTO):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto
+
+test-fast: $(STAMP) $(MOSQUITTO) $(DYNALITE)
 	$(BIN)/pytest -m 'not slow' $(PYTEST_ARGS)
 
 lint: $(STAMP)

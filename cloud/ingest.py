@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from cloud import alerts, fleet, protocol, signing
+from cloud import alerts, fleet, listeners, protocol, signing
 from cloud.observability import lambda_handler, log, metrics
 from cloud.responses import error, respond
 from cloud.settings import lambda_store
@@ -67,6 +67,7 @@ def handle(event: dict[str, Any], store: Store, now: float, retention_s: int) ->
         answer["headers"]["Retry-After"] = str(RETRY_AFTER_S)
         return _signed(answer, signer)
     alerts.after_store(store, device_id, stored, received_at)  # queued, never awaited: the answer goes first
+    listeners.after_store(store, device_id, stored, received_at)  # likewise (the MQTT bridge)
     duplicates = len(batch.readings) - len(stored)
     log(
         "INFO",

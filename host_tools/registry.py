@@ -111,6 +111,17 @@ def stack_outputs(stack_name: str, cloudformation: Any = None) -> dict[str, str]
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
+def forget_in_home_assistant(stack_name: str, device_id: str) -> bool:
+    """With the stack's Home Assistant block on (output HomeAssistantBridgePolicyName), remove
+    the device from Home Assistant too (docs/home-assistant.md); False when the block is off."""
+    if "HomeAssistantBridgePolicyName" not in stack_outputs(stack_name):
+        return False
+    from cloud.homeassistant import iot
+
+    iot.forget(iot.iot_data_client(), device_id)
+    return True
+
+
 def aws_store(stack_name: str) -> Store:
     from cloud.stores.dynamodb import DynamoDBStore
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "cloud" / "template.yaml"
 BUILD = REPO / ".build"
 # Host side, never imported by a handler: the laptop endpoint, its SQLite store and its alert loop.
-LAMBDA_EXCLUDE = ("local", "stores/sqlite.py", "alerts/local.py")
+LAMBDA_EXCLUDE = ("local", "stores/sqlite.py", "alerts/local.py", "homeassistant/bridge.py")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365)  # the template's AllowedValues
 
 
@@ -149,6 +149,7 @@ def deploy(
         "LogRetentionDays": None,
         "AlarmEmail": None,
         "AlertEmail": None,
+        "HomeAssistant": None,
     }
     given = {**defaults, **(settings or {})}
     if not exists and not given["ReadToken"]:
@@ -218,6 +219,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--alert-email", default=None, help="send sensor alerts of `dhtlink alerts add --email` here ('' for none)"
     )
     parser.add_argument(
+        "--home-assistant",
+        choices=("off", "iot-core"),
+        default=None,
+        help="iot-core: publish Home Assistant discovery to AWS IoT Core for your Mosquitto to bridge in "
+        "(docs/home-assistant.md; default off, kept on update)",
+    )
+    parser.add_argument(
         "--rotate-read-token", action="store_true", help="replace the read token with a new one and print it once"
     )
     parser.set_defaults(func=run)
@@ -238,6 +246,7 @@ def settings_from(args: argparse.Namespace) -> dict[str, str | None]:
         "LogRetentionDays": None if args.log_retention_days is None else str(args.log_retention_days),
         "AlarmEmail": args.alarm_email,
         "AlertEmail": args.alert_email,
+        "HomeAssistant": args.home_assistant,
     }
 
 

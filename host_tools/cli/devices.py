@@ -134,6 +134,21 @@ def _set_settings(args: argparse.Namespace, store) -> None:
     print("  sent with the receiver's answer to its next POST; applied from the wake after that")
 
 
+def _forget_in_home_assistant(stack: str, device_id: str) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from host_tools import registry
+
+    try:
+        if registry.forget_in_home_assistant(stack, device_id):
+            print(f"removed {device_id} from Home Assistant (AWS IoT Core)")
+    except (BotoCoreError, ClientError) as error:
+        raise CommandError(
+            f"{device_id} left the registry but not Home Assistant ({str(error).splitlines()[0]}): delete it on its "
+            f"device page, or `mosquitto_pub -r -n -t homeassistant/device/dhtlink_{device_id}/config` on your broker"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from host_tools import registry
 
@@ -151,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "remove":
             registry.remove_device(store, args.device_id)
             print(f"removed {args.device_id}")
+            if choice.stack:
+                _forget_in_home_assistant(choice.stack, args.device_id)
         elif args.action == "set":
             _set_settings(args, store)
         else:

@@ -1,8 +1,13 @@
 """`dhtlink serve`: the local endpoint in the foreground."""
 
 import argparse
+import functools
+import hashlib
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from host_tools.common import data_dir, data_dir_options, default_port, tcp_port
 from host_tools.store_options import add_store_options, open_store, store_choice
@@ -30,8 +35,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="open connections at once; beyond it a client gets 503 and Retry-After (default 4000, "
         "lowered to what the open-file limit allows)",
     )
+    mqtt = parser.add_argument_group("Home Assistant (docs/home-assistant.md)")
+    mqtt.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="publish every device to this MQTT broker with Home Assistant discovery: mqtt://[USER@]HOST[:PORT] "
+        "or mqtts://...; the password from --mqtt-password-file or $DHTLINK_MQTT_PASSWORD, never the URL",
+    )
+    mqtt.add_argument("--mqtt-password-file", type=Path, metavar="FILE", help="file holding the broker password")
+    mqtt.add_argument(
+        "--mqtt-ca", type=Path, metavar="FILE", help="CA certificate for mqtts:// (default: the system's)"
+    )
     add_store_options(parser)
     parser.set_defaults(func=run)
+
+
+def mqtt_bridge(args: argparse.Namespace, data: Path) -> Callable[[Any], Any] | None:
+    """The Home Assistant bridge --mqtt asks for, as a function of the store (checked before
+    the endpoint starts), or None."""
+    from cloud.homeassistant import bridge
+    from host_tools.errors import UsageError
+
+    if args.mqtt is None:
+        if args.mqtt_password_file or args.mqtt_ca:
+            raise UsageError("--mqtt-password-file and --mqtt-ca go with --mqtt URL")
+        return None
+    try:
+        broker = bridge.parse_broker(args.mqtt)
+    except bridge.BrokerUrlError as error:
+        raise UsageError(f"--mqtt: {error}") from None
+    password = os.environ.get("DHTLINK_MQTT_PASSWORD")
+    if args.mqtt_password_file:
+        try:
+            password = args.mqtt_password_file.read_text().rstrip("\r\n")
+        except OSError as error:
+            raise UsageError(f"--mqtt-password-file {args.mqtt_password_file}: {error.strerror}") from None
+    if password is not None and broker.username is None:
+        raise UsageError("a broker password was given without a user: write --mqtt mqtt://USER@HOST")
+    if args.mqtt_ca and not broker.tls:
+        raise UsageError("--mqtt-ca is for mqtts:// URLs")
+    # One client id per data directory: a restarted serve takes over its own session at once.
+    client_id = "dhtlink-" + hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]
+    ca_file = str(args.mqtt_ca) if args.mqtt_ca else None
+    return functools.partial(
+        bridge.HomeAssistantBridge, broker=broker, password=password, client_id=client_id, ca_file=ca_file
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= cap <= 100_000:
         raise CommandError(f"--max-connections must be from 1 to 100000, got {cap}")
     choice = store_choice(args)
+    new_bridge = mqtt_bridge(args, data_dir(args.data_dir))
     # The SQLite store is the endpoint's own (store=None): it opens the file under DATA_DIR.
     store, warnings = open_store(choice, data_dir(args.data_dir)) if choice.kind == "dynamodb" else (None, [])
     try:
@@ -76,15 +125,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"  metrics          {endpoint.data_dir.resolve() / METRICS_FILE} (CloudWatch EMF records)", flush=True)
     if endpoint.connection_cap < cap:
         print(f"  connections      at most {endpoint.connection_cap} (open-file limit; raise it with ulimit -n)")
+    bridge = new_bridge(endpoint.store) if new_bridge else None
+    if bridge is not None:
+        print(f"  home assistant   {bridge.broker.describe()} (MQTT discovery)", flush=True)
     print("Ctrl-C stops it; every reading and device is kept for the next start.", flush=True)
     alerts = LocalAlerts(endpoint.store, clock=time.time, interval_s=SCHEDULE_S)  # docs/alerts.md
     if store is None or store.alerts:  # DynamoDB without an alerts table: its warning said alerts are off
         alerts.start()
+    if bridge is not None:
+        bridge.start()
     try:
         endpoint.serve_forever()  # returns on Ctrl-C: the server's loop ends on KeyboardInterrupt
     except KeyboardInterrupt:
         pass
     finally:
+        if bridge is not None:
+            bridge.stop()
         alerts.stop()  # first: its last writes are in the store endpoint.stop() checkpoints
         endpoint.stop()
         observability.set_metrics_output(None)

@@ -57,3 +57,10 @@ def test_bad_workload_sizes_are_refused():
         check=False,
     )
     assert out.returncode == 2 and "--devices must be positive" in out.stderr
+
+
+def test_homeassistant_bridge_measures_batch_to_state_and_a_whole_republication():
+    result = run_bench("homeassistant_bridge.py", "--devices", "3", "--batches", "6")
+    assert result["devices"] == 3 and result["republish_messages"] == 10
+    assert 0 < result["post_to_state"]["p50_ms"] <= result["post_to_state"]["max_ms"]
+    assert result["republish_all_ms"] > 0

@@ -111,6 +111,7 @@ def test_tables_match_the_store():
         "AlertsTableName",
         "AlertsTopicArn",
         "ReleasesBucketName",
+        "HomeAssistantBridgePolicyName",
     }
 
 
