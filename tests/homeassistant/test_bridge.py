@@ -127,6 +127,10 @@ def test_a_late_newest_reading_arrives_unavailable_not_as_now(endpoint, broker, 
     assert held[ha.availability_topic(DEVICE)] == b"online"
 
 
+def says_available(payload: bytes):
+    return lambda m: m.topic == ha.availability_topic(DEVICE) and m.payload == payload
+
+
 def test_a_device_goes_unavailable_after_three_delivery_periods(endpoint, broker, device):
     now = int(time.time())
     endpoint.store.set_desired(DEVICE, {"interval_s": 10, "batch_size": 1})  # one delivery every 10 s
@@ -139,14 +143,17 @@ def test_a_device_goes_unavailable_after_three_delivery_periods(endpoint, broker
         bridge.wait_idle()
         time.sleep(0.6)  # past a tick
         assert watch.latest(ha.availability_topic(DEVICE)).payload == b"online"
+        # `after`: the bridge also said offline at connect, before the first reading was stored
+        moved = time.monotonic()
         clock[0] = now + 30
-        watch.wait_for(lambda m: m.topic == ha.availability_topic(DEVICE) and m.payload == b"offline", timeout=3)
+        watch.wait_for(says_available(b"offline"), timeout=3, after=moved)
         clock[0] = now + 40
         post(endpoint, device, readings(1, (now + 5, 21.5, 50.0)))  # newer, but measured past its window already
         bridge.wait_idle()
         assert watch.latest(ha.availability_topic(DEVICE)).payload == b"offline"
+        moved = time.monotonic()
         post(endpoint, device, readings(2, (now + 25, 21.6, 50.0)))
-        watch.wait_for(lambda m: m.topic == ha.availability_topic(DEVICE) and m.payload == b"online", timeout=3)
+        watch.wait_for(says_available(b"online"), timeout=3, after=moved)
 
 
 def test_broker_restart_ends_with_everything_republished(endpoint, broker, device):
