@@ -5,6 +5,9 @@
 import transport
 
 MAX_BACKOFF_S = 3600
+# The spool keeps a seq in 32 bits; the receiver's next_seq stays below this (2**32,
+# docs/protocol.md "Seq conflicts"). A next_seq past it cannot be stored: keep the batch.
+SEQ_CEILING = 4294967296
 
 # What an answer asks the board to do.
 KEEP = 0  # keep the batch, back off, retry later
@@ -35,7 +38,8 @@ def reaction(status, verified, answer):
         stale = error == "stale_timestamp" and isinstance(answer.get("server_time"), int)
         return CLOCK if stale else KEEP
     if status == 409 and error == "seq_conflict":
-        return RENUMBER if isinstance(answer.get("next_seq"), int) and answer["next_seq"] >= 0 else KEEP
+        next_seq = answer.get("next_seq")
+        return RENUMBER if isinstance(next_seq, int) and 0 <= next_seq < SEQ_CEILING else KEEP
     if 400 <= status < 500:
         return POISON
     return KEEP  # 5xx, or a signed status the protocol does not use

@@ -33,6 +33,7 @@ from typing import Any
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
@@ -140,8 +141,21 @@ class _JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class _Parser(HTTPRequestParser):
+    """Waitress's parser, refusing a request that carries both Content-Length and
+    Transfer-Encoding (RFC 9112 §6.1): waitress would follow Transfer-Encoding and keep the
+    connection open, so behind a proxy that trusts Content-Length the rest of the body
+    would be read here as a second, smuggled request. The refusal closes the connection."""
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        if "CONTENT_LENGTH" in self.headers and (self.chunked or "TRANSFER_ENCODING" in self.headers):
+            raise ParsingError("Content-Length and Transfer-Encoding both given; send one of them")
+
+
 class _Channel(HTTPChannel):
     error_task_class = _JsonErrorTask
+    parser_class = _Parser
     reading_since: float | None = None  # when the request now being received sent its first byte
 
     def received(self, data: bytes) -> bool:

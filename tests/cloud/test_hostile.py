@@ -19,7 +19,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from cloud import ingest, read_api, settings
+from cloud import dashboard, ingest, read_api, settings
 from cloud.local.files import local_store
 from cloud.protocol import token_sha256
 from cloud.stores.dynamodb import DynamoDBStore, create_tables
@@ -74,7 +74,10 @@ def lambda_env():
 @pytest.mark.parametrize("name", BOTH)
 def test_lambda_handlers_answer_hostile_requests(lambda_env, name):
     case = hostile.case(name)
-    entry = ingest.handler if case.method == "POST" else read_api.handler
+    if case.path.startswith("/static/"):
+        entry = dashboard.handler
+    else:
+        entry = ingest.handler if case.method == "POST" else read_api.handler
     response = entry(_event(case), SimpleNamespace(aws_request_id="req-1"))
     hostile.check_answer(case, response["statusCode"], response["headers"]["content-type"], response["body"].encode())
     assert lambda_env.query_readings(hostile.DEVICE)[0] == []
@@ -146,6 +149,8 @@ def test_serve_answers_hostile_requests(served, name):
     assert len(answers) == 1, f"{case.name}: {len(answers)} answers"
     status, headers, body = answers[0]
     hostile.check_answer(case, status, headers.get("content-type", ""), body)
+    if case.closes:
+        assert headers.get("connection") == "close", f"{case.name}: {headers}"
     assert local_store(data_dir).query_readings(hostile.DEVICE)[0] == []
 
 

@@ -2,13 +2,20 @@
 gets a signed 409 with next_seq, nothing of the batch is stored, and renumbering lands."""
 
 import json
-import time
+
+import pytest
 
 from cloud import ingest, signing
+from tests.cloud import helpers
 from tests.cloud.helpers import DEVICE, SECRET, body_of, post_event, reading
 
 RETENTION_S = 400 * 86400
-NOW = int(time.time())
+NOW = 1_800_000_000  # fixed: a test never depends on when it was collected or how long the run took
+
+
+@pytest.fixture(autouse=True)
+def _pinned_clock(monkeypatch):
+    monkeypatch.setattr(helpers, "clock", lambda: NOW)
 
 
 def send(store, readings, now=NOW):
