@@ -8,6 +8,7 @@ MAX_BACKOFF_S = 3600
 # The spool keeps a seq in 32 bits; the receiver's next_seq stays below this (2**32,
 # docs/protocol.md "Seq conflicts"). A next_seq past it cannot be stored: keep the batch.
 SEQ_CEILING = 4294967296
+SKIPPED = "seq.skip"
 
 # What an answer asks the board to do.
 KEEP = 0  # keep the batch, back off, retry later
@@ -58,6 +59,23 @@ def _fail(rtc, now, interval_s, retry_after):
     if retry_after is not None:
         wait = max(wait, retry_after + random.getrandbits(16) % (retry_after // 4 + 1))
     rtc["tx_next"] = now + wait
+
+
+def skipped():
+    """Seqs the counter jumped over in renumberings, all told: the board took next_seq
+    minus these readings (`dhtlink sim` reports it; diag.py reads it)."""
+    try:
+        with open(SKIPPED) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
+
+
+def _skipped(n):
+    # In a file, not RTC memory: a power cut must not make a board seem to have taken
+    # readings it never did. Written after the renumbering's own atomic write.
+    with open(SKIPPED, "w") as f:
+        f.write(str(skipped() + n))
 
 
 def _counters(status, spool, rtc):
@@ -146,7 +164,9 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             )
             conflicts = answer.get("conflicts")
             ok = isinstance(conflicts, list) and conflicts and all(isinstance(c, int) for c in conflicts)
+            before = spool.next_seq
             spool.renumber(answer["next_seq"], min(conflicts) if ok else 0)
+            _skipped(spool.next_seq - before)
         elif act == POISON:
             spool.drop(n, spool.POISON)
             rtc["last_error"] = "%d %s" % (code, answer.get("error"))

@@ -34,6 +34,9 @@ def report():
         sp = spool.Spool()
     out["spool_depth"] = sp.depth()
     out["next_seq"] = sp.next_seq
+    import delivery
+
+    out["seq_skipped"] = delivery.skipped()
     out["dropped"] = sp.dropped
     out.update(sp.drops)
     print(json.dumps(out))

@@ -114,7 +114,9 @@ def _ota_phase(board: VirtualBoard) -> str | None:
 def summarize(board: VirtualBoard, cycles: int, boots: dict[str, int]) -> Summary:
     report = board.report()
     net = board.net()
-    taken = report["next_seq"]
+    # A renumbering after a seq conflict moves next_seq past the receiver's seqs: those
+    # jumps are no readings taken.
+    taken = report["next_seq"] - report.get("seq_skipped", 0)
     return Summary(
         device_id=report.get("device_id", ""),
         cycles=cycles,
