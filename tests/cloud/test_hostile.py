@@ -229,3 +229,12 @@ def test_no_hostile_request_stalls_the_receiver(served):
     assert board and all(status == 200 for _, status in board), board
     assert max(elapsed for elapsed, _ in board) < DEADLINE_S, sorted(board)[-3:]
     assert len(local_store(data_dir).query_readings(BOARD, limit=1000)[0]) == len(board)
+
+
+def test_missing_static_names_are_not_cached():
+    """Any client may ask for any /static/ name: only the files that exist are ever cached."""
+    for n in range(2000):
+        answer = dashboard.handle({"rawPath": f"/static/missing-{n}.js", "requestContext": {"http": {"method": "GET"}}})
+        assert answer["statusCode"] == 404
+    assert dashboard.handle({"rawPath": "/static/app.js"})["statusCode"] == 200
+    assert dashboard._load.cache_info().currsize <= len(dashboard._names())
