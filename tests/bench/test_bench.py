@@ -11,11 +11,11 @@ from cloud import observability
 from cloud.local import LocalEndpoint
 from host_tools.cli import main
 from host_tools.models import battery, costs
+from host_tools.registry import local_store
 from host_tools.sim.chaos import IMPOSTORS
 from host_tools.sim.fleet import Fleet, run_bench
 from host_tools.sim.run import Summary
 from host_tools.sim.vboard import VirtualBoard
-from host_tools.registry import local_store
 from host_tools.sim.verify import readings_in_file, readings_in_store, verify
 from tests.cloud.test_hostile import DHTLINK, start_serve
 

@@ -125,10 +125,17 @@ def test_a_full_batch_whose_row_update_is_throttled_is_answered_as_stored(dynamo
     readings are stored all the same: a 200 that says so, never a 503 saying nothing was."""
     now = int(time.time())
     event = post_event(body_of([reading(seq, ts=now - 200 + seq) for seq in range(100)]))
-    fail(dynamodb.db, "UpdateItem", "ThrottlingException", times=2)
+    fail(dynamodb.db, "UpdateItem", "ThrottlingException")
     status, _, body = handle(dynamodb, event)
     assert (status, json.loads(body)["accepted"]) == (200, 100)
     assert len(dynamodb.query_readings(DEVICE, limit=1000)[0]) == 100
+    assert dynamodb.get_device(DEVICE)["received"] == 0  # the row's update never came
+    # The board re-sends (its answer was lost, or it was killed first): the duplicates above the
+    # row's max_seq were never counted, and are now, once.
+    for _ in range(2):
+        status, _, body = handle(dynamodb, event)
+        assert (status, json.loads(body)["duplicates"]) == (200, 100)
+        assert dynamodb.get_device(DEVICE)["received"] == 100
 
 
 def test_a_busy_sqlite_file_during_summaries_does_not_deny_a_stored_batch(tmp_path, monkeypatch):

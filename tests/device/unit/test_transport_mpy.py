@@ -240,6 +240,15 @@ def test_a_conflict_without_next_seq_keeps_the_batch(mpy, server):
     assert out["next_seq"] == 3
 
 
+def test_a_next_seq_past_32_bits_keeps_the_batch(mpy, server):
+    # The receiver keeps next_seq below 2**32 (docs/protocol.md); a board keeps seqs in 32
+    # bits, so one past it is neither renumbered into nor a reason to drop.
+    server.script = [answer(409, {"error": "seq_conflict", "message": "m", "next_seq": 2**53, "conflicts": [0]})]
+    out = deliver(mpy, server)
+    kept_and_backed_off(out)
+    assert out["next_seq"] == 3 and out["dropped"] == 0
+
+
 # -- signed other 4xx: poison ------------------------------------------------------
 
 
