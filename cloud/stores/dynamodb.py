@@ -8,10 +8,11 @@ rollups:  in the readings table under partition "<device_id>#hour" / "<device_id
 devices:  partition device_id. GSI `all_devices` (partition kind = "device") lists the
           registry with one Query, and projects everything but the secret.
 Writes are conditional (attribute_not_exists) in one TransactWriteItems per request (up to
-100 readings, DynamoDB's transaction limit): all or nothing; up to 99 new readings, the
-device row's update for them (counters, last seen) rides in the same transaction. A failed condition returns the
-stored item (ReturnValuesOnConditionCheckFailure=ALL_OLD), which tells a re-send (a
-duplicate) from another reading under the same seq (a conflict) without another read.
+100 readings, DynamoDB's transaction limit): all or nothing; below 100 readings the device
+row's update for the new ones (counters, last seen) rides in the same transaction. A failed
+condition returns the stored item (ReturnValuesOnConditionCheckFailure=ALL_OLD), which
+tells a re-send (a duplicate) from another reading under the same seq (a conflict)
+without another read.
 """
 
 import json
@@ -300,6 +301,8 @@ class DynamoDBStore:
 
         if len(readings) < TRANSACTION_LIMIT:  # the row's update rides in the readings' transaction
             return self._write_readings(device["device_id"], readings, now, expires_at, row)
+        from botocore.exceptions import BotoCoreError, ClientError
+
         stored = self._write_readings(device["device_id"], readings, now, expires_at, None)
         # A full batch leaves no room for the row in its transaction: the row follows, and is
         # repaired by the re-send if it never came. Counting moves max_seq past the batch, so
@@ -308,7 +311,7 @@ class DynamoDBStore:
         uncounted = [r for r in readings if r not in stored and (counted_to is None or r.seq > counted_to)]
         try:
             self.db.update_item(**row(stored + uncounted))
-        except Exception as failure:  # the readings are stored: the answer must say so, not 503
+        except (BotoCoreError, ClientError) as failure:  # the readings are stored: the answer says so, not a 503
             log(
                 "WARNING",
                 "device row not updated after a full batch",
