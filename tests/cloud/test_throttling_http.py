@@ -17,7 +17,7 @@ from cloud import ingest, signing
 from cloud.local import LocalEndpoint
 from cloud.stores.dynamodb import DynamoDBStore, create_tables
 from tests.cloud.helpers import DEVICE, SECRET, body_of, post_event, reading
-from tests.cloud.servers import moto_server  # noqa: F401 - a fixture
+from tests.cloud.servers import moto_server, raw_client  # noqa: F401 - a fixture
 
 RETENTION_S = 400 * 86400
 BOARD_TIMEOUT_S = 5  # device/transport.py TIMEOUT_S
@@ -60,7 +60,9 @@ class WireFaults:
 def store(moto_server, request):  # noqa: F811
     db = moto_server.client()
     readings, devices = f"r-{request.node.name}"[:200], f"d-{request.node.name}"[:200]
-    create_tables(db, readings, devices)
+    # Set-up with botocore's patient defaults: the store's 3 s read timeout and one retry made
+    # CreateTable on a loaded host time out, land, and fail its retry with "already exists".
+    create_tables(raw_client(moto_server.url), readings, devices)
     store = DynamoDBStore(readings, devices, db)
     store.add_device(DEVICE, SECRET, 1)
     return store
