@@ -61,21 +61,17 @@ def _fail(rtc, now, interval_s, retry_after):
     rtc["tx_next"] = now + wait
 
 
-def skipped():
-    """Seqs the counter jumped over in renumberings, all told: the board took next_seq
-    minus these readings (`dhtlink sim` reports it; diag.py reads it)."""
+def _skipped(n):
+    # Seqs the counter jumped over in renumberings, all told: the board took next_seq minus
+    # these readings (diag.py reports it for `dhtlink sim`). In a file, not RTC memory: a
+    # power cut must not make a board seem to have taken readings it never did.
     try:
         with open(SKIPPED) as f:
-            return int(f.read())
+            n += int(f.read())
     except (OSError, ValueError):
-        return 0
-
-
-def _skipped(n):
-    # In a file, not RTC memory: a power cut must not make a board seem to have taken
-    # readings it never did. Written after the renumbering's own atomic write.
+        pass
     with open(SKIPPED, "w") as f:
-        f.write(str(skipped() + n))
+        f.write(str(n))
 
 
 def _counters(status, spool, rtc):
