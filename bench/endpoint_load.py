@@ -8,8 +8,9 @@ must be a 200 that accepted the whole batch. Reports readings/s over the whole r
 p50/p99 request latency. Bounded by --batches per device and by --max-seconds.
 
 In the same run it measures the limit the HTTP server is judged against: the ingest
-handler called in a loop in one process (same SQLite settings, same signed 20-reading
-batches, no HTTP), and prints the endpoint's capacity as a fraction of it.
+handler called with no HTTP at the same concurrency (one thread per device, the same
+signed 20-reading batches, the same store settings, so commits are shared as in the
+server), printed beside the server's figure with the load average at both ends.
 
     .venv/bin/python bench/endpoint_load.py [--devices 50] [--batches 20] [--json]
 """
@@ -95,32 +96,56 @@ class Device(threading.Thread):
             connection.close()
 
 
-def handler_limit(batches: int) -> dict[str, Any]:
-    """Readings/s of ingest.handle called back to back in this process: no HTTP, no threads."""
+def _signed_events(device_id: str, secret: str, batches: int) -> list[dict[str, Any]]:
+    """The events the server would build from a device's requests: the same signed batches."""
+    events = []
+    for n in range(batches):
+        now = int(time.time())
+        readings = [
+            {"seq": s, "ts": now - 600 + s % 600, "t": 20.0 + s % 7, "h": 50.5}
+            for s in range(n * BATCH, (n + 1) * BATCH)
+        ]
+        body = json.dumps({"device_id": device_id, "readings": readings}).encode()
+        headers = {k.lower(): v for k, v in signing.signed_headers(secret, device_id, now, "/data", body).items()}
+        events.append(to_event("POST", "/data", "", headers, body, "127.0.0.1", f"{device_id}-{n}"))
+    return events
+
+
+def handler_limit(devices: int, batches: int) -> dict[str, Any]:
+    """Readings/s of ingest.handle with no HTTP, at the server's concurrency: one thread per
+    device, as many devices and batches as the HTTP phase, the same store (registry's
+    local_store, as `dhtlink serve` opens it), so concurrent commits share an fsync as they
+    do in the server. The events are signed before the clock starts: the server's clients
+    sign in another process, not in the server's."""
     with tempfile.TemporaryDirectory() as data_dir:
         store = registry.local_store(data_dir)
-        secret = registry.add_device(store, "limit-000")
+        work = {}
+        for n in range(devices):
+            device_id = f"limit-{n:03d}"
+            work[device_id] = _signed_events(device_id, registry.add_device(store, device_id), batches)
+        failures: list[str] = []
+
+        def post_all(events: list[dict[str, Any]]) -> None:
+            for event in events:
+                answer = ingest.handle(event, store, time.time(), 400 * 86400)
+                if answer["statusCode"] != 200:
+                    failures.append(f"the handler answered {answer['statusCode']}: {answer['body'][:200]}")
+                    return
+
+        threads = [threading.Thread(target=post_all, args=(events,)) for events in work.values()]
         observability.set_output(open(os.devnull, "w"))  # noqa: SIM115 - request logs are not the figures
         try:
             started = time.perf_counter()
-            for n in range(batches):
-                now = int(time.time())
-                readings = [
-                    {"seq": s, "ts": now - 600 + s % 600, "t": 20.0 + s % 7, "h": 50.5}
-                    for s in range(n * BATCH, (n + 1) * BATCH)
-                ]
-                body = json.dumps({"device_id": "limit-000", "readings": readings}).encode()
-                headers = {
-                    k.lower(): v for k, v in signing.signed_headers(secret, "limit-000", now, "/data", body).items()
-                }
-                event = to_event("POST", "/data", "", headers, body, "127.0.0.1", f"limit-{n}")
-                answer = ingest.handle(event, store, time.time(), 400 * 86400)
-                if answer["statusCode"] != 200:
-                    raise SystemExit(f"the handler answered {answer['statusCode']}: {answer['body'][:200]}")
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
             wall = time.perf_counter() - started
         finally:
             observability.set_output(None)
-    return {"batches": batches, "readings_per_s": round(batches * BATCH / wall)}
+    if failures:
+        raise SystemExit(failures[0])
+    return {"threads": devices, "batches": devices * batches, "readings_per_s": round(devices * batches * BATCH / wall)}
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -216,22 +241,23 @@ def main() -> None:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     # Capacity: every device posts back to back. Then latency at the offered rate: a fleet
     # posting flat out measures queueing (latency = devices in flight / throughput), not service time.
+    load_before = os.getloadavg()[0]
     results: dict[str, Any] = {
-        "limit": handler_limit(max(50, args.devices * args.batches // 2)),
+        "limit": handler_limit(args.devices, args.batches),
         "capacity": run_load(args.devices, args.batches, args.max_seconds, 0),
         "paced": run_load(args.devices, args.batches, args.max_seconds, args.rate),
     }
     results["fraction_of_limit"] = round(results["capacity"]["readings_per_s"] / results["limit"]["readings_per_s"], 2)
-    results["load_average_1m"] = round(os.getloadavg()[0], 2)
+    results["load_average_1m"] = {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)}
     if args.json:
         print(json.dumps(results))
         return
+    load = results["load_average_1m"]
     print(f"local endpoint (SQLite store, own process), {BATCH}-reading signed batches over keep-alive HTTP/1.1")
-    print(f"load average {results['load_average_1m']} (1 min) at the end of the run")
-    print(
-        f"limit: ingest handler in a loop, in process, no HTTP: {results['limit']['readings_per_s']} readings/s "
-        f"({results['limit']['batches']} batches)"
-    )
+    print(f"load average (1 min) {load['start']} at the start, {load['end']} at the end")
+    limit, served = results["limit"]["readings_per_s"], results["capacity"]["readings_per_s"]
+    print(f"  in process, no HTTP ({results['limit']['threads']} threads)   {limit:8d} readings/s")
+    print(f"  dhtlink serve, HTTP ({args.devices} devices)      {served:8d} readings/s")
     for name in ("capacity", "paced"):
         report(results[name])
     verdict = "met" if results["fraction_of_limit"] >= TARGET_FRACTION_OF_LIMIT else "NOT met"

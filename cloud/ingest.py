@@ -13,7 +13,7 @@ from cloud import alerts, fleet, listeners, protocol, signing
 from cloud.observability import lambda_handler, log, metrics
 from cloud.responses import error, respond
 from cloud.settings import lambda_store
-from cloud.stores.base import Delivery, SeqConflict, Store, StoreBusy
+from cloud.stores.base import SeqConflict, Store, StoreBusy
 
 # How long a board waits after a 503 (store throttled or locked). Throttling in DynamoDB
 # clears within seconds; the board adds its own jitter so a fleet does not return at once.
@@ -34,9 +34,9 @@ def handle(event: dict[str, Any], store: Store, now: float, retention_s: int) ->
         protocol.check_freshness(timestamp, now)
         batch = protocol.parse_body(body, device_id, now, retention_s)
         received_at = int(now)
-        stored = store.put_readings(device_id, batch.readings, received_at, received_at + retention_s)
-        store.record_delivery(device, Delivery(received_at, batch.status, stored))
-        store.update_rollups(device_id, batch.readings, received_at + retention_s)  # re-sent too: repairs summaries
+        # The readings and the device row's counters for them commit together: a kill between
+        # two writes left `received` short for good (the re-send finds only duplicates).
+        stored = store.store_batch(device, batch.readings, batch.status, received_at, received_at + retention_s)
     except protocol.Reject as reject:
         log(
             "WARNING",
@@ -66,6 +66,7 @@ def handle(event: dict[str, Any], store: Store, now: float, retention_s: int) ->
         answer = error(503, "store_busy", "the store is busy; nothing was stored: send the batch again later")
         answer["headers"]["Retry-After"] = str(RETRY_AFTER_S)
         return _signed(answer, signer)
+    _summarise(store, device_id, batch, received_at + retention_s)
     alerts.after_store(store, device_id, stored, received_at)  # queued, never awaited: the answer goes first
     listeners.after_store(store, device_id, stored, received_at)  # likewise (the MQTT bridge)
     duplicates = len(batch.readings) - len(stored)
@@ -89,6 +90,16 @@ def handle(event: dict[str, Any], store: Store, now: float, retention_s: int) ->
     }
     document.update(fleet.answer_keys(device, batch.status))  # signed with the rest: the board may trust them
     return _signed(respond(200, document), signer)
+
+
+def _summarise(store: Store, device_id: str, batch: protocol.Batch, expires_at: int) -> None:
+    """Hour and day summaries of the batch, re-sent readings too (that repairs them). After
+    the readings are stored, so a busy store here must not turn the answer into a 503 that
+    says nothing was stored: the next batch in those hours recomputes them."""
+    try:
+        store.update_rollups(device_id, batch.readings, expires_at)
+    except StoreBusy as busy:
+        log("WARNING", "summaries not updated", route="POST /data", device_id=device_id, cause=str(busy))
 
 
 def _conflict_answer(conflict: SeqConflict) -> dict[str, Any]:

@@ -37,9 +37,13 @@ TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,11}")
 # Deeper nesting than any valid body needs is refused before json.loads, whose recursion
 # would otherwise end in RecursionError on a body nested thousands deep.
 MAX_JSON_DEPTH = 16
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# A string, or an unterminated one running to the end of the body: the match never fails
+# from an opening quote, so the scan stays linear (a failing match retried at each of
+# thousands of escaped quotes made it quadratic: seconds of CPU for one 32 KB request).
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+NUMBER_BOUND = 10**9  # past any sensor's range, well inside a float's
 READING_KEYS = frozenset(("seq", "ts", "t", "h"))
 # dropped = drop_full + drop_clock + drop_poison (spool full, no clock, poison answer);
 # unverified counts answers the board could not verify (protocol v1.1).
@@ -182,6 +186,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _as_float(value: int | float) -> float:
+    # A JSON integer has no bound and float() of a 400-digit one overflows: clamped first to
+    # a value outside every plausible range, so it is rejected like any other such reading.
+    if isinstance(value, int):
+        return float(max(-NUMBER_BOUND, min(NUMBER_BOUND, value)))
+    return value
+
+
 def _bad(message: str) -> Reject:
     return Reject(400, "invalid_body", message)
 
@@ -233,11 +245,12 @@ def parse_body(body: bytes, device_id: str, now: float, retention_s: int) -> Bat
         if seq in seen:
             raise Reject(400, "duplicate_seq", f"seq {seq} appears twice in one batch")
         seen.add(seq)
-        problem = _implausible(ts, float(t), float(h), now, retention_s)
+        t, h = _as_float(t), _as_float(h)
+        problem = _implausible(ts, t, h, now, retention_s)
         if problem:
             batch.rejected.append({"seq": seq, "error": problem})
         else:
-            batch.readings.append(Reading(seq, ts, float(t), float(h)))
+            batch.readings.append(Reading(seq, ts, t, h))
     return batch
 
 

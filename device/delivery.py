@@ -5,6 +5,10 @@
 import transport
 
 MAX_BACKOFF_S = 3600
+# The spool keeps a seq in 32 bits; the receiver's next_seq stays below this (2**32,
+# docs/protocol.md "Seq conflicts"). A next_seq past it cannot be stored: keep the batch.
+SEQ_CEILING = 4294967296
+SKIPPED = "seq.skip"
 
 # What an answer asks the board to do.
 KEEP = 0  # keep the batch, back off, retry later
@@ -35,7 +39,8 @@ def reaction(status, verified, answer):
         stale = error == "stale_timestamp" and isinstance(answer.get("server_time"), int)
         return CLOCK if stale else KEEP
     if status == 409 and error == "seq_conflict":
-        return RENUMBER if isinstance(answer.get("next_seq"), int) and answer["next_seq"] >= 0 else KEEP
+        next_seq = answer.get("next_seq")
+        return RENUMBER if isinstance(next_seq, int) and 0 <= next_seq < SEQ_CEILING else KEEP
     if 400 <= status < 500:
         return POISON
     return KEEP  # 5xx, or a signed status the protocol does not use
@@ -54,6 +59,19 @@ def _fail(rtc, now, interval_s, retry_after):
     if retry_after is not None:
         wait = max(wait, retry_after + random.getrandbits(16) % (retry_after // 4 + 1))
     rtc["tx_next"] = now + wait
+
+
+def _skipped(n):
+    # Seqs the counter jumped over in renumberings, all told: the board took next_seq minus
+    # these readings (diag.py reports it for `dhtlink sim`). In a file, not RTC memory: a
+    # power cut must not make a board seem to have taken readings it never did.
+    try:
+        with open(SKIPPED) as f:
+            n += int(f.read())
+    except (OSError, ValueError):
+        pass
+    with open(SKIPPED, "w") as f:
+        f.write(str(n))
 
 
 def _counters(status, spool, rtc):
@@ -142,7 +160,9 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
             )
             conflicts = answer.get("conflicts")
             ok = isinstance(conflicts, list) and conflicts and all(isinstance(c, int) for c in conflicts)
+            before = spool.next_seq
             spool.renumber(answer["next_seq"], min(conflicts) if ok else 0)
+            _skipped(spool.next_seq - before)
         elif act == POISON:
             spool.drop(n, spool.POISON)
             rtc["last_error"] = "%d %s" % (code, answer.get("error"))

@@ -34,6 +34,14 @@ def report():
         sp = spool.Spool()
     out["spool_depth"] = sp.depth()
     out["next_seq"] = sp.next_seq
+    import delivery
+
+    out["seq_skipped"] = 0  # seqs renumberings jumped over
+    try:
+        with open(delivery.SKIPPED) as f:
+            out["seq_skipped"] = int(f.read())
+    except (OSError, ValueError):
+        pass
     out["dropped"] = sp.dropped
     out.update(sp.drops)
     print(json.dumps(out))

@@ -10,6 +10,7 @@ import string
 from pathlib import Path
 
 from cloud import protocol
+from cloud.stores.base import RENUMBER_CEILING
 from host_tools.serial import files as board_files
 from host_tools.sim.vboard import board as vboard
 
@@ -74,6 +75,11 @@ def test_a_full_batch_is_one_the_receiver_takes():
     assert config["BATCH_MAX"] == protocol.MAX_READINGS
 
 
+def test_the_board_renumbers_below_the_ceiling_the_receiver_answers_under():
+    # A 409's next_seq is below RENUMBER_CEILING; the board stores seqs in 32 bits.
+    assert constants(DEVICE / "delivery.py")["SEQ_CEILING"] == RENUMBER_CEILING == 2**32
+
+
 def test_every_sensor_reads_only_values_the_receiver_stores():
     # device/sensor.py keeps tenths: (t min, t max, h min, h max) per sensor type
     ranges = constants(DEVICE / "sensor.py")["RANGE"]
@@ -104,6 +110,7 @@ def test_board_file_names_agree():
         board_files.LOG,
         board_files.OLD_LOG,
     )
+    assert constants(DEVICE / "delivery.py")["SKIPPED"] == board_files.SEQ_SKIPPED
     updater = constants(DEVICE / "updater.py")
     assert (updater["STATE"], updater["DOWNLOAD"], (updater["STAGE"], updater["OLD"])) == (
         board_files.OTA_STATE,

@@ -32,14 +32,22 @@ ASSET = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$")
 
 
 @cache
+def _names() -> frozenset[str]:
+    """The files under static/, listed once: a request names one of these or gets a 404
+    without touching the file system (a 256-character name failed there with a 500), and
+    the cache below holds at most these, whatever names clients send."""
+    found = (path.relative_to(STATIC).as_posix() for path in STATIC.rglob("*") if path.is_file())
+    return frozenset(name for name in found if ASSET.fullmatch(name) and ".." not in name)
+
+
 def _asset(name: str) -> tuple[bytes, bytes, str] | None:
     """(raw, gzipped, content hash) of a file under static/, or None."""
-    if not ASSET.fullmatch(name) or ".." in name:
-        return None
-    path = STATIC / name
-    if not path.is_file():
-        return None
-    raw = path.read_bytes()
+    return _load(name) if name in _names() else None
+
+
+@cache
+def _load(name: str) -> tuple[bytes, bytes, str]:
+    raw = (STATIC / name).read_bytes()
     if name == "index.html":
         raw = re.sub(rb"\{\{([^}]+)\}\}", lambda m: _versioned(m.group(1).decode()).encode(), raw)
     return raw, gzip.compress(raw, 9, mtime=0), hashlib.sha256(raw).hexdigest()[:16]

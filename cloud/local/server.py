@@ -12,7 +12,9 @@ repeated Content-Length; it has no dependencies. What it lacks is added here, sm
   has an inactivity timeout, which a client dripping one byte at a time never trips),
   answered 408;
 - an orderly refusal at the connection cap (a JSON 503 with Retry-After, then close),
-  where waitress would stop accepting and leave clients hanging in the listen backlog;
+  where waitress would stop accepting and leave clients hanging in the listen backlog,
+  and a cap per client address below it, so one client cannot fill the whole cap;
+- a refusal of requests carrying both Content-Length and Transfer-Encoding;
 - the protocol's JSON error body for the errors waitress answers itself.
 """
 
@@ -33,6 +35,7 @@ from typing import Any
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
@@ -51,6 +54,9 @@ READ_TIMEOUT_S = 10
 IDLE_TIMEOUT_S = 30
 # Room for a few thousand boards holding keep-alive connections, within the file limit.
 CONNECTION_CAP = 4000
+# Connections one client address may hold: room for hundreds of boards behind one NAT, and
+# a client holding thousands of idle sockets no longer takes every board's place.
+CLIENT_CONNECTION_CAP = 500
 # Files the process needs besides its connections: SQLite (db, WAL, shm), logs, poll, trigger.
 SPARE_FILES = 64
 RETRY_AFTER_S = 5
@@ -140,9 +146,30 @@ class _JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class _Parser(HTTPRequestParser):
+    """Waitress's parser, refusing a request that carries both Content-Length and
+    Transfer-Encoding (RFC 9112 §6.1): waitress would follow Transfer-Encoding and keep the
+    connection open, so behind a proxy that trusts Content-Length the rest of the body
+    would be read here as a second, smuggled request. The refusal closes the connection."""
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        if "CONTENT_LENGTH" in self.headers and (self.chunked or "TRANSFER_ENCODING" in self.headers):
+            raise ParsingError("Content-Length and Transfer-Encoding both given; send one of them")
+
+
 class _Channel(HTTPChannel):
     error_task_class = _JsonErrorTask
+    parser_class = _Parser
     reading_since: float | None = None  # when the request now being received sent its first byte
+    counted = False  # in the server's per-client count
+    server: "_Server"
+
+    def del_channel(self, map: Any = None) -> None:
+        super().del_channel(map)
+        if self.counted:  # closed from a worker thread and the loop both, at times
+            self.counted = False
+            self.server.count_client(self.addr[0], -1)
 
     def received(self, data: bytes) -> bool:
         if self.request is None and data and self.reading_since is None:
@@ -156,7 +183,25 @@ class _Channel(HTTPChannel):
 class _Server(TcpWSGIServer):
     channel_class = _Channel
     read_timeout_s: float = READ_TIMEOUT_S
+    client_cap: int = CLIENT_CONNECTION_CAP
     next_channel_cleanup: float = 0  # waitress's, declared here for the override below
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._clients: dict[str, int] = {}  # open connections per client address
+        self._clients_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def count_client(self, address: str, step: int) -> None:
+        with self._clients_lock:
+            held = self._clients.get(address, 0) + step
+            if held > 0:
+                self._clients[address] = held
+            else:
+                self._clients.pop(address, None)
+
+    def client_connections(self, address: str) -> int:
+        with self._clients_lock:
+            return self._clients.get(address, 0)
 
     def readable(self) -> bool:
         # Keep accepting at the cap: handle_accept refuses in words instead of the backlog hanging.
@@ -177,16 +222,25 @@ class _Server(TcpWSGIServer):
             if accepted is None:
                 return  # nobody else waiting
             conn, addr = accepted
-            if len(self.active_channels) < self.adj.connection_limit:
+            address = self.fix_addr(addr)
+            if self.client_connections(address[0]) >= self.client_cap:
+                refusal = _raw_answer(
+                    503, f"this address holds {self.client_cap} open connections already; close some or retry later"
+                )
+            elif len(self.active_channels) < self.adj.connection_limit:
                 try:
                     self.set_socket_options(conn)  # TCP_NODELAY
                 except OSError:
                     conn.close()  # closed by the client before we got to it
                     continue
-                self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
+                channel = self.channel_class(self, conn, address, self.adj, map=self._map)
+                self.count_client(address[0], 1)
+                channel.counted = True
                 continue
+            else:
+                refusal = _raw_answer(503, "too many open connections; retry later")
             try:
-                conn.send(_raw_answer(503, "too many open connections; retry later"))
+                conn.send(refusal)
             except OSError:
                 pass  # the client is gone already
             finally:
@@ -240,6 +294,7 @@ class LocalEndpoint:
         read_timeout_s: float = READ_TIMEOUT_S,
         idle_timeout_s: int = IDLE_TIMEOUT_S,
         threads: int = 6,
+        client_cap: int = CLIENT_CONNECTION_CAP,
     ) -> None:
         self.data_dir = Path(data_dir)
         self._releases = releases.directory_reader(self.data_dir / releases.PREFIX)
@@ -276,6 +331,7 @@ class LocalEndpoint:
             clear_untrusted_proxy_headers=False,
         )
         self._server.read_timeout_s = read_timeout_s
+        self._server.client_cap = client_cap
         self.host, self.port = str(self._server.effective_host), int(self._server.effective_port)
         self._thread: threading.Thread | None = None
         self._stopped = False

@@ -17,6 +17,12 @@ MAX_SEQ_STEP = 10_000_000
 MAX_CURSOR_CHARS = 200
 MAX_TS = 2**40
 MAX_SEQ = 2**53
+# A 409's next_seq is one past the highest seq stored below this, so that every seq from
+# next_seq up to it is free and fits the 32 bits a board keeps a seq in (docs/protocol.md,
+# "Seq conflicts"). Counting boards never get here (136 years at one reading a second);
+# a seq at or above it (a corrupt counter, another client) would otherwise send a board
+# renumbering past 2**53 - 1, which the protocol refuses.
+RENUMBER_CEILING = 2**32
 
 
 class BadCursor(ValueError):
@@ -356,6 +362,15 @@ class Store(Protocol):
         """Store the readings (at most MAX_READINGS: one request) not already stored, all or
         nothing; returns those newly stored. A seq already stored with the same content is
         a duplicate; with other content it raises SeqConflict and stores nothing."""
+        ...
+
+    def store_batch(
+        self, device: dict[str, Any], readings: list[Reading], status: dict[str, Any] | None, now: int, expires_at: int
+    ) -> list[Reading]:
+        """put_readings and record_delivery for one request, the device row's counters
+        committed with the readings they count (one transaction wherever the backend can
+        hold both); returns the newly stored readings. Raises SeqConflict or StoreBusy only
+        when none of the readings was stored."""
         ...
 
     def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None: ...

@@ -8,9 +8,11 @@ rollups:  in the readings table under partition "<device_id>#hour" / "<device_id
 devices:  partition device_id. GSI `all_devices` (partition kind = "device") lists the
           registry with one Query, and projects everything but the secret.
 Writes are conditional (attribute_not_exists) in one TransactWriteItems per request (up to
-100 readings, DynamoDB's transaction limit): all or nothing. A failed condition returns the
-stored item (ReturnValuesOnConditionCheckFailure=ALL_OLD), which tells a re-send (a
-duplicate) from another reading under the same seq (a conflict) without another read.
+100 readings, DynamoDB's transaction limit): all or nothing; below 100 readings the device
+row's update for the new ones (counters, last seen) rides in the same transaction. A failed
+condition returns the stored item (ReturnValuesOnConditionCheckFailure=ALL_OLD), which
+tells a re-send (a duplicate) from another reading under the same seq (a conflict)
+without another read.
 """
 
 import json
@@ -22,8 +24,10 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from cloud import rollups
+from cloud.observability import log
 from cloud.protocol import MAX_READINGS, Reading
 from cloud.stores.base import (
+    RENUMBER_CEILING,
     Delivery,
     DeviceExists,
     NoSuchDevice,
@@ -330,6 +334,46 @@ class DynamoDBStore:
 
     @_throttling_is_store_busy
     def put_readings(self, device_id: str, readings: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
+        return self._write_readings(device_id, readings, received_at, expires_at, None)
+
+    @_throttling_is_store_busy
+    def store_batch(
+        self, device: dict[str, Any], readings: list[Reading], status: dict[str, Any] | None, now: int, expires_at: int
+    ) -> list[Reading]:
+        def row(new: list[Reading]) -> dict[str, Any]:
+            return self._row_update(device, Delivery(now, status, new))
+
+        if len(readings) < TRANSACTION_LIMIT:  # the row's update rides in the readings' transaction
+            return self._write_readings(device["device_id"], readings, now, expires_at, row)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        stored = self._write_readings(device["device_id"], readings, now, expires_at, None)
+        # A full batch leaves no room for the row in its transaction: the row follows, and is
+        # repaired by the re-send if it never came. Counting moves max_seq past the batch, so
+        # duplicates above the row's max_seq were stored and never counted.
+        counted_to = device.get("max_seq")
+        uncounted = [r for r in readings if r not in stored and (counted_to is None or r.seq > counted_to)]
+        try:
+            self.db.update_item(**row(stored + uncounted))
+        except (BotoCoreError, ClientError) as failure:  # the readings are stored: the answer says so, not a 503
+            log(
+                "WARNING",
+                "device row not updated after a full batch",
+                device_id=device["device_id"],
+                error=repr(failure),
+            )
+        return stored
+
+    def _write_readings(
+        self,
+        device_id: str,
+        readings: list[Reading],
+        received_at: int,
+        expires_at: int,
+        row: Callable[[list[Reading]], dict[str, Any]] | None,
+    ) -> list[Reading]:
+        """The readings not yet stored, in one transaction with the device row's update for
+        exactly those (row) when given; returns them."""
         from botocore.exceptions import ClientError
 
         if len(readings) > MAX_READINGS:
@@ -338,29 +382,28 @@ class DynamoDBStore:
         deadline = time.monotonic() + WRITE_BUDGET_S
         for attempt in range(WRITE_ATTEMPTS):
             if not pending:
-                return []
+                break
+            puts = [self._put(device_id, r, received_at, expires_at) for r in pending]
             try:
-                self.db.transact_write_items(
-                    TransactItems=[self._put(device_id, r, received_at, expires_at) for r in pending]
-                )
+                self.db.transact_write_items(TransactItems=puts + ([{"Update": row(pending)}] if row else []))
                 return pending
             except ClientError as error:
                 reasons = error.response.get("CancellationReasons") or []
                 codes = {why.get("Code") for why in reasons}
                 if (
                     error.response["Error"]["Code"] != "TransactionCanceledException"
-                    or len(reasons) != len(pending)
+                    or len(reasons) != len(puts) + (1 if row else 0)
                     or not codes <= {"None", "ConditionalCheckFailed", *TRANSIENT_REASONS}
                 ):
                     raise
             held = {
                 r.seq: _stored_reading(why)
-                for r, why in zip(pending, reasons, strict=True)
+                for r, why in zip(pending, reasons[: len(puts)], strict=True)
                 if why["Code"] == "ConditionalCheckFailed"
             }
             conflicts = [r.seq for r in pending if r.seq in held and not same_content(held[r.seq], r)]
             if conflicts:
-                raise SeqConflict(conflicts, self._highest_seq(device_id) + 1)
+                raise SeqConflict(conflicts, self._next_seq(device_id))
             pending = [r for r in pending if r.seq not in held]  # the rest are duplicates
             if codes & TRANSIENT_REASONS:
                 pause = random.uniform(0, RETRY_BASE_S * 2**attempt)  # full jitter: racing writers spread out
@@ -368,27 +411,34 @@ class DynamoDBStore:
                     break
                 time.sleep(pause)
         if not pending:
+            if row:  # all duplicates: nothing to count, last_seen and status still move
+                self.db.update_item(**row([]))
             return []
         raise StoreBusy(
             "the readings transaction was cancelled by throttling or other writes until its retries ran out"
         )
 
-    def _highest_seq(self, device_id: str) -> int:
-        # Only on a conflict: the device row's max_seq lags when a request ends between the
-        # readings write and the row update, and a stale next_seq would cost the board a round.
+    def _next_seq(self, device_id: str) -> int:
+        """One past the highest seq stored below RENUMBER_CEILING (base.py), for a 409."""
+        # Read only on a conflict, from the readings: the device row's max_seq leaves out seqs
+        # beyond the health span, and a stale next_seq would cost the board a round.
         items = self.db.query(
             TableName=self.readings,
-            KeyConditionExpression="device_id = :d",
-            ExpressionAttributeValues={":d": {"S": device_id}},
+            KeyConditionExpression="device_id = :d AND seq < :ceiling",
+            ExpressionAttributeValues={":d": {"S": device_id}, ":ceiling": _n(RENUMBER_CEILING)},
             ProjectionExpression="seq",
             ScanIndexForward=False,
             Limit=1,
             ConsistentRead=True,
         )["Items"]
-        return int(items[0]["seq"]["N"])
+        return int(items[0]["seq"]["N"]) + 1 if items else 0
 
     @_throttling_is_store_busy
     def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None:
+        self.db.update_item(**self._row_update(device, delivery))
+
+    def _row_update(self, device: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
+        """The device row's update for one delivery: UpdateItem's arguments, or a transaction's Update."""
         # Seq bounds and the last reading are computed from the row read for this request:
         # a device posts one batch at a time, so a lost race only delays the health figures.
         in_span = health_span(device, [r.seq for r in delivery.stored])
@@ -418,12 +468,12 @@ class DynamoDBStore:
             if last is None or (newest.ts, newest.seq) >= (last["ts"], last["seq"]):
                 sets.append("last_reading = :last")
                 values[":last"] = {"S": json.dumps(reading_item(newest))}
-        self.db.update_item(
-            TableName=self.devices,
-            Key={"device_id": {"S": device["device_id"]}},
-            UpdateExpression="SET " + ", ".join(sets) + " ADD received :n",
-            ExpressionAttributeValues=values,
-        )
+        return {
+            "TableName": self.devices,
+            "Key": {"device_id": {"S": device["device_id"]}},
+            "UpdateExpression": "SET " + ", ".join(sets) + " ADD received :n",
+            "ExpressionAttributeValues": values,
+        }
 
     @_throttling_is_store_busy
     def latest_reading(self, device_id: str) -> dict[str, Any] | None:

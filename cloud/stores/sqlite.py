@@ -1,12 +1,14 @@
 """Embedded store: one SQLite file (WAL), a connection per thread.
 
 Durability: journal_mode=WAL with synchronous=FULL, so every commit fsyncs the WAL before
-put_readings returns, and so before the 200: an acknowledged reading survives the process
+store_batch returns, and so before the 200: an acknowledged reading survives the process
 being killed and the machine losing power. (synchronous=NORMAL, the usual WAL pairing,
 survives a killed process but may lose the last commits on power loss, which a board would
 never re-send.) The -wal and -shm files beside the database are part of it: copy or move
 the three together, never delete the -wal. A store that does not pass SQLite's quick_check
-on opening is refused with one line naming the file and what to do.
+on opening is refused with one line naming the file and what to do. A batch's readings
+and the device row's counters for them are one commit: a kill between two commits left
+`received` short for good.
 """
 
 import json
@@ -23,6 +25,7 @@ from cloud import rollups
 from cloud.protocol import MAX_READINGS, Reading
 from cloud.stores.base import (
     RECENT_WINDOW_S,
+    RENUMBER_CEILING,
     Delivery,
     DeviceExists,
     NoSuchDevice,
@@ -308,49 +311,60 @@ class SQLiteStore:
 
     @_busy_is_store_busy
     def put_readings(self, device_id: str, readings: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
-        if len(readings) > MAX_READINGS:
-            raise ValueError(f"at most {MAX_READINGS} readings per call (one request), got {len(readings)}")
+        return self._write(lambda db: self._insert(db, device_id, readings, received_at, expires_at))
 
-        def insert(db: sqlite3.Connection) -> list[Reading]:
-            held = {
-                row["seq"]: Reading(row["seq"], row["ts"], row["t"], row["h"])
-                for row in db.execute(
-                    "SELECT seq, ts, t, h FROM readings"
-                    " WHERE device_id = ? AND seq IN (SELECT value FROM json_each(?))",
-                    (device_id, json.dumps([r.seq for r in readings])),
-                )
-            }
-            conflicts = [r.seq for r in readings if r.seq in held and not same_content(held[r.seq], r)]
-            if conflicts:
-                (highest,) = db.execute("SELECT MAX(seq) FROM readings WHERE device_id = ?", (device_id,)).fetchone()
-                raise SeqConflict(conflicts, highest + 1)
-            new = [r for r in readings if r.seq not in held]
-            db.executemany(
-                "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(device_id, r.seq, r.ts, r.t, r.h, received_at, expires_at) for r in new],
-            )
+    @_busy_is_store_busy
+    def store_batch(
+        self, device: dict[str, Any], readings: list[Reading], status: dict[str, Any] | None, now: int, expires_at: int
+    ) -> list[Reading]:
+        def work(db: sqlite3.Connection) -> list[Reading]:
+            new = self._insert(db, device["device_id"], readings, now, expires_at)
+            self._record(db, device, Delivery(now, status, new))
             return new
 
-        return self._write(insert)
+        return self._write(work)
+
+    def _insert(
+        self, db: sqlite3.Connection, device_id: str, readings: list[Reading], received_at: int, expires_at: int
+    ) -> list[Reading]:
+        if len(readings) > MAX_READINGS:
+            raise ValueError(f"at most {MAX_READINGS} readings per call (one request), got {len(readings)}")
+        held = {
+            row["seq"]: Reading(row["seq"], row["ts"], row["t"], row["h"])
+            for row in db.execute(
+                "SELECT seq, ts, t, h FROM readings WHERE device_id = ? AND seq IN (SELECT value FROM json_each(?))",
+                (device_id, json.dumps([r.seq for r in readings])),
+            )
+        }
+        conflicts = [r.seq for r in readings if r.seq in held and not same_content(held[r.seq], r)]
+        if conflicts:
+            (highest,) = db.execute(
+                "SELECT MAX(seq) FROM readings WHERE device_id = ? AND seq < ?", (device_id, RENUMBER_CEILING)
+            ).fetchone()
+            raise SeqConflict(conflicts, 0 if highest is None else highest + 1)
+        new = [r for r in readings if r.seq not in held]
+        db.executemany(
+            "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(device_id, r.seq, r.ts, r.t, r.h, received_at, expires_at) for r in new],
+        )
+        return new
 
     @_busy_is_store_busy
     def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None:
-        newest = max(delivery.stored, key=lambda r: (r.ts, r.seq)) if delivery.stored else None
-        in_span = health_span(device, [r.seq for r in delivery.stored])
-        counters = delivery_counters(device, delivery)
-
-        def update(db: sqlite3.Connection) -> None:
-            self._update_device(db, device, delivery, in_span, newest)
-            if counters is not None:
-                db.execute(
-                    "UPDATE devices SET recent = ?, errors_at = ? WHERE device_id = ?",
-                    (json.dumps(counters.recent), counters.errors_at, device["device_id"]),
-                )
-
         # Not a reading: the device row's figures need not wait for their own fsync; the next
         # readings commit fsyncs the WAL with them in it. Power lost in between costs a
         # last_seen, never a reading.
-        self._write(update, durable=False)
+        self._write(lambda db: self._record(db, device, delivery), durable=False)
+
+    def _record(self, db: sqlite3.Connection, device: dict[str, Any], delivery: Delivery) -> None:
+        newest = max(delivery.stored, key=lambda r: (r.ts, r.seq)) if delivery.stored else None
+        self._update_device(db, device, delivery, health_span(device, [r.seq for r in delivery.stored]), newest)
+        counters = delivery_counters(device, delivery)
+        if counters is not None:
+            db.execute(
+                "UPDATE devices SET recent = ?, errors_at = ? WHERE device_id = ?",
+                (json.dumps(counters.recent), counters.errors_at, device["device_id"]),
+            )
 
     def _write(self, work: Callable[[sqlite3.Connection], _T], durable: bool = True) -> _T:
         """Run `work` in a transaction that is on disk when this returns (group commit).

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools.common import DATA_PATH, base_url, checked_device, device_options, endpoint_options, json_options
-from host_tools.errors import UsageError
+from host_tools.errors import CommandError, UsageError
 from host_tools.progress import Progress
 from host_tools.sim.run import simulate
 
@@ -96,4 +96,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         for key, value in asdict(summary).items():
             print(f"{key:<16} {value}")
+    if summary.requests and not summary.acknowledged:
+        # The board sent and nothing landed: an endpoint down, a wrong URL, a device the
+        # receiver does not know. The summary above holds no error of its own to notice.
+        raise CommandError(
+            f"delivered none of {summary.readings_taken} readings in {summary.requests} "
+            f"request{'s' if summary.requests != 1 else ''}: "
+            f"{summary.last_error or 'no answer the board could verify'}"
+        )
     return 0

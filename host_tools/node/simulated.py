@@ -78,6 +78,7 @@ class PiNode:
             device_id=self.config.device_id,
             cycles=cycles,
             readings_taken=snap["next_seq"],
+            next_seq=snap["next_seq"],
             acknowledged=snap["next_seq"] - snap["spool_depth"] - snap["dropped"],
             still_spooled=snap["spool_depth"],
             dropped=snap["dropped"],

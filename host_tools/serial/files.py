@@ -10,6 +10,7 @@ LOG = "log.txt"  # the app's log, newest lines
 OLD_LOG = "log.1.txt"  # the log's previous half, after a rotation
 SETTINGS = "settings.json"  # remote settings the board accepted (device/settings.py)
 SPOOL_STATE = "spool.state"  # the spool's next seq and generation (device/spool.py)
+SEQ_SKIPPED = "seq.skip"  # seqs jumped over by renumberings after a 409 (device/delivery.py)
 MANIFEST = ".dhtlink-manifest"  # the app files `dhtlink flash` put there; written last, so it means "complete"
 PENDING = ".dhtlink-manifest.pending"  # an upload under way: the old and new app files, for the next flash
 # An over-the-air update under way (device/updater.py): its phase, and the release staged or

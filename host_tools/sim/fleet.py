@@ -110,13 +110,14 @@ class OverlapCounter:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def put_readings(self, device_id: str, *args: Any, **kwargs: Any) -> Any:
+    def store_batch(self, device: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        device_id = device["device_id"]
         with self._lock:
             if self._in_flight.get(device_id):
                 self.overlapping[device_id] = self.overlapping.get(device_id, 0) + 1
             self._in_flight[device_id] = self._in_flight.get(device_id, 0) + 1
         try:
-            return self._store.put_readings(device_id, *args, **kwargs)
+            return self._store.store_batch(device, *args, **kwargs)
         finally:
             with self._lock:
                 self._in_flight[device_id] -= 1

@@ -40,6 +40,9 @@ class Summary:
     # many answers it could not verify (impostors, truncated or forged answers: kept, retried).
     drops: dict[str, int] = field(default_factory=dict)
     unverified: int = 0
+    # The board's seq counter: it numbered readings_taken readings below it, and jumped over
+    # the rest in renumberings after a 409. None where the counter is not known.
+    next_seq: int | None = None
 
 
 def board_config(device_id: str, secret: str, endpoint: str, interval: int, **overrides: Any) -> dict[str, Any]:
@@ -114,7 +117,9 @@ def _ota_phase(board: VirtualBoard) -> str | None:
 def summarize(board: VirtualBoard, cycles: int, boots: dict[str, int]) -> Summary:
     report = board.report()
     net = board.net()
-    taken = report["next_seq"]
+    # A renumbering after a seq conflict moves next_seq past the receiver's seqs: those
+    # jumps are no readings taken.
+    taken = report["next_seq"] - report.get("seq_skipped", 0)
     return Summary(
         device_id=report.get("device_id", ""),
         cycles=cycles,
@@ -132,6 +137,7 @@ def summarize(board: VirtualBoard, cycles: int, boots: dict[str, int]) -> Summar
         last_error=report.get("last_error"),
         drops={cause: report.get(cause, 0) for cause in DROP_CAUSES},
         unverified=report.get("unverified", 0),
+        next_seq=report["next_seq"],
     )
 
 

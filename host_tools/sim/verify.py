@@ -61,11 +61,19 @@ def readings_in_store(store: Any, device_id: str) -> list[Row]:
     return [(item["seq"], item["ts"], item["t"], item["h"]) for item in items]
 
 
-def stored_twice(rows: list[Row]) -> int:
-    """Readings stored again under another seq: the same measurement (ts, t, h) more than
-    once. Both stores key readings on (device, seq), so a seq can never hold two items and
-    counting repeated seqs would be 0 by construction; a board or receiver that renumbers
-    a reading it already delivered (a 409 handled wrong) shows here."""
+def stored_twice(rows: list[Row], summary: Summary) -> int:
+    """Readings stored again under another seq. Both stores key readings on (device, seq), so
+    a seq never holds two items; a copy lives under a second seq. Judged by seq: a board
+    that never renumbered gave its readings_taken readings the seqs below its counter, so a
+    stored seq at or past the counter, or more stored seqs below it than readings taken, is
+    a copy. Only where the seqs are not known (no counter, or a renumbering moved them) by
+    content: the same (ts, t, h) twice, which readings taken in the same second with the
+    same values also are, so it can only err towards "twice"."""
+    seqs = {row[0] for row in rows}
+    top = summary.next_seq
+    if top is not None and top == summary.readings_taken:
+        below = sum(1 for seq in seqs if seq < top)
+        return len(seqs) - below + max(0, below - summary.readings_taken)
     seen: set[tuple[int, float, float]] = set()
     twice = 0
     for _seq, ts, t, h in sorted(rows):
@@ -108,10 +116,10 @@ def verify(
         device_id=device_id,
         produced=summary.readings_taken,
         stored=len(stored),
-        duplicates_stored=stored_twice(rows),
+        duplicates_stored=stored_twice(rows, summary),
         # Readings the board counted as dropped (poison batches, or taken before a clock that a
         # second power cut left unknowable) are reported, not lost; anything else missing is lost.
-        lost=max(0, len(missing) - summary.dropped) + len(stored - set(range(summary.readings_taken))),
+        lost=max(0, len(missing) - summary.dropped),
         missing_seqs=_ranges(missing),
         dropped=summary.dropped,
         drops=_explained(summary),

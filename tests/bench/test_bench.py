@@ -1,6 +1,8 @@
 import io
 import json
+import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,11 +11,13 @@ from cloud import observability
 from cloud.local import LocalEndpoint
 from host_tools.cli import main
 from host_tools.models import battery, costs
+from host_tools.registry import local_store
 from host_tools.sim.chaos import IMPOSTORS
 from host_tools.sim.fleet import Fleet, run_bench
 from host_tools.sim.run import Summary
 from host_tools.sim.vboard import VirtualBoard
 from host_tools.sim.verify import readings_in_file, readings_in_store, verify
+from tests.cloud.test_hostile import DHTLINK, start_serve
 
 JSON_KEYS = {
     "produced",
@@ -220,3 +224,42 @@ def test_power_cuts_count_in_the_phase_they_happened_in(tmp_path):
     assert phases["run"]["power_cut"] == 3 and "power_cut" not in phases["drain"]
     assert result.power_cuts == 3 and result.watchdog_resets == 0
     assert result.lost == 0 and result.boots == phases
+
+
+def test_duplicates_are_judged_by_seq_where_the_seqs_are_known(tmp_path):
+    # Compressed time: readings 0-3 in one second with the same values. Distinct seqs below
+    # the board's counter are distinct readings, not one stored four times.
+    same = {s: (1795000000, 21.0, 50.0) for s in range(4)}
+    rows = readings_in_file(store_with(tmp_path, range(6), content=same), "d")
+    known = summary(6)
+    known.next_seq = 6
+    assert verify(rows, "d", known).duplicates_stored == 0
+    # A seq the board never gave a reading: a copy stored under a second seq.
+    (tmp_path / "s.sqlite3").unlink()
+    beyond = readings_in_file(store_with(tmp_path, [*range(6), 9]), "d")
+    assert verify(beyond, "d", known).duplicates_stored == 1
+    # Seqs moved by a renumbering are not known: judged by content.
+    renumbered = summary(6)
+    renumbered.next_seq = 30
+    assert verify(rows, "d", renumbered).duplicates_stored == 3
+
+
+@pytest.mark.slow
+def test_bench_against_a_healthy_dhtlink_serve_exits_0(tmp_path):
+    """The documented load test of a receiver, `dhtlink bench --endpoint`, run as a user runs
+    it against a `dhtlink serve` process: compressed time puts many readings in one second
+    with equal values, which once failed it with "N stored twice"."""
+    data_dir = tmp_path / "data"
+    local_store(data_dir)
+    process, port = start_serve(data_dir)
+    try:
+        env = {**os.environ, "DATA_DIR": str(data_dir)}
+        argv = [DHTLINK, "bench", "--endpoint", f"http://127.0.0.1:{port}", "--devices", "3", "--hours", "2"]
+        argv += ["--data-dir", str(tmp_path / "run"), "--json-out", str(tmp_path / "report.json")]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (report["lost"], report["duplicates_stored"]) == (0, 0) and report["stored"] >= 300

@@ -49,14 +49,15 @@ class _SlowStore:
     def __init__(self):
         self.inside = threading.Barrier(2, timeout=5)
 
-    def put_readings(self, device_id, readings, *_):
+    def store_batch(self, device, readings, *_):
         self.inside.wait()  # both writes are in the store at once, or this times out
         return readings
 
 
 def test_overlap_counter_counts_writes_of_one_board_that_overlap():
     counter = OverlapCounter(_SlowStore())
-    threads = [threading.Thread(target=counter.put_readings, args=("a", [1], 0, 0)) for _ in range(2)]
+    device = {"device_id": "a"}
+    threads = [threading.Thread(target=counter.store_batch, args=(device, [1], None, 0, 0)) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

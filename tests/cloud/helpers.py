@@ -10,12 +10,18 @@ SECRET = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 DEVICE = "greenhouse-01"
 
 
+def clock() -> int:
+    """Now in whole seconds, as readings and signed events default to; a module whose tests
+    hand the handler a fixed `now` pins this to it, so nothing depends on when tests ran."""
+    return int(time.time())
+
+
 def body_of(readings: list[dict[str, Any]], device_id: str = DEVICE, **extra: Any) -> bytes:
     return json.dumps({"device_id": device_id, "readings": readings, **extra}).encode()
 
 
 def reading(seq: int, ts: int | None = None, t: float = 21.4, h: float = 45.2) -> dict[str, Any]:
-    return {"seq": seq, "ts": int(time.time()) - 60 if ts is None else ts, "t": t, "h": h}
+    return {"seq": seq, "ts": clock() - 60 if ts is None else ts, "t": t, "h": h}
 
 
 def post_event(
@@ -26,7 +32,7 @@ def post_event(
     path: str = "/data",
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    ts = int(time.time()) if timestamp is None else timestamp
+    ts = clock() if timestamp is None else timestamp
     signed = {k.lower(): v for k, v in signing.signed_headers(secret, device_id, ts, path, body).items()}
     signed.update({k.lower(): v for k, v in (headers or {}).items()})
     return {

@@ -4,7 +4,8 @@ Each case is one request. `where` says which receivers it applies to: "both" (th
 handlers behind API Gateway, and the local endpoint), or "http" for HTTP framing that API
 Gateway settles before a Lambda function sees the request. Every answer must be the
 protocol's JSON error with the expected status and code, in our words (no Python text),
-and none of these requests may store a reading.
+or, for a sound request carrying an impossible reading, a 200 refusing that reading; none
+of these requests may store a reading.
 """
 
 import base64
@@ -33,6 +34,7 @@ class Case:
     body: bytes = b""
     raw: bytes | None = None  # the request's exact bytes, for framing cases
     where: str = "both"
+    closes: bool = False  # the answer must close the connection (nothing after it is read)
 
     @property
     def target(self) -> str:
@@ -66,8 +68,19 @@ def _read(name: str, path: str, query: dict[str, str], status: int = 400, error:
     return Case(name, status, error, "GET", path, query, {"Authorization": f"Bearer {READ_TOKEN}"})
 
 
-def _framed(name: str, status: int, error: str, head: str, body: bytes = b"") -> Case:
-    return Case(name, status, error, raw=head.encode("utf-8").replace(b"\n", b"\r\n") + body, where="http")
+def _framed(name: str, status: int, error: str, head: str, body: bytes = b"", closes: bool = False) -> Case:
+    raw = head.encode("utf-8").replace(b"\n", b"\r\n") + body
+    return Case(name, status, error, raw=raw, where="http", closes=closes)
+
+
+def _smuggling(name: str, transfer_encoding: str) -> Case:
+    """Content-Length and Transfer-Encoding together (RFC 9112 §6.1): a proxy trusting
+    Content-Length forwards the whole thing as one POST; a server following
+    Transfer-Encoding would read the GET after the last chunk as a second request."""
+    smuggled = b"GET /devices HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = b"0\r\n\r\n" + smuggled
+    head = f"POST /data HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {len(body)}\n"
+    return _framed(name, 400, "bad_request", head + transfer_encoding + "\n", body, closes=True)
 
 
 def cases() -> list[Case]:
@@ -77,7 +90,18 @@ def cases() -> list[Case]:
     deep += b'{"x":' * 5000 + b"1" + b"}" * 5000 + b"}"
     smuggled = b"GET /devices HTTP/1.1\r\nHost: x\r\n\r\n"
     chunk = f"{len(smuggled):x}\r\n".encode() + smuggled + b"\r\n0\r\n\r\n"
+    # An escaped quote thousands of times and no closing quote: a string scan that fails and
+    # retries at every quote is quadratic (seconds of CPU holding every thread).
+    quotes = _batch(one)[:-1] + b', "status": {"fw": "' + b'\\"' * 16_000
     return [
+        _signed("fw of 16,000 escaped quotes, never closed", 400, "invalid_json", quotes),
+        # Accepted as a request, refused as a reading: float() of it would overflow.
+        _signed(
+            "t a 400-digit integer",
+            200,
+            "t_out_of_range",
+            _batch(one).replace(b'"t": 20.5', b'"t": ' + b"9" * 400),
+        ),
         # -- the body and the auth headers ---------------------------------------------------
         _signed("status nested 5000 deep", 400, "invalid_json", deep),
         _signed("body not UTF-8", 400, "invalid_json", b'{"device_id": "\xff\xfe"}'),
@@ -125,6 +149,8 @@ def cases() -> list[Case]:
         _read("devices cursor forged", "/devices", {"cursor": cursor({"after": "x' OR 1=1 --"})}),
         _read("devices limit 10**6", "/devices", {"limit": str(10**6)}),
         Case("read without a token", 401, "unauthorized", "GET", "/devices"),
+        # The dashboard's files need no token: anyone can send these.
+        Case("static name of 256 characters", 404, "not_found", "GET", "/static/" + "a" * 256),
         # -- HTTP framing and routing: API Gateway's business in AWS ---------------------------
         Case("unknown route", 404, "not_found", "GET", "/admin", where="http"),
         Case("unknown method on /data", 405, "method_not_allowed", "BREW", "/data", where="http"),
@@ -166,6 +192,10 @@ def cases() -> list[Case]:
             chunk,
         ),
         _framed("request line garbage", 400, "bad_request", "HELLO\n\n"),
+        _smuggling("Content-Length with Transfer-Encoding chunked", "Transfer-Encoding: chunked"),
+        _smuggling("Content-Length with Transfer-Encoding CHUNKED", "Transfer-Encoding: CHUNKED"),
+        _smuggling("Content-Length with Transfer-Encoding tab-chunked", "Transfer-Encoding:\tchunked"),
+        _smuggling("Content-Length with Transfer-Encoding folded", "Transfer-Encoding:\n chunked"),
         # Exactly the limit and never ended: the server has read every byte when it refuses, so
         # its close cannot turn into a reset that discards the answer.
         Case(
@@ -202,6 +232,9 @@ def check_answer(case: Case, status: int, content_type: str, body: bytes) -> Non
     assert status == case.status, f"{case.name}: HTTP {status} {body[:200]!r}"
     assert content_type.startswith("application/json"), f"{case.name}: {content_type}"
     answer = json.loads(body)
+    if status == 200:  # the request was sound, its one reading refused
+        assert answer["accepted"] == 0 and [r["error"] for r in answer["rejected"]] == [case.error], answer
+        return
     assert answer["error"] == case.error, f"{case.name}: {answer}"
     assert isinstance(answer["message"], str) and answer["message"], case.name
     assert not any(text.lower() in answer["message"].lower() for text in PYTHON_TEXT), f"{case.name}: {answer}"

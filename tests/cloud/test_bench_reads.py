@@ -17,7 +17,10 @@ def test_read_scaling_times_first_and_deep_pages():
 
 def test_endpoint_load_reports_its_fraction_of_the_handler_limit():
     result = run_bench("endpoint_load.py", "--devices", "3", "--batches", "2", "--rate", "600")
+    # The limit at the server's concurrency and workload: a thread per device, every batch.
+    assert (result["limit"]["threads"], result["limit"]["batches"]) == (3, 3 * 2)
     assert result["limit"]["readings_per_s"] > 0
+    assert set(result["load_average_1m"]) == {"start", "end"}
     assert result["fraction_of_limit"] == round(
         result["capacity"]["readings_per_s"] / result["limit"]["readings_per_s"], 2
     )

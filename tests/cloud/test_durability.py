@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cloud import signing
+from cloud.protocol import Reading
 from cloud.stores.sqlite import SQLiteStore, StoreDamaged
 from host_tools import registry
 from host_tools.registry import STORE_FILE
@@ -96,7 +97,31 @@ def test_every_acknowledged_reading_survives_kills_under_load(tmp_path):
             held = stored_seqs(reopened, device_id)
             missing = acknowledged[device_id] - held
             assert not missing, f"{device_id}: acknowledged but gone after a kill: {sorted(missing)[:10]}"
+            # The counters commit with the readings: a kill between two writes left `received`
+            # short for good, and device health showed stored readings as missing.
+            assert reopened.get_device(device_id)["received"] == len(held), device_id
     assert all(len(seqs) > 20 for seqs in acknowledged.values())  # the load was real
+
+
+def test_readings_and_their_counters_commit_together(tmp_path):
+    """The device row's update failing (a real SQLite trigger refusing it) takes the batch's
+    readings with it; the re-send then stores and counts them once."""
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    store.add_device("porch", SECRET, 1)
+    readings = [Reading(seq, 1_800_000_000 + seq, 20.0, 50.0) for seq in range(5)]
+    db = sqlite3.connect(tmp_path / "s.sqlite3")
+    db.execute("CREATE TRIGGER refuse BEFORE UPDATE ON devices BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    db.commit()
+    with pytest.raises(sqlite3.IntegrityError):
+        store.store_batch(store.get_device("porch"), readings, None, 1_800_000_100, 1_900_000_000)
+    assert store.query_readings("porch")[0] == []
+    db.execute("DROP TRIGGER refuse")
+    db.commit()
+    db.close()
+    assert len(store.store_batch(store.get_device("porch"), readings, None, 1_800_000_100, 1_900_000_000)) == 5
+    assert store.store_batch(store.get_device("porch"), readings, None, 1_800_000_200, 1_900_000_000) == []
+    row = store.get_device("porch")
+    assert (row["received"], row["first_seq"], row["max_seq"], row["last_seen"]) == (5, 0, 4, 1_800_000_200)
 
 
 def _damaged_store(tmp_path: Path, how: str) -> Path:

@@ -2,6 +2,7 @@
 
 import io
 import json
+import resource
 import socket
 import time
 
@@ -9,6 +10,7 @@ import pytest
 
 from cloud import observability, signing
 from cloud.local import LocalEndpoint
+from cloud.local.server import CLIENT_CONNECTION_CAP
 from tests.cloud.hostile import parse_answers
 
 
@@ -142,3 +144,39 @@ def test_routes_and_methods(tmp_path, method, path, status, allow):
         got, headers, body = _one_answer(conn)
     assert got == status and set(json.loads(body)) == {"error", "message"}
     assert headers.get("allow") == allow
+
+
+def test_one_client_holding_4000_idle_sockets_does_not_lock_boards_out(tmp_path):
+    """The issue's attack: one address opens 4,000 connections and sends nothing. It gets
+    its share (CLIENT_CONNECTION_CAP) and then JSON 503s; a board elsewhere is still served."""
+    wanted = 4000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted + 300 if hard == resource.RLIM_INFINITY else min(wanted + 300, hard)
+    if soft < ceiling:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+    attempts = min(wanted, ceiling - 300)
+    assert attempts > CLIENT_CONNECTION_CAP, f"the open-file limit allows only {attempts} sockets"
+    held = []
+    with LocalEndpoint(tmp_path) as endpoint:
+        secret = endpoint.add_device("board-1")
+        try:
+            for _ in range(attempts):
+                conn = socket.socket()
+                conn.bind(("127.0.0.2", 0))  # the hostile client's own address on the loopback
+                conn.settimeout(5)
+                conn.connect(("127.0.0.1", endpoint.port))
+                held.append(conn)
+            _wait_for(lambda: len(endpoint._server.active_channels) == CLIENT_CONNECTION_CAP)
+            with _connect(endpoint) as board:
+                board.sendall(_signed_post(secret, "board-1", 1))
+                status, _headers, body = _one_answer(board)
+            assert status == 200 and json.loads(body)["accepted"] == 1, body
+            with socket.socket() as extra:
+                extra.bind(("127.0.0.2", 0))
+                extra.settimeout(5)
+                extra.connect(("127.0.0.1", endpoint.port))
+                ((status, _headers, body),) = parse_answers(_read_until_closed(extra))
+            assert status == 503 and str(CLIENT_CONNECTION_CAP) in json.loads(body)["message"]
+        finally:
+            for conn in held:
+                conn.close()

@@ -1,6 +1,6 @@
 """`dhtlink serve` holding 2,000 slow connections keeps answering signed POSTs within 1 s.
 
-The slow clients send a request line and then one header byte at a time (slowloris); then
+The slow clients (from five addresses) send a request line and then one header byte at a time (slowloris); then
 they all close at once. Through both, a board's signed POSTs must be answered within 1 s
 and stored. The test raises its own open-file limit for the 2,000 sockets (the server
 raises its own); where the hard limit is lower, it holds what the limit allows.
@@ -19,6 +19,7 @@ from tests.cloud import hostile
 from tests.cloud.test_hostile import start_serve
 
 SLOW = 2000
+SLOW_FROM = [f"127.0.1.{n}" for n in range(1, 6)]  # 400 slow clients each
 DEADLINE_S = 1.0
 
 
@@ -57,8 +58,10 @@ def test_slow_connections_do_not_starve_signed_posts(tmp_path):
     held: list[socket.socket] = []
     latencies = []
     try:
-        for _ in range(slow):
-            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+        for n in range(slow):
+            # From several loopback addresses, each under the server's cap per client address
+            # (the board posts from 127.0.0.1).
+            conn = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(SLOW_FROM[n % 5], 0))
             conn.sendall(b"POST /data HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             held.append(conn)
         seq = 0

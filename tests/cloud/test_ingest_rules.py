@@ -2,7 +2,6 @@
 
 import base64
 import json
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,10 +9,16 @@ from hypothesis import strategies as st
 
 from cloud import ingest, signing
 from cloud.stores.sqlite import SQLiteStore
+from tests.cloud import helpers
 from tests.cloud.helpers import DEVICE, SECRET, body_of, post_event, reading
 
 RETENTION_S = 400 * 86400
-NOW = int(time.time())
+NOW = 1_800_000_000  # fixed: a test never depends on when it was collected or how long the run took
+
+
+@pytest.fixture(autouse=True)
+def _pinned_clock(monkeypatch):
+    monkeypatch.setattr(helpers, "clock", lambda: NOW)
 
 
 @pytest.fixture

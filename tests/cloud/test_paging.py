@@ -1,7 +1,6 @@
 """Keyset paging of readings and devices on both stores, the SQLite query plan, and health bounds."""
 
 import json
-import time
 
 import pytest
 
@@ -9,11 +8,17 @@ from cloud import protocol, read_api
 from cloud.protocol import Reading, token_sha256
 from cloud.stores.base import MAX_SEQ_STEP, Delivery, public_device
 from cloud.stores.sqlite import SQLiteStore
+from tests.cloud import helpers
 from tests.cloud.helpers import get_event
 
 READ_HASH = token_sha256("read-token")
 
-NOW = int(time.time())
+NOW = 1_800_000_000  # fixed: a test never depends on when it was collected or how long the run took
+
+
+@pytest.fixture(autouse=True)
+def _pinned_clock(monkeypatch):
+    monkeypatch.setattr(helpers, "clock", lambda: NOW)
 
 
 def _fill(store, device_id, count, same_ts_every=3):

@@ -1,14 +1,19 @@
 import json
-import time
 
 import pytest
 
 from cloud import ingest, read_api
 from cloud.protocol import token_sha256
 from cloud.stores.sqlite import SQLiteStore
+from tests.cloud import helpers
 from tests.cloud.helpers import DEVICE, SECRET, body_of, get_event, post_event, reading
 
-NOW = int(time.time())
+NOW = 1_800_000_000  # fixed: a test never depends on when it was collected or how long the run took
+
+
+@pytest.fixture(autouse=True)
+def _pinned_clock(monkeypatch):
+    monkeypatch.setattr(helpers, "clock", lambda: NOW)
 
 
 @pytest.fixture

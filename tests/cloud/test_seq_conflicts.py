@@ -2,13 +2,20 @@
 gets a signed 409 with next_seq, nothing of the batch is stored, and renumbering lands."""
 
 import json
-import time
+
+import pytest
 
 from cloud import ingest, signing
+from tests.cloud import helpers
 from tests.cloud.helpers import DEVICE, SECRET, body_of, post_event, reading
 
 RETENTION_S = 400 * 86400
-NOW = int(time.time())
+NOW = 1_800_000_000  # fixed: a test never depends on when it was collected or how long the run took
+
+
+@pytest.fixture(autouse=True)
+def _pinned_clock(monkeypatch):
+    monkeypatch.setattr(helpers, "clock", lambda: NOW)
 
 
 def send(store, readings, now=NOW):
@@ -78,3 +85,25 @@ def test_a_batch_of_only_implausible_readings_is_answered_without_a_write(store)
     store.add_device(DEVICE, SECRET, NOW)
     code, answer = send(store, [reading(0, t=99.0), reading(1, h=-5.0)])
     assert (code, answer["accepted"], len(answer["rejected"])) == (200, 0, 2)
+
+
+def test_after_a_reading_at_the_top_seq_next_seq_is_one_the_receiver_takes(store):
+    """The issue's case: a reading with seq 2**53 - 1 is stored; a conflict then named
+    next_seq 2**53, which the receiver refuses (400): the board dropped the batch as poison.
+    next_seq is one past the highest seq below 2**32, and the renumbered batch lands."""
+    store.add_device(DEVICE, SECRET, NOW)
+    assert send(store, [reading(seq, ts=NOW - 900 + seq) for seq in range(5)])[0] == 200
+    assert send(store, [reading(2**53 - 1, ts=NOW - 800)])[0] == 200
+    restarted = [reading(seq, ts=NOW - 60 + seq, t=19.5) for seq in range(3)]
+    code, answer = send(store, restarted)
+    assert (code, answer["next_seq"], answer["conflicts"]) == (409, 5, [0, 1, 2])
+    renumbered = [{**r, "seq": answer["next_seq"] + i} for i, r in enumerate(restarted)]
+    code, answer = send(store, renumbered)
+    assert (code, answer["accepted"]) == (200, 3)
+
+
+def test_only_seqs_at_or_above_the_ceiling_give_next_seq_0(store):
+    store.add_device(DEVICE, SECRET, NOW)
+    assert send(store, [reading(2**32 + 7, ts=NOW - 800)])[0] == 200
+    code, answer = send(store, [reading(2**32 + 7, ts=NOW - 700, t=30.0)])
+    assert (code, answer["next_seq"]) == (409, 0)

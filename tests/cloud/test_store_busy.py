@@ -17,6 +17,7 @@ from moto import mock_aws
 
 from cloud import ingest, settings, signing
 from cloud.local import LocalEndpoint
+from cloud.stores.base import StoreBusy
 from cloud.stores.dynamodb import WRITE_ATTEMPTS, DynamoDBStore, create_tables
 from cloud.stores.sqlite import SQLiteStore
 from tests.cloud.helpers import DEVICE, SECRET, body_of, post_event, reading
@@ -88,14 +89,15 @@ def test_throttled_write_is_a_signed_503_and_the_resend_lands(dynamodb, code):
 @pytest.mark.parametrize("reason", ["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"])
 def test_a_transaction_cancelled_on_every_attempt_is_a_503(dynamodb, reason):
     event = post_event(body_of([reading(1), reading(2)]))
-    why = [{"Code": "None"}, {"Code": reason}]
+    why = [{"Code": "None"}, {"Code": reason}, {"Code": "None"}]  # two readings, then the device row
     left = fail(dynamodb.db, "TransactWriteItems", "TransactionCanceledException", WRITE_ATTEMPTS, why)
     check_busy(*handle(dynamodb, event), event["headers"]["x-signature"])
     assert left == [0] and dynamodb.query_readings(DEVICE)[0] == []
 
 
 def test_a_transaction_cancelled_once_is_retried_in_the_same_request(dynamodb):
-    fail(dynamodb.db, "TransactWriteItems", "TransactionCanceledException", 2, [{"Code": "TransactionConflict"}])
+    why = [{"Code": "TransactionConflict"}, {"Code": "None"}]  # the reading, then the device row
+    fail(dynamodb.db, "TransactWriteItems", "TransactionCanceledException", 2, why)
     status, _, body = handle(dynamodb, post_event(body_of([reading(1)])))
     assert (status, json.loads(body)["accepted"]) == (200, 1)
 
@@ -106,12 +108,46 @@ def test_throttled_registry_read_is_an_unsigned_503(dynamodb):
     check_busy(*handle(dynamodb, post_event(body_of([reading(1)]))), None, signed=False)
 
 
-def test_throttled_device_row_update_keeps_the_readings_and_the_resend_is_a_duplicate(dynamodb):
-    event = post_event(body_of([reading(1)]))
-    fail(dynamodb.db, "UpdateItem", "ThrottlingException")
+def test_the_device_row_commits_in_the_readings_transaction(dynamodb):
+    """Up to 99 new readings, the row's counters ride in the readings' transaction: a
+    throttled transaction stores neither, so the 503 saying nothing was stored is exact."""
+    event = post_event(body_of([reading(1), reading(2)]))
+    fail(dynamodb.db, "TransactWriteItems", "ThrottlingException")
     check_busy(*handle(dynamodb, event), event["headers"]["x-signature"])
+    assert dynamodb.query_readings(DEVICE)[0] == [] and dynamodb.get_device(DEVICE)["received"] == 0
     status, _, body = handle(dynamodb, event)
-    assert (status, json.loads(body)["duplicates"]) == (200, 1)
+    assert (status, json.loads(body)["accepted"]) == (200, 2)
+    assert dynamodb.get_device(DEVICE)["received"] == 2
+
+
+def test_a_full_batch_whose_row_update_is_throttled_is_answered_as_stored(dynamodb):
+    """100 readings fill a transaction; the row is updated after it. Throttled there, the
+    readings are stored all the same: a 200 that says so, never a 503 saying nothing was."""
+    now = int(time.time())
+    event = post_event(body_of([reading(seq, ts=now - 200 + seq) for seq in range(100)]))
+    fail(dynamodb.db, "UpdateItem", "ThrottlingException")
+    status, _, body = handle(dynamodb, event)
+    assert (status, json.loads(body)["accepted"]) == (200, 100)
+    assert len(dynamodb.query_readings(DEVICE, limit=1000)[0]) == 100
+    assert dynamodb.get_device(DEVICE)["received"] == 0  # the row's update never came
+    # The board re-sends (its answer was lost, or it was killed first): the duplicates above the
+    # row's max_seq were never counted, and are now, once.
+    for _ in range(2):
+        status, _, body = handle(dynamodb, event)
+        assert (status, json.loads(body)["duplicates"]) == (200, 100)
+        assert dynamodb.get_device(DEVICE)["received"] == 100
+
+
+def test_a_busy_sqlite_file_during_summaries_does_not_deny_a_stored_batch(tmp_path, monkeypatch):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    store.add_device(DEVICE, SECRET, 1)
+
+    def busy(*_args):
+        raise StoreBusy("SQLite file stayed locked: database is locked")
+
+    monkeypatch.setattr(store, "update_rollups", busy)
+    status, _, body = handle(store, post_event(body_of([reading(1), reading(2)])))
+    assert (status, json.loads(body)["accepted"]) == (200, 2)
 
 
 def test_other_dynamodb_errors_are_not_hidden_as_busy(dynamodb):
@@ -171,6 +207,8 @@ def test_locked_sqlite_is_a_signed_503(locked_sqlite):
     event = post_event(body_of([reading(1)]))
     check_busy(*handle(store, event), event["headers"]["x-signature"])
     other.execute("ROLLBACK")
+    # "nothing was stored" is exact: the readings and the row's counters are one commit.
+    assert store.query_readings(DEVICE)[0] == [] and store.get_device(DEVICE)["received"] == 0
     status, _, body = handle(store, event)
     assert (status, json.loads(body)["accepted"]) == (200, 1)
 
@@ -198,7 +236,7 @@ def test_a_throttled_read_is_a_503(dynamodb):
 def test_a_last_attempt_that_finds_only_duplicates_is_success(dynamodb):
     event = post_event(body_of([reading(1), reading(2)]))
     assert handle(dynamodb, event)[0] == 200
-    why = [{"Code": "TransactionConflict"}, {"Code": "None"}]
+    why = [{"Code": "TransactionConflict"}, {"Code": "None"}, {"Code": "None"}]
     left = fail(dynamodb.db, "TransactWriteItems", "TransactionCanceledException", WRITE_ATTEMPTS - 1, why)
     status, _, body = handle(dynamodb, event)  # the real last attempt: both conditions fail, both duplicates
     assert left == [0] and (status, json.loads(body)["duplicates"]) == (200, 2)

@@ -140,3 +140,18 @@ def test_delivery_health_counts_gaps(store):
     row = public_device(store.get_device("a"))
     assert row["health"]["missing"] == 0 and row["last_status"] == {"fw": "0.1.0", "rssi": -60}
     assert row["last_reading"]["seq"] == 6, "an older late batch does not replace the last reading"
+
+
+@pytest.mark.parametrize("size", [20, MAX_READINGS])  # in one transaction, and the full batch after it
+def test_store_batch_counts_each_reading_once(store, size):
+    store.add_device("a", SECRET, 1)
+    batch = readings(range(size))
+    assert store.store_batch(store.get_device("a"), batch, {"fw": "1"}, 500, 10**10) == batch
+    assert store.store_batch(store.get_device("a"), batch, None, 600, 10**10) == []  # the re-send
+    row = public_device(store.get_device("a"))
+    assert row["health"] == {"first_seq": 0, "max_seq": size - 1, "received": size, "missing": 0}
+    assert (row["last_seen"], row["last_status"], row["last_reading"]["seq"]) == (600, {"fw": "1"}, size - 1)
+    before = store.get_device("a")
+    with pytest.raises(SeqConflict):
+        store.store_batch(before, [Reading(0, 1, 30.0, 50.0), *readings([size])], None, 700, 10**10)
+    assert store.get_device("a") == before, "a refused batch leaves the row as it was"

@@ -135,6 +135,25 @@ def test_log_groups_have_a_deletion_policy_and_ingest_updates_only_its_attribute
     assert allowed == INGEST_ATTRIBUTES and "secret" not in allowed
 
 
+def test_the_batch_transaction_updates_only_the_granted_attributes(aws_env):
+    """store_batch's device-row Update rides in TransactWriteItems: IAM checks it as an
+    UpdateItem, under the same condition."""
+    with mock_aws():
+        store = DynamoDBStore("readings", "devices", boto3.client("dynamodb"))
+        create_tables(store.db, "readings", "devices")
+        sent = []
+        store.db.meta.events.register(
+            "before-parameter-build.dynamodb.TransactWriteItems", lambda params, **_: sent.append(params)
+        )
+        store.add_device("porch", "00" * 32, 1)
+        store.store_batch(store.get_device("porch"), [Reading(1, 2, 3.0, 4.0)], {"fw": "1"}, 5, 99)
+    ((update,),) = [[item["Update"] for item in params["TransactItems"] if "Update" in item] for params in sent]
+    names = set(re.findall(r"\b([a-z_]+)\s*=", update["UpdateExpression"])) | set(
+        re.findall(r"ADD ([a-z_]+)", update["UpdateExpression"])
+    )
+    assert "received" in names and names | {"device_id"} <= INGEST_ATTRIBUTES
+
+
 def test_record_delivery_writes_only_the_granted_attributes(aws_env):
     """What the IAM condition allows is what DynamoDBStore.record_delivery sends (checked on moto)."""
     with mock_aws():

@@ -3,6 +3,7 @@ main.py does one thing per wake, and `dhtlink sim` end to end."""
 
 import io
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,46 @@ def test_sim_cli_names_the_bad_option(capsys, monkeypatch):
     assert "--cycles" in capsys.readouterr().err
     assert cli.main(["sim", "--endpoint", "http://127.0.0.1:9", "--device", "x"]) == 2
     assert "DHTLINK_SECRET" in capsys.readouterr().err
+
+
+def test_sim_counts_the_readings_a_board_took_after_a_seq_conflict(tmp_path, monkeypatch, capsys):
+    """A second board under the same id starts from seq 0: the receiver's 409 renumbers it
+    past the first board's 21 readings, which moves next_seq but takes no reading."""
+    observability.set_output(io.StringIO())
+    with LocalEndpoint(tmp_path / "endpoint") as endpoint:
+        monkeypatch.setenv("DHTLINK_SECRET", endpoint.add_device("cli-01"))
+        argv = ["sim", "--endpoint", endpoint.url, "--device", "cli-01", "--cycles", "25", "--batch-size", "10"]
+        summaries = []
+        for run in range(2):
+            assert cli.main([*argv, "--dir", str(tmp_path / f"board-{run}"), "--json"]) == 0
+            summaries.append(json.loads(capsys.readouterr().out))
+        stored = endpoint.store.query_readings("cli-01", limit=100)[0]
+    observability.set_output(None)
+    assert [s["readings_taken"] for s in summaries] == [25, 25]
+    assert len(stored) == summaries[0]["acknowledged"] + summaries[1]["acknowledged"] == 42
+
+
+@pytest.mark.parametrize(
+    "why, cause",
+    [
+        ("endpoint down", "send:"),
+        ("wrong path", "answer 404 not signed"),
+        ("unknown device", "answer 401 not signed"),
+    ],
+)
+def test_sim_that_delivered_nothing_fails_with_the_cause(tmp_path, monkeypatch, capsys, why, cause):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{unused.getsockname()[1]}"  # nothing listens once it closes
+    observability.set_output(io.StringIO())
+    try:
+        with LocalEndpoint(tmp_path / "endpoint") as endpoint:
+            secret = endpoint.add_device("cli-01")
+            monkeypatch.setenv("DHTLINK_SECRET", "ab" * 32 if why == "unknown device" else secret)
+            url = {"endpoint down": down, "wrong path": endpoint.url + "/api"}.get(why, endpoint.url)
+            argv = ["sim", "--endpoint", url, "--device", "cli-01", "--cycles", "12", "--batch-size", "10"]
+            assert cli.main(argv) == 1, why
+    finally:
+        observability.set_output(None)
+    *progress, last = capsys.readouterr().err.strip().splitlines()  # progress lines, then the one-line cause
+    assert all("wakes" in line for line in progress) and "delivered none of 12 readings" in last and cause in last

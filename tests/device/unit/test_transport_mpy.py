@@ -240,6 +240,15 @@ def test_a_conflict_without_next_seq_keeps_the_batch(mpy, server):
     assert out["next_seq"] == 3
 
 
+def test_a_next_seq_past_32_bits_keeps_the_batch(mpy, server):
+    # The receiver keeps next_seq below 2**32 (docs/protocol.md); a board keeps seqs in 32
+    # bits, so one past it is neither renumbered into nor a reason to drop.
+    server.script = [answer(409, {"error": "seq_conflict", "message": "m", "next_seq": 2**53, "conflicts": [0]})]
+    out = deliver(mpy, server)
+    kept_and_backed_off(out)
+    assert out["next_seq"] == 3 and out["dropped"] == 0
+
+
 # -- signed other 4xx: poison ------------------------------------------------------
 
 
@@ -256,13 +265,15 @@ def test_a_signed_4xx_is_poison_dropped_and_counted(mpy, server, status):
 
 # -- unverified answers: keep, back off, count -------------------------------------
 
-NOW_PLUS_HOUR = int(time.time()) + 3600
+# A server_time years from any clock the board could have (a fixed value: one taken at
+# import would drift towards the board's clock the longer the run took to get here).
+FORGED_TIME = 2_000_000_000
 IMPOSTORS = {
     "captive portal 200 page": answer(
         200, b"<html><body>Welcome to Hotel Wi-Fi. <a href=/login>Log in</a></body></html>", sign=False
     ),
-    "forged 200 ack, server_time an hour off": answer(
-        200, {"accepted": 3, "duplicates": 0, "rejected": [], "server_time": NOW_PLUS_HOUR}, sign=False
+    "forged 200 ack, server_time years off": answer(
+        200, {"accepted": 3, "duplicates": 0, "rejected": [], "server_time": FORGED_TIME}, sign=False
     ),
     "gateway 403": answer(403, {"message": "Forbidden"}, sign=False),
     "gateway 404": answer(404, {"message": "Not Found"}, sign=False),
@@ -270,10 +281,10 @@ IMPOSTORS = {
     "gateway 429": answer(429, {"message": "Too Many Requests"}, sign=False),
     "gateway 503": answer(503, {"message": "Service Unavailable"}, sign=False),
     "302 redirect": answer(302, b"", sign=False, headers={"Location": "http://portal.example/login"}),
-    "signed with another secret": answer(200, {"accepted": 3, "server_time": NOW_PLUS_HOUR}, sign="cd" * 32),
-    "signed for another request": answer(200, {"accepted": 3, "server_time": NOW_PLUS_HOUR}, sign="other"),
+    "signed with another secret": answer(200, {"accepted": 3, "server_time": FORGED_TIME}, sign="cd" * 32),
+    "signed for another request": answer(200, {"accepted": 3, "server_time": FORGED_TIME}, sign="other"),
     "unsigned stale_timestamp": answer(
-        401, {"error": "stale_timestamp", "message": "m", "server_time": NOW_PLUS_HOUR}, sign=False
+        401, {"error": "stale_timestamp", "message": "m", "server_time": FORGED_TIME}, sign=False
     ),
     "unsigned 400": answer(400, {"error": "invalid_body", "message": "m"}, sign=False),
     "unsigned 409": answer(409, {"error": "seq_conflict", "message": "m", "next_seq": 900}, sign=False),
