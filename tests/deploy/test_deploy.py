@@ -121,7 +121,8 @@ def test_artifact_is_cloud_only(tmp_path):
     assert "cloud/ingest.py" in names and "cloud/read_api.py" in names and "cloud/stores/dynamodb.py" in names
     assert all(n.startswith("cloud/") and (n.endswith(".py") or n.startswith("cloud/dashboard/static/")) for n in names)
     assert not any("/local/" in n or "__pycache__" in n for n in names)
-    assert archive.stat().st_size < 96 * 1024  # ~25 KB of it the dashboard's files, never imported by a handler
+    # ~38 KB of it the dashboard's files (their own 40 KB budget: tests/dashboard), never imported by a handler
+    assert archive.stat().st_size < 112 * 1024
     assert deploy.build_artifact(tmp_path).read_bytes() == archive.read_bytes(), "the build is reproducible"
 
 
