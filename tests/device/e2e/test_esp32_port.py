@@ -1,0 +1,49 @@
+"""The firmware on a virtual board that behaves as MicroPython's ESP32 port does
+(docs/virtual-board.md, "What the board models"): each test here failed on the firmware
+before issue 21 and names the port's behaviour it depends on."""
+
+from host_tools.sim.vboard.board import HARD_RESET
+
+from .conftest import assert_exactly_once
+
+# Planted on the board's flash beside sensor.mpy (MicroPython imports the .py first): the
+# app's first wake crashes the same way at every boot.
+CRASH = 'raise RuntimeError("planted crash")\n'
+
+
+def test_checksum_errors_are_retried_and_counted_not_a_crash(rig):
+    # micropython-lib's dht.py raises a plain Exception("checksum error") on a bad frame.
+    scenario = {"sensor_fail_rate": 0.3, "sensor_fault": "checksum", "seed": 4}
+    rig.install(scenario, batch_size=2)
+    summary = rig.run(30, scenario)
+    assert summary.boots == {"deepsleep": 30}
+    report = rig.board.report()
+    assert report["sensor_retries"] > 5, report
+    stored = assert_exactly_once(rig, summary)
+    # Three tries per reading: at a 30 % fault rate nearly every reading is kept.
+    assert len(stored) + summary.still_spooled >= 28
+
+
+def test_a_repeatable_crash_ends_in_safe_mode_after_three_boots(rig):
+    rig.install()
+    (rig.board.dir / "sensor.py").write_text(CRASH)
+    statuses = [rig.board.boot().status for _ in range(3)]
+    # machine.reset() after a crash is ESP_RST_SW: the next boot reads HARD_RESET.
+    assert rig.board._read_state()["reset_cause"] == HARD_RESET
+    assert statuses == ["reset", "reset", "reset"]
+    assert rig.board.boot().status == "halted"
+    assert (rig.board.dir / "SAFE").exists()
+    assert "crashed 3 boots in a row" in (rig.board.dir / "SAFE").read_text()
+
+
+def test_pressing_reset_or_a_power_cut_gives_a_crashing_app_another_try(rig):
+    rig.install()
+    (rig.board.dir / "sensor.py").write_text(CRASH)
+    assert [rig.board.boot().status for _ in range(2)] == ["reset", "reset"]
+    rig.board.press_reset()  # EN: PWRON_RESET on a classic ESP32, RTC memory may survive
+    assert [rig.board.boot().status for _ in range(3)] == ["reset", "reset", "reset"]
+    assert not (rig.board.dir / "SAFE").exists()
+    assert rig.board.boot(power_cut_after=0.0).status == "power_cut"
+    assert [rig.board.boot().status for _ in range(3)] == ["reset", "reset", "reset"]
+    assert not (rig.board.dir / "SAFE").exists()
+    assert rig.board.boot().status == "halted"
