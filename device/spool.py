@@ -270,6 +270,9 @@ class Spool:
             return
         self.offsets[key] = offset
         if len(self.offsets) > 4:
-            for k in list(self.offsets)[:-4]:
+            # Keep the 4 newest epochs: by how far each is behind this one (epochs count
+            # mod 256), never by the dict's order, which in MicroPython is the hash order
+            # of a dict rebuilt from JSON at every boot.
+            for k in sorted(self.offsets, key=lambda k: (self.epoch - int(k)) & 0xFF)[4:]:
                 self.offsets.pop(k)
         self._save()

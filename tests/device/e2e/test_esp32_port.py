@@ -47,3 +47,19 @@ def test_pressing_reset_or_a_power_cut_gives_a_crashing_app_another_try(rig):
     assert [rig.board.boot().status for _ in range(3)] == ["reset", "reset", "reset"]
     assert not (rig.board.dir / "SAFE").exists()
     assert rig.board.boot().status == "halted"
+
+
+def test_clock_offsets_survive_forty_power_ons(rig):
+    # No NTP: after each power-on the first wake's reading waits for the clock, which the
+    # receiver's signed answer sets in the same wake. The spool keeps 4 offsets; before
+    # issue 21 it trimmed them in dict order, which MicroPython's dict does not keep: from
+    # the 7th power-on a new epoch's offset could be dropped at once, its reading blocked
+    # the spool until the next power-on and was then dropped "no clock".
+    cuts = [3 * n + 2 for n in range(40)]
+    scenario = {"ntp": "fail", "power_cuts": cuts, "seed": 3}
+    rig.install(scenario, batch_size=1)
+    summary = rig.run(3 * 40 + 2, scenario)
+    assert summary.power_cuts == 40
+    assert summary.drops["drop_clock"] == 0, summary
+    assert summary.still_spooled <= 1
+    assert_exactly_once(rig, summary)
