@@ -2,9 +2,11 @@
 (docs/virtual-board.md, "What the board models"): each test here failed on the firmware
 before issue 21 and names the port's behaviour it depends on."""
 
+import pytest
+
 from host_tools.sim.vboard.board import HARD_RESET
 
-from .conftest import assert_exactly_once
+from .conftest import DEVICE, assert_exactly_once
 
 # Planted on the board's flash beside sensor.mpy (MicroPython imports the .py first): the
 # app's first wake crashes the same way at every boot.
@@ -63,3 +65,20 @@ def test_clock_offsets_survive_forty_power_ons(rig):
     assert summary.drops["drop_clock"] == 0, summary
     assert summary.still_spooled <= 1
     assert_exactly_once(rig, summary)
+
+
+@pytest.mark.parametrize("pin", [24, 35], ids=["no such GPIO", "input-only"])
+def test_a_remote_pin_the_chip_cannot_use_is_refused_and_reported(rig, pin):
+    # Stored straight into the registry (the CLI refuses it too): the board must not rely
+    # on that. Before issue 21 the board took GPIO 24, and its machine.Pin raised "invalid
+    # pin" at every boot after (a crash loop); GPIO 35 timed out every read.
+    rig.install(interval=60, batch_size=1)
+    rig.run(1)
+    version, _ = rig.endpoint.store.set_desired(DEVICE, {"sensor.pin": pin})
+    summary = rig.run(6)
+    assert summary.boots == {"deepsleep": 6}
+    report = rig.board.report()
+    assert report["cfg_refused"] == version and f"GPIO {pin}" in report["cfg_error"]
+    assert report["config"]["sensor"]["pin"] == 4 and report["sensor_errors"] == 0
+    assert not (rig.board.dir / "settings.json").exists()
+    assert len(assert_exactly_once(rig, summary)) >= 6
