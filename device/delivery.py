@@ -99,9 +99,10 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
         requests += 1
         try:
             code, verified, answer, retry_after = transport.post(
-                cfg["endpoint"], cfg["device_id"], cfg["secret"], clock.unix(), body, buf, timeout, ca
+                cfg["endpoint"], cfg["device_id"], cfg["secret"], clock.unix(), body, buf, timeout, ca, deadline_ms, rtc
             )
         except (OSError, ValueError) as e:
+            rtc.pop("dns", None)  # the host's address is looked up again next time
             log.warn("send failed, %d readings kept: %s" % (n, e))
             rtc["last_error"] = "send: %s" % e
             _fail(rtc, clock.unix(), cfg["interval_s"], None)
@@ -109,6 +110,7 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
         act = reaction(code, verified, answer)
         if not verified:
             rtc["unverified"] = rtc.get("unverified", 0) + 1
+            rtc.pop("dns", None)  # perhaps someone else's server now: look the name up again
         else:
             answered = True
         if act == CLOCK:

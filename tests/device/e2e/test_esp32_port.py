@@ -82,3 +82,45 @@ def test_a_remote_pin_the_chip_cannot_use_is_refused_and_reported(rig, pin):
     assert report["config"]["sensor"]["pin"] == 4 and report["sensor_errors"] == 0
     assert not (rig.board.dir / "settings.json").exists()
     assert len(assert_exactly_once(rig, summary)) >= 6
+
+
+def awake(board):
+    """One wake: how it ended and how long the board was awake (board time, s)."""
+    before = board.now()
+    status = board.boot().status
+    assert status == "deepsleep"
+    return board.now() - before - board.last_sleep_s()
+
+
+AWAKE_CAP_S = 8
+
+
+def named(rig):
+    # The receiver by name, as a deployed stack is: the firmware must look it up.
+    return rig.endpoint.url.replace("127.0.0.1", "receiver.test")
+
+
+def test_a_slow_resolver_never_keeps_the_board_awake_past_its_cap(rig):
+    # lwip_getaddrinfo blocks until lwIP gives up (ports/esp32/modsocket.c): here 12 s.
+    scenario = {"hosts": {"receiver.test": "127.0.0.1"}, "dns_ms": 12000}
+    rig.install(scenario, url=named(rig), batch_size=1)
+    times = [awake(rig.board) for _ in range(3)]
+    assert max(times) <= AWAKE_CAP_S + 0.5, times
+    assert rig.board.report()["spool_depth"] == 3  # kept for a better resolver
+
+
+def test_the_receivers_address_is_looked_up_once_not_every_wake(rig):
+    scenario = {"hosts": {"receiver.test": "127.0.0.1"}, "dns_ms": 2500}
+    rig.install(scenario, url=named(rig), batch_size=1)
+    first = awake(rig.board)
+    later = [awake(rig.board) for _ in range(4)]
+    assert first >= 2.5 and max(later) < 2.5, (first, later)
+    assert len(rig.stored()) == 5
+
+
+def test_an_answer_dripping_in_ends_at_the_wake_deadline_not_the_watchdog(rig):
+    # A byte every 2 s: each read is within the 5 s socket timeout, the whole answer is not.
+    scenario = {"answer_drip_ms": 2000}
+    rig.install(scenario, batch_size=1)
+    times = [awake(rig.board) for _ in range(3)]
+    assert max(times) <= AWAKE_CAP_S + 2.5, times  # the deadline, plus the read under way
