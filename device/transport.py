@@ -101,20 +101,20 @@ def _open(url, timeout, ca, deadline, cache):
     return raw, s, host, path
 
 
-def _recv(raw, s, view, deadline):
-    # One read of what has arrived, waiting no later than the deadline: an answer that
-    # drips in a byte at a time ends the wake on time (readline would wait the timeout
-    # for each byte).
+def _recv(raw, s, view, at, deadline):
+    # One byte into view[at], waiting no later than the deadline. A stream's readinto
+    # waits until its whole buffer is full (py/stream.c), each lwIP read up to the socket's
+    # timeout: an answer dripping in a byte at a time would keep the board awake past any
+    # cap. Byte by byte, each wait is bounded by what is left of the wake.
     raw.settimeout(min(TIMEOUT_S * 1000, _left(deadline)) / 1000)
-    n = s.readinto(view)
-    if not n:
+    if not s.readinto(view[at : at + 1]):
         raise OSError("connection closed mid-response")
-    return n
+    return at + 1
 
 
 def _head(raw, s, buf, deadline):
     # Status line and headers into buf: (status, length, signature, retry_after, start of
-    # the body in buf, bytes in buf), or None when they do not fit in buf.
+    # the body in buf), or None when they do not fit in buf.
     view = memoryview(buf)
     have = line = 0
     status = None
@@ -123,32 +123,28 @@ def _head(raw, s, buf, deadline):
     while True:
         if have == len(buf):
             return None  # not our receiver's answer: its headers are short
-        have += _recv(raw, s, view[have:], deadline)
-        while True:
-            end = line
-            while end < have and buf[end] != 10:
-                end += 1
-            if end == have:
-                break
-            text = bytes(view[line:end]).strip()
-            line = end + 1
-            if status is None:
-                parts = text.split(None, 2)
-                if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-                    raise OSError("not an HTTP response")
-                status = int(parts[1])
-            elif not text:
-                return status, length, sig, retry_after, line, have
-            else:
-                name, _, value = text.partition(b":")
-                name = name.strip().lower()
-                value = value.strip()
-                if name == b"content-length" and value.isdigit():
-                    length = int(value)
-                elif name == b"x-signature":
-                    sig = value
-                elif name == b"retry-after" and value.isdigit():
-                    retry_after = min(int(value), RETRY_AFTER_MAX)  # an HTTP-date is ignored
+        have = _recv(raw, s, view, have, deadline)
+        if buf[have - 1] != 10:
+            continue
+        text = bytes(view[line:have]).strip()
+        line = have
+        if status is None:
+            parts = text.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+                raise OSError("not an HTTP response")
+            status = int(parts[1])
+        elif not text:
+            return status, length, sig, retry_after, have
+        else:
+            name, _, value = text.partition(b":")
+            name = name.strip().lower()
+            value = value.strip()
+            if name == b"content-length" and value.isdigit():
+                length = int(value)
+            elif name == b"x-signature":
+                sig = value
+            elif name == b"retry-after" and value.isdigit():
+                retry_after = min(int(value), RETRY_AFTER_MAX)  # an HTTP-date is ignored
 
 
 def post(url, device_id, secret, timestamp, body, buf, timeout=TIMEOUT_S, ca=None, deadline=None, cache=None):
@@ -177,13 +173,14 @@ def post(url, device_id, secret, timestamp, body, buf, timeout=TIMEOUT_S, ca=Non
         head = _head(raw, s, buf, deadline)
         if head is None:
             return 0, False, {}, None
-        status, length, answer_sig, retry_after, start, have = head
+        status, length, answer_sig, retry_after, start = head
         if length < 0 or start + length > len(buf):
             # Not our receiver's answer (it always sends a length, and a short body).
             return status, False, {}, retry_after
         view = memoryview(buf)
+        have = start
         while have < start + length:
-            have += _recv(raw, s, view[have : start + length], deadline)
+            have = _recv(raw, s, view, have, deadline)
         answer = view[start : start + length]
         if not signing.verify_answer(secret, sig, status, answer, answer_sig):
             return status, False, {}, retry_after

@@ -2,9 +2,15 @@
 (docs/virtual-board.md, "What the board models"): each test here failed on the firmware
 before issue 21 and names the port's behaviour it depends on."""
 
+import socket
+import ssl
+import subprocess
+import threading
+from pathlib import Path
+
 import pytest
 
-from host_tools.sim.vboard.board import HARD_RESET
+from host_tools.sim.vboard.board import HARD_RESET, parse_heap
 
 from .conftest import DEVICE, assert_exactly_once
 
@@ -124,3 +130,83 @@ def test_an_answer_dripping_in_ends_at_the_wake_deadline_not_the_watchdog(rig):
     rig.install(scenario, batch_size=1)
     times = [awake(rig.board) for _ in range(3)]
     assert max(times) <= AWAKE_CAP_S + 2.5, times  # the deadline, plus the read under way
+
+
+class TlsFront:
+    """TLS in front of the local endpoint (plain HTTP), as API Gateway is in front of the
+    Lambda: each connection's bytes relayed both ways."""
+
+    def __init__(self, target: int, cert: Path, key: Path) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.target = target
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn: socket.socket) -> None:
+        try:
+            tls = self.context.wrap_socket(conn, server_side=True)
+        except (OSError, ssl.SSLError):
+            conn.close()  # the board refused our certificate
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.target))
+
+        def pump(src, dst):
+            try:
+                while data := src.recv(4096):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+        threading.Thread(target=pump, args=(upstream, tls), daemon=True).start()
+        pump(tls, upstream)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def certificate(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
+    key, cert, der = (tmp_path / f"{name}.{ext}" for ext in ("key", "pem", "der"))
+    subj = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    new = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", *subj]
+    subprocess.run([*new, "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-in", str(cert), "-outform", "DER", "-out", str(der)], check=True)
+    return key, cert, der
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["its CA", "another CA"])
+def test_tls_with_a_ca_delivers_after_a_power_loss_and_only_to_that_server(rig, tmp_path, trusted):
+    # After a power-on the RTC reads 2000-01-01 and the ESP32's mbedTLS checks certificate
+    # dates; NTP never answers, so the clock can only come from the receiver's signed answer.
+    key, cert, der = certificate(tmp_path, "server")
+    trusted_der = der if trusted else certificate(tmp_path, "other")[2]
+    front = TlsFront(int(rig.endpoint.url.rsplit(":", 1)[1]), cert, key)
+    # mbedTLS allocates from the ESP-IDF heap on the chip, from MicroPython's on the Unix port.
+    rig.board.budget = parse_heap("160k")
+    try:
+        scenario = {"ntp": "fail"}
+        rig.install(scenario, url=f"https://127.0.0.1:{front.port}", batch_size=1, tls_ca="ca.der")
+        (rig.board.dir / "ca.der").write_bytes(trusted_der.read_bytes())
+        summary = rig.run(4, scenario)
+    finally:
+        front.close()
+    if trusted:
+        assert summary.still_spooled == 0 and len(assert_exactly_once(rig, summary)) == 4
+    else:
+        # The clock was set from the signed answer; no reading went to a server that could
+        # not prove the configured CA.
+        assert rig.stored() == [] and summary.still_spooled == 4

@@ -236,10 +236,11 @@ def start(mode):
     import network
     import dht
     import ntptime
+    import ssl
 
     putenv = os.putenv
     _lock_down(".")
-    del time, socket, network, dht, ntptime
+    del time, socket, network, dht, ntptime, ssl
     _board.boot_real_us = _board.real_us()
     if mode == "code":
         return
