@@ -3,6 +3,9 @@ re-provisioning, and a kept identity continues after the highest seq the registr
 
 import importlib.util
 import json
+import ssl
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -70,6 +73,30 @@ def test_a_pin_the_chip_cannot_use_says_why(capsys):
     assert "GPIO 24 does not exist on an ESP32" in err and "use one of 0, 2, 4" in err
     assert main(["provision", "--port", "/dev/no-such-port", "--pin", "35"]) == 2
     assert "GPIO 35 is input-only" in capsys.readouterr().err
+
+
+def test_aws_endpoints_get_their_root_ca_checked_by_default(tmp_path):
+    from host_tools.serial import provision
+
+    url = "https://abc123.execute-api.eu-west-1.amazonaws.com/data"
+    der = provision.tls_ca(url, aws=True, given=None)
+    assert der is not None and der[:1] == b"\x30" and b"Amazon Root CA 1" in der
+    # It loads as the board loads it (tls_ca: DER for ssl's load_verify_locations).
+    (tmp_path / "ca.der").write_bytes(der)
+    code = "import tls\nc = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)\nc.load_verify_locations(open('ca.der', 'rb').read())\nprint('ok')"
+    done = subprocess.run([sys.executable, "-m", "micropython_unix", "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr
+    assert provision.tls_ca(url, aws=True, given="none") is None
+    assert provision.tls_ca(url, aws=False, given=None) is None  # the board keeps what it has
+    assert provision.tls_ca("http://10.0.0.2:8080/data", aws=True, given=None) is None
+    pem = tmp_path / "own.pem"
+    pem.write_text(ssl.DER_cert_to_PEM_cert(der))
+    assert provision.tls_ca("https://h/data", aws=False, given=str(pem)) == der
+    (tmp_path / "junk.pem").write_text("hello")
+    with pytest.raises(device_settings.UsageError, match="not a PEM or DER certificate"):
+        provision.tls_ca("https://h/data", aws=False, given=str(tmp_path / "junk.pem"))
+    with pytest.raises(device_settings.UsageError, match="goes with an https"):
+        provision.tls_ca("http://h/data", aws=False, given=str(pem))
 
 
 def test_bad_setting_is_named_before_any_board_is_opened(capsys):
