@@ -150,8 +150,10 @@ def deepsleep(ms=0):
 
 
 def lightsleep(ms=0):
+    # ESP-IDF powers the radio down in light sleep and keeps no Wi-Fi association through
+    # it ("Sleep Modes": connections are not maintained in Deep-sleep or Light-sleep).
     _check_wdt(ms)
-    _board.advance(ms)
+    _board.advance(ms, radio_off_ms=_board.now_ms() + ms, wifi="down")
 
 
 def reset():
