@@ -37,4 +37,5 @@ def report():
     out["next_seq"] = sp.next_seq
     out["dropped"] = sp.dropped
     out.update(sp.drops)
+    out["clock_forgotten"] = sp.forgotten
     print(json.dumps(out))

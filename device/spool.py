@@ -46,6 +46,11 @@ class Spool:
         self.drops = {self.FULL: 0, self.CLOCK: 0, self.POISON: 0}
         self.offsets = {}
         self.epoch = 0
+        # Clock epochs whose power-on ended before any clock (the designed "no clock" case),
+        # and readings dropped "no clock" for any other reason (an offset forgotten after
+        # 4 newer epochs): the bench's report tells the two apart.
+        self.clockless = []
+        self.forgotten = 0
         self._load()
 
     # -- persistence --------------------------------------------------------
@@ -64,6 +69,8 @@ class Spool:
                 self.drops[k] = s.get(k, 0)
             self.epoch = s.get("epoch", 0)
             self.offsets = s.get("offsets", {})
+            self.clockless = s.get("clockless", [])
+            self.forgotten = s.get("forgotten", 0)
         except (OSError, ValueError, KeyError):
             pass  # first boot, or a state file lost before its first write
         self.end = self._valid_end()
@@ -83,6 +90,8 @@ class Spool:
             "dropped": self.dropped,
             "epoch": self.epoch,
             "offsets": self.offsets,
+            "clockless": self.clockless,
+            "forgotten": self.forgotten,
         }
         s.update(self.drops)
         tmp = self.prefix + ".tmp"
@@ -202,6 +211,9 @@ class Spool:
                     if k:
                         break
                     skip += 1
+                    rec = raw[off : off + REC]
+                    if self._ok(rec) and rec[12] not in self.clockless:
+                        self.forgotten += 1
                     continue
                 out[k] = item
                 k += 1
@@ -257,6 +269,8 @@ class Spool:
 
     def new_clock_epoch(self):
         """The device clock restarted (power loss): readings now carry a new epoch."""
+        if str(self.epoch & 0xFF) not in self.offsets:
+            self.clockless = (self.clockless + [self.epoch & 0xFF])[-8:]
         self.epoch = (self.epoch + 1) & 0xFF
         self.offsets.pop(str(self.epoch), None)
         self._save()
