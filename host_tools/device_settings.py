@@ -70,7 +70,7 @@ def dht_pin(option: str, text: str) -> int:
 
 SETTINGS = (
     Setting("--sensor", "sensor.type", one_of("DHT22", "DHT11"), "sensor type (default DHT22)"),
-    Setting("--pin", "sensor.pin", dht_pin, "GPIO of the sensor's data line (default 4; an ESP32 GPIO that can drive it)"),
+    Setting("--pin", "sensor.pin", dht_pin, "GPIO of the sensor's data line (default 4; one an ESP32 can drive)"),
     Setting("--interval", "interval_s", whole(2, 86400, " seconds"), "seconds between readings (default 60)"),
     Setting("--batch-size", "batch_size", whole(1, 100), "readings per POST (default 20)"),
     Setting(
