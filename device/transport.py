@@ -101,29 +101,35 @@ def _open(url, timeout, ca, deadline, cache):
     return raw, s, host, path
 
 
-def _recv(raw, s, view, at, deadline):
-    # One byte into view[at], waiting no later than the deadline. A stream's readinto
-    # waits until its whole buffer is full (py/stream.c), each lwIP read up to the socket's
-    # timeout: an answer dripping in a byte at a time would keep the board awake past any
-    # cap. Byte by byte, each wait is bounded by what is left of the wake.
-    raw.settimeout(min(TIMEOUT_S * 1000, _left(deadline)) / 1000)
-    if not s.readinto(view[at : at + 1]):
+def _recv(raw, s, one, deadline):
+    # One byte into one (a bytearray(1)), waiting no later than the deadline (to the next
+    # second). A stream's readinto waits until its whole buffer is full (py/stream.c),
+    # each lwIP read up to the socket's timeout: an answer dripping in a byte at a time
+    # would keep the board awake past any cap. Whole seconds, and one buffer: no float
+    # and no view is allocated per byte.
+    left = _left(deadline) // 1000 + 1
+    if left < TIMEOUT_S:
+        raw.settimeout(left)
+    if not s.readinto(one):
         raise OSError("connection closed mid-response")
-    return at + 1
+    return one[0]
 
 
 def _head(raw, s, buf, deadline):
     # Status line and headers into buf: (status, length, signature, retry_after, start of
     # the body in buf), or None when they do not fit in buf.
     view = memoryview(buf)
+    one = bytearray(1)
     have = line = 0
     status = None
     length = -1
     sig = retry_after = None
+    raw.settimeout(TIMEOUT_S)
     while True:
         if have == len(buf):
             return None  # not our receiver's answer: its headers are short
-        have = _recv(raw, s, view, have, deadline)
+        buf[have] = _recv(raw, s, one, deadline)
+        have += 1
         if buf[have - 1] != 10:
             continue
         text = bytes(view[line:have]).strip()
@@ -134,7 +140,7 @@ def _head(raw, s, buf, deadline):
                 raise OSError("not an HTTP response")
             status = int(parts[1])
         elif not text:
-            return status, length, sig, retry_after, have
+            return status, length, sig, retry_after, have, one
         else:
             name, _, value = text.partition(b":")
             name = name.strip().lower()
@@ -173,14 +179,13 @@ def post(url, device_id, secret, timestamp, body, buf, timeout=TIMEOUT_S, ca=Non
         head = _head(raw, s, buf, deadline)
         if head is None:
             return 0, False, {}, None
-        status, length, answer_sig, retry_after, start = head
+        status, length, answer_sig, retry_after, start, one = head
         if length < 0 or start + length > len(buf):
             # Not our receiver's answer (it always sends a length, and a short body).
             return status, False, {}, retry_after
         view = memoryview(buf)
-        have = start
-        while have < start + length:
-            have = _recv(raw, s, view, have, deadline)
+        for at in range(start, start + length):
+            buf[at] = _recv(raw, s, one, deadline)
         answer = view[start : start + length]
         if not signing.verify_answer(secret, sig, status, answer, answer_sig):
             return status, False, {}, retry_after

@@ -251,6 +251,8 @@ class VirtualBoard:
         (self.state_dir / "scenario.json").write_text(json.dumps(scenario or {}))
         start_ms = int((start if start is not None else time.time()) * 1000)
         state: dict[str, Any] = {"start_ms": start_ms, "unique_id": config.get("device_id", "vboard")[:12]}
+        # Whether the chip loads its ssl module (hw/_chip.py): only for an https endpoint.
+        state["tls"] = str(config.get("endpoint", "")).startswith("https://")
         if compressed:
             state.update(compressed=True, skew_ms=0)
         else:
@@ -459,4 +461,5 @@ class VirtualBoard:
             "unique_id": self.dir.name[:12],
         }
         state["compressed"] = True
+        state["tls"] = True  # whatever endpoint a tool provisions later
         self._power_on(state)

@@ -103,7 +103,11 @@ class _UDP:
 
 
 def _count(key, n):
-    net = _board.state.setdefault("net", {})
+    # Called for every read: it must not allocate (setdefault's {} would, each time), as
+    # the chip's C socket layer does not touch the firmware's heap.
+    net = _board.state.get("net")
+    if net is None:
+        net = _board.state["net"] = {}
     net[key] = net.get(key, 0) + n
 
 
