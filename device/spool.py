@@ -90,9 +90,12 @@ class Spool:
             "dropped": self.dropped,
             "epoch": self.epoch,
             "offsets": self.offsets,
-            "clockless": self.clockless,
-            "forgotten": self.forgotten,
         }
+        # Only once there is something to say: the state is rewritten at every ack.
+        if self.clockless:
+            s["clockless"] = self.clockless
+        if self.forgotten:
+            s["forgotten"] = self.forgotten
         s.update(self.drops)
         tmp = self.prefix + ".tmp"
         with open(tmp, "w") as f:
