@@ -122,7 +122,9 @@ class Node:
         if not clock.valid() and self._online(deadline):
             # After power loss: set the clock while the DHT settles, so this reading is
             # stored with a real date rather than waiting for one (and lost to a second cut).
-            clock.ntp(self.spool)
+            clock.ntp(
+                self.spool, time.ticks_add(time.ticks_ms(), min(3000, time.ticks_diff(deadline, time.ticks_ms())))
+            )
         reading = self.sensor.read()
         if self.sensor.errors:
             # Failed tries, retried or not (a checksum error every few hundred reads is

@@ -8,6 +8,18 @@ import struct
 import time
 
 
+def address(host, deadline):
+    """host's IPv4 address, asked of the resolver DHCP gave (a number is its own address);
+    on a port without Wi-Fi (the Unix port) host itself, for its getaddrinfo."""
+    if all(c in "0123456789." for c in host):
+        return host
+    try:
+        import network
+    except ImportError:
+        return host
+    return resolve(host, network.WLAN(network.STA_IF).ifconfig()[3], deadline)
+
+
 def resolve(host, server, deadline):
     """host's IPv4 address as a string, asked of the DNS server (an IPv4 string) until the
     deadline (ticks_ms); OSError if none answers by then or the name has no address."""

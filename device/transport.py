@@ -61,16 +61,12 @@ def _address(host, deadline, cache):
         return host
     if cache is not None and cache.get("dns", ("",))[0] == host:
         return cache["dns"][1]
-    try:
-        import network
-    except ImportError:  # a port without Wi-Fi (the Unix port): getaddrinfo looks it up
-        return host
     import dns
     import sys
 
-    ip = dns.resolve(host, network.WLAN(network.STA_IF).ifconfig()[3], deadline)
+    ip = dns.address(host, deadline)
     del sys.modules["dns"]
-    if cache is not None:
+    if cache is not None and ip != host:
         cache["dns"] = [host, ip]
     return ip
 

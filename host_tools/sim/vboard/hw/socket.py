@@ -13,6 +13,7 @@ from usocket import AF_INET, SOCK_STREAM, SOCK_DGRAM, SOL_SOCKET, SO_REUSEADDR  
 RESOLVER = ("192.168.4.1", 53)
 ETIMEDOUT = 110
 EAI_FAIL = -202  # what lwip_getaddrinfo's failure becomes (modsocket.c: negative)
+HOSTS = {"localhost": "127.0.0.1", "pool.ntp.org": "192.0.2.123"}  # the resolver's default answers
 
 
 def _numeric(host):
@@ -21,7 +22,7 @@ def _numeric(host):
 
 def _lookup(host):
     # The resolver's answer for host, or None: after dns_ms of board time.
-    hosts = _board.scenario.get("hosts", {"localhost": "127.0.0.1"})
+    hosts = _board.scenario.get("hosts", HOSTS)
     if _board.state.get("wifi") != "up" or _board.in_ranges("dns_fail"):
         return None
     return hosts.get(host)
@@ -75,7 +76,7 @@ class _UDP:
             while data[i]:
                 name.append(bytes(data[i + 1 : i + 1 + data[i]]).decode())
                 i += data[i] + 1
-            hosts = _board.scenario.get("hosts", {"localhost": "127.0.0.1"})
+            hosts = _board.scenario.get("hosts", HOSTS)
             # No answer while the resolver is out; a name it does not know: NXDOMAIN. The
             # answer arrives dns_ms after the first query (a repeated one is the same query).
             if not _board.in_ranges("dns_fail") and self._pending is None:
