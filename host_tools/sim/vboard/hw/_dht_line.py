@@ -38,17 +38,25 @@ def frame(kind, t, h):
 
 
 def _kind():
-    # The sensor wired to the board: the scenario's "sensor_kind", else the one config.json names.
+    # The sensor wired to the board: the scenario's "sensor_kind", else the one the board
+    # is set up for (remote settings first, then config.json: whoever changed the type
+    # changed the sensor too).
     kind = _board.scenario.get("sensor_kind")
-    if kind is None:
-        try:
-            import json
+    if kind is not None:
+        return kind
+    import json
 
-            with open("config.json") as f:
-                kind = json.loads(f.read())["sensor"]["type"]
-        except (OSError, ValueError, KeyError, TypeError):
-            kind = "DHT22"
-    return kind
+    for name, key in (("settings.json", "sensor.type"), ("config.json", "sensor")):
+        try:
+            with open(name) as f:
+                value = json.loads(f.read()).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, dict):
+            value = value.get("type")
+        if value:
+            return value
+    return "DHT22"
 
 
 def readinto(buf, line_ok=True):
