@@ -11,7 +11,9 @@ import log
 
 FW = "0.1.0"
 AWAKE_CAP_MS = 8000  # hard cap on a cycle's awake time, Wi-Fi and server down included
-WIFI_BUDGET_MS = 4000
+# A full scan of the 13 channels and DHCP after a power loss (no access point in RTC
+# memory) take 3-5 s on a real network; the known access point's fast path gets half.
+WIFI_BUDGET_MS = 6000
 WDT_MS = 30000  # longer than the awake cap; a hung cycle resets the board
 SAFE = "SAFE"
 CRASH_LIMIT = 3
@@ -71,9 +73,9 @@ class Node:
         elif rtc.get("ota") == "trial":
             rtc["ota"] = None  # rolled back at this boot: the next offer's step notes why
         if self.fresh:
-            # The RTC keeps counting through soft and watchdog resets; any other start may
-            # be a power loss, after which the raw clock restarted and needs a new offset.
-            if not clock.valid() and cause not in (machine.SOFT_RESET, machine.WDT_RESET):
+            # The RTC keeps counting through soft, software and watchdog resets and panics;
+            # any other start may be a power loss, after which the raw clock restarted and needs a new offset.
+            if not clock.valid() and cause not in (machine.SOFT_RESET, machine.HARD_RESET, machine.WDT_RESET):
                 self.spool.new_clock_epoch()
             rtc.pop("tx_next", None)  # a fresh start tries to send at once
             log.info("boot %d (reset cause %d), %d readings spooled" % (rtc["boot"], cause, self.spool.depth()))
@@ -120,8 +122,15 @@ class Node:
         if not clock.valid() and self._online(deadline):
             # After power loss: set the clock while the DHT settles, so this reading is
             # stored with a real date rather than waiting for one (and lost to a second cut).
-            clock.ntp(self.spool)
+            clock.ntp(
+                self.spool, time.ticks_add(time.ticks_ms(), min(3000, time.ticks_diff(deadline, time.ticks_ms())))
+            )
         reading = self.sensor.read()
+        if self.sensor.errors:
+            # Failed tries, retried or not (a checksum error every few hundred reads is
+            # normal for a DHT22 on a long cable; many say the wiring needs a look).
+            rtc["sensor_retries"] = rtc.get("sensor_retries", 0) + self.sensor.errors
+            self.sensor.errors = 0
         if reading:
             synced = clock.valid()
             self.spool.append(clock.unix(), reading[0], reading[1], synced)
@@ -183,10 +192,15 @@ def main():
         return
     rtc = rtc_load()
     cause = machine.reset_cause()
-    if cause in (machine.PWRON_RESET, machine.HARD_RESET):
-        rtc.pop("crashes", None)  # a person power-cycled it: give the app another try
-    elif cause == machine.WDT_RESET:
-        rtc["crashes"] = rtc.get("crashes", 0) + 1  # a hung cycle is a crash too
+    # The ESP32 port's causes (ports/esp32/modmachine.c, mp_machine_reset_cause): power-on,
+    # a brownout and the EN (reset) button are PWRON_RESET; machine.reset() and a panic are
+    # HARD_RESET; a watchdog WDT_RESET. Only a person gets the app another try: a crash
+    # and a hang count, a reset the firmware planned ("planned") does not.
+    if cause == machine.PWRON_RESET:
+        rtc.pop("crashes", None)
+    elif cause == machine.WDT_RESET or (cause == machine.HARD_RESET and not rtc.get("planned")):
+        rtc["crashes"] = rtc.get("crashes", 0) + 1
+    rtc.pop("planned", None)
     if rtc.get("crashes", 0) >= CRASH_LIMIT:
         with open(SAFE, "w") as f:
             f.write("crashed %d boots in a row\n" % rtc["crashes"])
@@ -213,7 +227,10 @@ def main():
             rtc_save(rtc)  # so report() and a crash see this cycle's counters
             if cfg["mode"] == "always_on":
                 if rtc.get("cfg_new"):
-                    machine.reset()  # new remote settings: an always-on board has no next wake
+                    # New remote settings: an always-on board has no next wake.
+                    rtc["planned"] = 1
+                    rtc_save(rtc)
+                    machine.reset()
 
                 # In slices the watchdog outlasts: a long interval must not reset the board.
                 while sleep_ms > 0:
@@ -223,9 +240,9 @@ def main():
                 continue
             machine.deepsleep(sleep_ms)
     except Exception as e:  # noqa: BLE001 - any crash must end in a counted reset, not a hang
-        rtc["crashes"] = rtc.get("crashes", 0) + 1
+        # Counted by the next boot, as a panic's HARD_RESET is.
         rtc["last_error"] = "crash: %r" % e
         rtc_save(rtc)
-        log.error("crash %d: %r" % (rtc["crashes"], e))
+        log.error("crash %d: %r" % (rtc.get("crashes", 0) + 1, e))
         time.sleep_ms(1000)
         machine.reset()

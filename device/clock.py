@@ -25,9 +25,21 @@ def set_unix(ts, spool):
     machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
 
 
-def ntp(spool, tries=2):
+def ntp(spool, deadline=None, tries=2):
+    """Set the clock by NTP. deadline (ticks_ms): the NTP server's name is looked up by
+    dns.py no later than then (ntptime's own getaddrinfo is lwIP's, without a timeout)."""
     import ntptime
 
+    if deadline is not None:
+        import dns
+        import sys
+
+        try:
+            ntptime.host = dns.address(ntptime.host, deadline)
+        except OSError:
+            return False
+        finally:
+            del sys.modules["dns"]
     for _ in range(tries):
         before = unix()
         was_valid = valid()

@@ -28,6 +28,31 @@ ID_MAX = 64
 BATCH_MAX = 100  # readings in one POST
 
 
+# The GPIOs of a classic ESP32 that can carry a DHT's data line, which the driver both
+# drives and reads (drivers/dht/dht.c: open drain). PIN_WHY says why each other one cannot;
+# host_tools/device_settings.py checks the same (tests/cli/test_provision_settings.py).
+DHT_PINS = (0, 2, 4, 5, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23, 25, 26, 27, 32, 33)
+PIN_WHY = (
+    ((1, 3), "is the USB serial port (the REPL and every dhtlink tool)"),
+    ((6, 7, 8, 9, 10, 11), "is wired to the module's flash"),
+    ((12,), "is a strapping pin: the sensor's pull-up at power-on selects 1.8 V flash and the board does not start"),
+    ((34, 35, 36, 37, 38, 39), "is input-only: a DHT needs a pin that can also pull its data line low"),
+)
+
+
+def pin_error(pin):
+    """Why a classic ESP32 cannot read a DHT on GPIO pin, or None if it can."""
+    if not isinstance(pin, int) or isinstance(pin, bool):
+        return "must be a GPIO number, got %r" % (pin,)
+    if pin in DHT_PINS:
+        return None
+    why = "does not exist on an ESP32"
+    for pins, text in PIN_WHY:
+        if pin in pins:
+            why = text
+    return "GPIO %d %s; use one of %s" % (pin, why, ", ".join(str(p) for p in DHT_PINS))
+
+
 class ConfigError(Exception):
     pass
 
@@ -71,9 +96,9 @@ def validate(cfg):
     sensor = cfg["sensor"]
     if not isinstance(sensor, dict) or sensor.get("type") not in SENSORS:
         raise ConfigError("sensor.type: must be DHT22 or DHT11")
-    pin = sensor.get("pin")
-    if not isinstance(pin, int) or not 0 <= pin <= 48:
-        raise ConfigError("sensor.pin: must be a GPIO number from 0 to 48")
+    why = pin_error(sensor.get("pin"))
+    if why:
+        raise ConfigError("sensor.pin: " + why)
     _int(cfg, "interval_s", 2, 86400)
     _int(cfg, "batch_size", 1, BATCH_MAX)
     _int(cfg, "max_batch_delay_s", 0, 7 * 86400)

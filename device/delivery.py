@@ -99,8 +99,14 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
         with open(cfg["tls_ca"], "rb") as f:
             ca = f.read()
     while spool.depth() and time.ticks_diff(deadline_ms, time.ticks_ms()) > 1000:
-        items = spool.peek(cfg["batch_size"])
-        if not items:
+        # After a power loss, until NTP or the receiver sets the clock, the RTC reads 2000
+        # and mbedTLS (which checks certificate dates on the ESP32) refuses every server:
+        # with tls_ca the first request is then a clock probe, no readings in it, over TLS
+        # that does not check the certificate; only its answer's signed server_time is
+        # used (docs/firmware.md, "TLS after a power loss").
+        probe = ca and not clock.valid() and stale_retry
+        items = () if probe else spool.peek(cfg["batch_size"])
+        if not items and not probe:
             if clock.valid() or not stale_retry:
                 break
             # Readings wait for the clock and NTP failed: a signed request with no readings
@@ -117,9 +123,19 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
         requests += 1
         try:
             code, verified, answer, retry_after = transport.post(
-                cfg["endpoint"], cfg["device_id"], cfg["secret"], clock.unix(), body, buf, timeout, ca
+                cfg["endpoint"],
+                cfg["device_id"],
+                cfg["secret"],
+                clock.unix(),
+                body,
+                buf,
+                timeout,
+                None if probe else ca,
+                deadline_ms,
+                rtc,
             )
         except (OSError, ValueError) as e:
+            rtc.pop("dns", None)  # the host's address is looked up again next time
             log.warn("send failed, %d readings kept: %s" % (n, e))
             rtc["last_error"] = "send: %s" % e
             _fail(rtc, clock.unix(), cfg["interval_s"], None)
@@ -127,6 +143,7 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
         act = reaction(code, verified, answer)
         if not verified:
             rtc["unverified"] = rtc.get("unverified", 0) + 1
+            rtc.pop("dns", None)  # perhaps someone else's server now: look the name up again
         else:
             answered = True
         if act == CLOCK:

@@ -11,6 +11,7 @@ def report():
     out = {"fw": app.FW, "safe_mode": app._exists(app.SAFE)}
     rtc = app.rtc_load()
     out["sensor_errors"] = rtc.get("sensor_errors", 0)
+    out["sensor_retries"] = rtc.get("sensor_retries", 0)
     out["last_error"] = rtc.get("last_error")
     out["heap_hw"] = rtc.get("heap_hw", 0)
     out["requests"] = rtc.get("requests", 0)
@@ -44,4 +45,5 @@ def report():
         pass
     out["dropped"] = sp.dropped
     out.update(sp.drops)
+    out["clock_forgotten"] = sp.forgotten
     print(json.dumps(out))

@@ -68,9 +68,11 @@ class Sensor:
                 self.dev.measure()
                 t10 = int(round(self.dev.temperature() * 10))
                 h10 = int(round(self.dev.humidity() * 10))
-            except (OSError, ValueError, TypeError) as e:
+            except Exception as e:  # noqa: BLE001 - dht.py raises a plain Exception("checksum error")
+                # The ESP32's dht is micropython-lib's dht.py over the C dht_readinto: a
+                # timeout is OSError(ETIMEDOUT), a bad frame Exception("checksum error").
                 self.errors += 1
-                self.last_error = "read failed: %s" % e
+                self.last_error = "read failed: %s" % (e.args[0] if e.args else type(e).__name__)
                 continue
             if t10 == 0 and h10 == 0:
                 self.last_error = "all-zero frame"  # a known-bad frame of a sensor losing power

@@ -46,6 +46,11 @@ class Spool:
         self.drops = {self.FULL: 0, self.CLOCK: 0, self.POISON: 0}
         self.offsets = {}
         self.epoch = 0
+        # Clock epochs whose power-on ended before any clock (the designed "no clock" case),
+        # and readings dropped "no clock" for any other reason (an offset forgotten after
+        # 4 newer epochs): the bench's report tells the two apart.
+        self.clockless = []
+        self.forgotten = 0
         self._load()
 
     # -- persistence --------------------------------------------------------
@@ -64,6 +69,8 @@ class Spool:
                 self.drops[k] = s.get(k, 0)
             self.epoch = s.get("epoch", 0)
             self.offsets = s.get("offsets", {})
+            self.clockless = s.get("clockless", [])
+            self.forgotten = s.get("forgotten", 0)
         except (OSError, ValueError, KeyError):
             pass  # first boot, or a state file lost before its first write
         self.end = self._valid_end()
@@ -84,6 +91,11 @@ class Spool:
             "epoch": self.epoch,
             "offsets": self.offsets,
         }
+        # Only once there is something to say: the state is rewritten at every ack.
+        if self.clockless:
+            s["clockless"] = self.clockless
+        if self.forgotten:
+            s["forgotten"] = self.forgotten
         s.update(self.drops)
         tmp = self.prefix + ".tmp"
         with open(tmp, "w") as f:
@@ -202,6 +214,9 @@ class Spool:
                     if k:
                         break
                     skip += 1
+                    rec = raw[off : off + REC]
+                    if self._ok(rec) and rec[12] not in self.clockless:
+                        self.forgotten += 1
                     continue
                 out[k] = item
                 k += 1
@@ -257,6 +272,8 @@ class Spool:
 
     def new_clock_epoch(self):
         """The device clock restarted (power loss): readings now carry a new epoch."""
+        if str(self.epoch & 0xFF) not in self.offsets:
+            self.clockless = (self.clockless + [self.epoch & 0xFF])[-8:]
         self.epoch = (self.epoch + 1) & 0xFF
         self.offsets.pop(str(self.epoch), None)
         self._save()
@@ -270,6 +287,9 @@ class Spool:
             return
         self.offsets[key] = offset
         if len(self.offsets) > 4:
-            for k in list(self.offsets)[:-4]:
+            # Keep the 4 newest epochs: by how far each is behind this one (epochs count
+            # mod 256), never by the dict's order, which in MicroPython is the hash order
+            # of a dict rebuilt from JSON at every boot.
+            for k in sorted(self.offsets, key=lambda k: (self.epoch - int(k)) & 0xFF)[4:]:
                 self.offsets.pop(k)
         self._save()

@@ -5,6 +5,7 @@
 # act on it: a truncated answer is an error, an unsigned one is never taken for an ack.
 import json
 import socket
+import time
 import signing
 
 TIMEOUT_S = 5
@@ -45,32 +46,123 @@ def _tls(s, host, ca):
     return ctx.wrap_socket(s, server_hostname=host)
 
 
-def connect(url, timeout, ca):
-    """A socket connected to url's host (TLS for https), and the host and path to ask for."""
+def _left(deadline):
+    left = time.ticks_diff(deadline, time.ticks_ms())
+    if left <= 0:
+        raise OSError("wake deadline passed")
+    return left
+
+
+def _address(host, deadline, cache):
+    # The ESP32's getaddrinfo is lwIP's (ports/esp32/modsocket.c), which blocks until lwIP
+    # gives up and takes no timeout: a name is looked up by dns.py under the deadline, and
+    # its address kept in RTC memory (cache: the rtc dict) until a send through it fails.
+    if all(c in "0123456789." for c in host):
+        return host
+    if cache is not None and cache.get("dns", ("",))[0] == host:
+        return cache["dns"][1]
+    import dns
+    import sys
+
+    ip = dns.address(host, deadline)
+    del sys.modules["dns"]
+    if cache is not None and ip != host:
+        cache["dns"] = [host, ip]
+    return ip
+
+
+def connect(url, timeout, ca, deadline=None, cache=None):
+    """A socket connected to url's host (TLS for https), and the host and path to ask for.
+    deadline (ticks_ms): no step, the name's lookup included, waits past it."""
+    return _open(url, timeout, ca, deadline, cache)[1:]
+
+
+def _open(url, timeout, ca, deadline, cache):
+    # (the TCP socket, the socket to talk through: TLS over it for https, host, path); the
+    # TCP socket's timeout is the one a TLS socket's reads wait on (SSLSocket has none).
     host, port, path, tls = split_url(url)
-    addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
-    s = socket.socket()
+    if deadline is None:
+        deadline = time.ticks_add(time.ticks_ms(), timeout * 1000)
+    ip = _address(host, deadline, cache)
+    addr = socket.getaddrinfo(ip, port, 0, socket.SOCK_STREAM)[0][-1]  # a number: no lookup
+    raw = s = socket.socket()
     try:
-        s.settimeout(timeout)
+        s.settimeout(min(timeout * 1000, _left(deadline)) / 1000)
         s.connect(addr)
         if tls:
             s = _tls(s, host, ca)
     except Exception:
         s.close()
         raise
-    return s, host, path
+    return raw, s, host, path
 
 
-def post(url, device_id, secret, timestamp, body, buf, timeout=TIMEOUT_S, ca=None):
+def _recv(raw, s, one, deadline):
+    # One byte into one (a bytearray(1)), waiting no later than the deadline (to the next
+    # second). A stream's readinto waits until its whole buffer is full (py/stream.c),
+    # each lwIP read up to the socket's timeout: an answer dripping in a byte at a time
+    # would keep the board awake past any cap. Whole seconds, and one buffer: no float
+    # and no view is allocated per byte.
+    left = _left(deadline) // 1000 + 1
+    if left < TIMEOUT_S:
+        raw.settimeout(left)
+    if not s.readinto(one):
+        raise OSError("connection closed mid-response")
+    return one[0]
+
+
+def _head(raw, s, buf, deadline):
+    # Status line and headers into buf: (status, length, signature, retry_after, start of
+    # the body in buf), or None when they do not fit in buf.
+    view = memoryview(buf)
+    one = bytearray(1)
+    have = line = 0
+    status = None
+    length = -1
+    sig = retry_after = None
+    raw.settimeout(TIMEOUT_S)
+    while True:
+        if have == len(buf):
+            return None  # not our receiver's answer: its headers are short
+        buf[have] = _recv(raw, s, one, deadline)
+        have += 1
+        if buf[have - 1] != 10:
+            continue
+        text = bytes(view[line:have]).strip()
+        line = have
+        if status is None:
+            parts = text.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+                raise OSError("not an HTTP response")
+            status = int(parts[1])
+        elif not text:
+            return status, length, sig, retry_after, have, one
+        else:
+            name, _, value = text.partition(b":")
+            name = name.strip().lower()
+            value = value.strip()
+            if name == b"content-length" and value.isdigit():
+                length = int(value)
+            elif name == b"x-signature":
+                sig = value
+            elif name == b"retry-after" and value.isdigit():
+                retry_after = min(int(value), RETRY_AFTER_MAX)  # an HTTP-date is ignored
+
+
+def post(url, device_id, secret, timestamp, body, buf, timeout=TIMEOUT_S, ca=None, deadline=None, cache=None):
     """One signed POST of body; returns (status, verified, answer, retry_after), or
-    raises OSError on any network failure or truncated answer. verified: the answer's
-    X-Signature signs its status and body as the answer to this very request; answer:
-    its JSON object if verified, else {} (nothing of an unverified answer is read);
+    raises OSError on any network failure, truncated answer or passed deadline. verified:
+    the answer's X-Signature signs its status and body as the answer to this very request;
+    answer: its JSON object if verified, else {} (nothing of an unverified answer is read);
     retry_after: seconds a Retry-After header asked for (capped), or None.
-    buf receives the answer's body (body may be a view into it: it has been sent by
-    then); an answer longer than buf is not read, and unverified.
-    ca: DER bytes of the certificate an https server must chain to (None: not checked)."""
-    s, host, path = connect(url, timeout, ca)
+    buf receives the answer (body may be a view into it: it has been sent by then); an
+    answer longer than buf is not read, and unverified.
+    ca: DER bytes of the certificate an https server must chain to (None: not checked).
+    deadline (ticks_ms): nothing waits past it, the lookup of the host's name included;
+    cache: a dict kept in RTC memory for the host's address."""
+    if deadline is None:
+        deadline = time.ticks_add(time.ticks_ms(), timeout * 1000)
+    raw, s, host, path = _open(url, timeout, ca, deadline, cache)
     try:
         sig = signing.sign(secret, device_id, timestamp, "POST", path, body)
         s.write(
@@ -80,38 +172,21 @@ def post(url, device_id, secret, timestamp, body, buf, timeout=TIMEOUT_S, ca=Non
             % (path.encode(), host.encode(), len(body), device_id.encode(), timestamp, sig.encode())
         )
         s.write(body)
-        status_line = _readline(s).split(None, 2)
-        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") or not status_line[1].isdigit():
-            raise OSError("not an HTTP response")
-        status = int(status_line[1])
-        length = -1
-        answer_sig = retry_after = None
-        while True:
-            line = _readline(s)
-            if line in (b"\r\n", b"\n"):
-                break
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length" and value.strip().isdigit():
-                length = int(value.strip())
-            elif name == b"x-signature":
-                answer_sig = value.strip()
-            elif name == b"retry-after" and value.strip().isdigit():
-                retry_after = min(int(value.strip()), RETRY_AFTER_MAX)  # an HTTP-date is ignored
-        if length < 0 or length > len(buf):
+        head = _head(raw, s, buf, deadline)
+        if head is None:
+            return 0, False, {}, None
+        status, length, answer_sig, retry_after, start, one = head
+        if length < 0 or start + length > len(buf):
             # Not our receiver's answer (it always sends a length, and a short body).
             return status, False, {}, retry_after
         view = memoryview(buf)
-        got = 0
-        while got < length:
-            n = s.readinto(view[got:length])
-            if not n:
-                raise OSError("response truncated")
-            got += n
-        if not signing.verify_answer(secret, sig, status, view[:length], answer_sig):
+        for at in range(start, start + length):
+            buf[at] = _recv(raw, s, one, deadline)
+        answer = view[start : start + length]
+        if not signing.verify_answer(secret, sig, status, answer, answer_sig):
             return status, False, {}, retry_after
         try:
-            answer = json.loads(view[:length])
+            answer = json.loads(answer)
         except ValueError:
             answer = None
         return status, True, answer if isinstance(answer, dict) else {}, retry_after

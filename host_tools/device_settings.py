@@ -44,9 +44,33 @@ def one_of(*choices: str) -> Callable[[str, str], str]:
     return parse
 
 
+# The GPIOs of a classic ESP32 that can carry a DHT's data line, and why each other pin
+# cannot: device/config.py's DHT_PINS and PIN_WHY (tests/cli/test_provision_settings.py
+# keeps them equal). A wrong pin sent by `devices set` would be refused by the board
+# anyway; refused here, the user learns it at once.
+DHT_PINS = (0, 2, 4, 5, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23, 25, 26, 27, 32, 33)
+PIN_WHY = (
+    ((1, 3), "is the USB serial port (the REPL and every dhtlink tool)"),
+    ((6, 7, 8, 9, 10, 11), "is wired to the module's flash"),
+    ((12,), "is a strapping pin: the sensor's pull-up at power-on selects 1.8 V flash and the board does not start"),
+    ((34, 35, 36, 37, 38, 39), "is input-only: a DHT needs a pin that can also pull its data line low"),
+)
+
+
+def dht_pin(option: str, text: str) -> int:
+    try:
+        pin = int(text, 10)
+    except ValueError:
+        raise UsageError(f"{option} must be a GPIO number, got {text!r}") from None
+    if pin in DHT_PINS:
+        return pin
+    why = next((text for pins, text in PIN_WHY if pin in pins), "does not exist on an ESP32")
+    raise UsageError(f"{option} {pin}: GPIO {pin} {why}; use one of {', '.join(map(str, DHT_PINS))}")
+
+
 SETTINGS = (
     Setting("--sensor", "sensor.type", one_of("DHT22", "DHT11"), "sensor type (default DHT22)"),
-    Setting("--pin", "sensor.pin", whole(0, 48), "GPIO of the sensor's data line (default 4)"),
+    Setting("--pin", "sensor.pin", dht_pin, "GPIO of the sensor's data line (default 4; one an ESP32 can drive)"),
     Setting("--interval", "interval_s", whole(2, 86400, " seconds"), "seconds between readings (default 60)"),
     Setting("--batch-size", "batch_size", whole(1, 100), "readings per POST (default 20)"),
     Setting(

@@ -17,12 +17,14 @@ from host_tools.errors import UsageError
 from host_tools.serial.files import MANIFEST
 from host_tools.serial.ports import choose
 from host_tools.serial.provision import (
+    CA_FILE,
     build_config,
     hand_back_to_usb,
     identity,
     ingest_url,
     read_board_config,
     start_seq_after,
+    tls_ca,
     wifi_password,
     write_config,
 )
@@ -53,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="file holding the Wi-Fi password (else $DHTLINK_WIFI_PASSWORD or a prompt); only with --wifi-ssid",
     )
     parser.add_argument("--rotate", action="store_true", help="give the device a new secret")
+    parser.add_argument(
+        "--tls-ca",
+        default=None,
+        metavar="FILE|none",
+        help="CA certificate (PEM or DER) the board checks its https endpoint against; with --aws the default "
+        "is Amazon Root CA 1, which API Gateway's certificates chain to; none: do not check (kept if omitted)",
+    )
     device_settings.add_arguments(parser.add_argument_group("board settings (kept from the board if omitted)"))
     parser.set_defaults(func=run)
 
@@ -93,8 +102,15 @@ def run(args: argparse.Namespace) -> int:
             wifi = [{"ssid": args.wifi_ssid, "password": password}]
         else:
             wifi = _kept("--wifi-ssid", None, old, "wifi")
+        ca = tls_ca(endpoint, args.aws, args.tls_ca)
         secret, what, max_seq = identity(device_id, args.aws, args.stack, args.rotate, endpoint, args.data_dir)
-        write_config(board, build_config(old, device_id, secret, wifi, endpoint, settings))
+        config = build_config(old, device_id, secret, wifi, endpoint, settings)
+        if ca is not None:
+            board.write_file(CA_FILE, ca)  # before config.json names it: the board checks it is there
+            config["tls_ca"] = CA_FILE
+        elif args.tls_ca == "none" or not endpoint.startswith("https://"):
+            config.pop("tls_ca", None)
+        write_config(board, config)
         next_seq = start_seq_after(board, max_seq)
         handed_back = (
             hand_back_to_usb(board, device_id, args.aws, args.stack, settings, args.data_dir) if settings else []
@@ -102,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
         has_app = board.exists(MANIFEST)
     print(f"{device_id}: {what}; config.json written to {port} and verified")
     print(f"  wifi {wifi[0]['ssid']}, endpoint {endpoint}")
+    if config.get("tls_ca"):
+        print(f"  the endpoint's certificate is checked against {config['tls_ca']} on the board")
+    elif endpoint.startswith("https://"):
+        print("  the endpoint's certificate is not checked (--tls-ca FILE, or --aws, sets that up)")
     if settings:
         print("  set " + ", ".join(f"{key}={value}" for key, value in settings.items()))
     if handed_back:

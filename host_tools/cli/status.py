@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if update:
         print(f"update       {update}")
     print(f"spool        {app['spool_depth']} unsent, next seq {app['next_seq']}, dropped {app['dropped']}")
+    print(
+        f"sensor       {app.get('sensor_errors', 0)} readings lost, "
+        f"{app.get('sensor_retries', 0)} failed tries (timeouts, checksum errors)"
+    )
     print(f"last error   {app['last_error'] or '-'}")
     return 0
 

@@ -163,6 +163,55 @@ def identity(
     return existing["secret"], "kept its registered identity", max_seq
 
 
+# The root API Gateway's certificates chain to (Amazon Trust Services; its RSA 2048 M0x
+# intermediates are signed by it): what `provision --aws` has the board check by default.
+AWS_ROOT_CA = "Amazon Root CA 1"
+CA_FILE = "ca.der"  # on the board, named by config.json's tls_ca
+
+
+def bundled_ca(label: str) -> bytes:
+    """A root certificate (DER) from certifi's bundle, by its label."""
+    import ssl
+
+    import certifi
+
+    text = Path(certifi.where()).read_text()
+    marker = f'# Label: "{label}"\n'
+    if marker not in text:
+        raise CommandError(f"certifi {certifi.__version__} has no {label!r} certificate; pass --tls-ca FILE")
+    block = text.split(marker, 1)[1]
+    pem = block[block.index("-----BEGIN CERTIFICATE-----") : block.index("-----END CERTIFICATE-----") + 25]
+    return ssl.PEM_cert_to_DER_cert(pem)
+
+
+def tls_ca(endpoint: str, aws: bool, given: str | None) -> bytes | None:
+    """The CA certificate (DER) the board is to check its https endpoint against: --tls-ca
+    FILE (PEM or DER), none for --tls-ca none or an http endpoint, else for --aws the root
+    API Gateway chains to. None with no --aws and no --tls-ca: the board keeps what it has."""
+    import ssl
+
+    if given == "none" or (given is None and not aws):
+        return None
+    if not endpoint.startswith("https://"):
+        if given is not None:
+            raise UsageError("--tls-ca goes with an https:// endpoint")
+        return None
+    if given is None:
+        return bundled_ca(AWS_ROOT_CA)
+    try:
+        data = Path(given).read_bytes()
+    except OSError as error:
+        raise UsageError(f"--tls-ca: cannot read {given}: {error.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        try:
+            return ssl.PEM_cert_to_DER_cert(data.decode("ascii", "replace"))
+        except ValueError:
+            pass
+    elif data[:1] == b"\x30":
+        return data
+    raise UsageError(f"--tls-ca: {given} is not a PEM or DER certificate")
+
+
 def build_config(
     old: dict[str, Any] | None,
     device_id: str,

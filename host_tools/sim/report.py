@@ -71,6 +71,7 @@ class Report:
     overlapping_writes: dict[str, int] = field(default_factory=dict)
     # With --ota: the release offered and where each board's update ended (sim/fleet.ota_outcome).
     ota: dict[str, Any] = field(default_factory=dict)
+    clock_forgotten: int = 0  # of drops["drop_clock"]: readings whose clock was known once
 
 
 def _sum_drops(results: dict[str, DeviceResult]) -> dict[str, int]:
@@ -104,6 +105,7 @@ def summarize(asked: Asked, results: dict[str, DeviceResult], seen: Seen) -> Rep
         lost=sum(r.lost for r in results.values()),
         dropped=sum(r.dropped for r in results.values()),
         drops=_sum_drops(results),
+        clock_forgotten=sum(r.clock_forgotten for r in results.values()),
         unverified=sum(r.unverified for r in results.values()),
         still_spooled=sum(r.still_spooled for r in results.values()),
         requests_per_reading=round(per_reading, 4),
@@ -145,6 +147,35 @@ def _drop_causes(drops: dict[str, int]) -> str:
     return f"({', '.join(named)})" if named else "(none: no spool overflow, no reading without a clock, no poison)"
 
 
+# What each drop cause means, for a person reading the report.
+DROP_WHY = {
+    "drop_clock": "taken after a power cut while the board could not learn the time (no Wi-Fi, NTP or "
+    "receiver answer yet), then lost to the next power cut before it could: their date can never be "
+    "known, so they are dropped, never stored with a wrong one",
+    "drop_full": "the oldest readings, pushed out of a full spool during a long outage",
+    "drop_poison": "batches the receiver refused for good in a signed answer",
+    "unexplained": "dropped by a board without a cause: a bug, fails the bench",
+}
+
+
+def _drop_lines(report: Report) -> list[str]:
+    lines = []
+    for cause, count in report.drops.items():
+        if not count:
+            continue
+        lines.append(f"    {DROP_NAMES.get(cause, cause):<22} {count}: {DROP_WHY.get(cause, cause)}")
+        if cause == "drop_clock":
+            designed = count - report.clock_forgotten
+            if report.clock_forgotten:
+                lines.append(
+                    f"{'':27}{designed} are that designed case (two power cuts before any clock); "
+                    f"{report.clock_forgotten} had a clock once and lost it (not designed: a bug)"
+                )
+            else:
+                lines.append(f"{'':27}all {count} are that designed case (two power cuts before any clock)")
+    return lines
+
+
 def render(report: Report) -> str:
     cost = report.aws_cost_per_device_month
     lines = [
@@ -160,6 +191,7 @@ def render(report: Report) -> str:
         f"  duplicates stored        {report.duplicates_stored}",
         f"  lost                     {report.lost}",
         f"  dropped, accounted       {report.dropped}   {_drop_causes(report.drops)}",
+        *_drop_lines(report),
         f"  unverified answers       {report.unverified}   (counted by the boards since power-on: kept, retried)",
         f"  requests per reading     {report.requests_per_reading}",
         f"  bytes per reading        {report.bytes_per_reading}   (HTTP request + response, both ways)",

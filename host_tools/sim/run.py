@@ -39,6 +39,9 @@ class Summary:
     # What the board dropped, by cause (status.drop_full, drop_clock, drop_poison), and how
     # many answers it could not verify (impostors, truncated or forged answers: kept, retried).
     drops: dict[str, int] = field(default_factory=dict)
+    # Of drop_clock, readings whose power-on had a clock, which was forgotten later: not
+    # the designed case (device/spool.py; app.report() only, not on the wire).
+    clock_forgotten: int = 0
     unverified: int = 0
     # The board's seq counter: it numbered readings_taken readings below it, and jumped over
     # the rest in renumberings after a 409. None where the counter is not known.
@@ -138,6 +141,7 @@ def summarize(board: VirtualBoard, cycles: int, boots: dict[str, int]) -> Summar
         drops={cause: report.get(cause, 0) for cause in DROP_CAUSES},
         unverified=report.get("unverified", 0),
         next_seq=report["next_seq"],
+        clock_forgotten=report.get("clock_forgotten", 0),
     )
 
 

@@ -30,6 +30,7 @@ class DeviceResult:
     # How each phase's wakes ended ({"run": {...}, "drain": {...}}): a cut or a watchdog
     # reset counts in the phase it happened in.
     boots: dict[str, dict[str, int]] = field(default_factory=dict)
+    clock_forgotten: int = 0  # of drops["drop_clock"]: not the designed case
 
 
 def _ranges(seqs: list[int]) -> list[list[int]]:
@@ -132,6 +133,7 @@ def verify(
         power_cuts=sum(boots.get("power_cut", 0) for boots in phases.values()),
         watchdog_resets=sum(boots.get("watchdog", 0) for boots in phases.values()),
         boots=phases,
+        clock_forgotten=summary.clock_forgotten,
     )
 
 

@@ -3,6 +3,9 @@ re-provisioning, and a kept identity continues after the highest seq the registr
 
 import importlib.util
 import json
+import ssl
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -34,7 +37,7 @@ BASE = {"device_id": "d1", "secret": "0" * 64, "wifi": [{"ssid": "x"}], "endpoin
     [
         ("--interval", ["2", "86400"], ["1", "86401", "ten"]),
         ("--batch-size", ["1", "100"], ["0", "101"]),
-        ("--pin", ["0", "48"], ["-1", "49"]),
+        ("--pin", ["0", "4", "33"], ["-1", "1", "6", "12", "20", "24", "34", "40", "48", "four"]),
         ("--max-batch-delay", ["0", str(7 * 86400)], ["-1", str(7 * 86400 + 1)]),
         ("--spool-max", ["10", "100000"], ["9", "100001"]),
         ("--sensor", ["DHT22", "dht11"], ["DHT21", ""]),
@@ -50,6 +53,54 @@ def test_host_limits_are_the_boards(option, good, bad):
     for text in bad:
         with pytest.raises(device_settings.UsageError, match=option):
             setting.parse(option, text)
+
+
+def test_pins_are_the_boards_and_every_other_pin_is_refused_by_both():
+    board = device_config_module()
+    assert board.DHT_PINS == device_settings.DHT_PINS and board.PIN_WHY == device_settings.PIN_WHY
+    for pin in range(-1, 50):
+        host_ok = True
+        try:
+            device_settings.dht_pin("--pin", str(pin))
+        except device_settings.UsageError:
+            host_ok = False
+        assert host_ok == (board.pin_error(pin) is None), pin
+
+
+def test_a_pin_the_chip_cannot_use_says_why(capsys):
+    assert main(["devices", "set", "bench-01", "--pin", "24"]) == 2
+    err = capsys.readouterr().err
+    assert "GPIO 24 does not exist on an ESP32" in err and "use one of 0, 2, 4" in err
+    assert main(["provision", "--port", "/dev/no-such-port", "--pin", "35"]) == 2
+    assert "GPIO 35 is input-only" in capsys.readouterr().err
+
+
+def test_aws_endpoints_get_their_root_ca_checked_by_default(tmp_path):
+    from host_tools.serial import provision
+
+    url = "https://abc123.execute-api.eu-west-1.amazonaws.com/data"
+    der = provision.tls_ca(url, aws=True, given=None)
+    assert der is not None and der[:1] == b"\x30" and b"Amazon Root CA 1" in der
+    # It loads as the board loads it (tls_ca: DER for ssl's load_verify_locations).
+    (tmp_path / "ca.der").write_bytes(der)
+    code = (
+        "import tls\nc = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)\n"
+        "c.load_verify_locations(open('ca.der', 'rb').read())\nprint('ok')"
+    )
+    command = [sys.executable, "-m", "micropython_unix", "-c", code]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "ok", done.stderr
+    assert provision.tls_ca(url, aws=True, given="none") is None
+    assert provision.tls_ca(url, aws=False, given=None) is None  # the board keeps what it has
+    assert provision.tls_ca("http://10.0.0.2:8080/data", aws=True, given=None) is None
+    pem = tmp_path / "own.pem"
+    pem.write_text(ssl.DER_cert_to_PEM_cert(der))
+    assert provision.tls_ca("https://h/data", aws=False, given=str(pem)) == der
+    (tmp_path / "junk.pem").write_text("hello")
+    with pytest.raises(device_settings.UsageError, match="not a PEM or DER certificate"):
+        provision.tls_ca("https://h/data", aws=False, given=str(tmp_path / "junk.pem"))
+    with pytest.raises(device_settings.UsageError, match="goes with an https"):
+        provision.tls_ca("http://h/data", aws=False, given=str(pem))
 
 
 def test_bad_setting_is_named_before_any_board_is_opened(capsys):

@@ -25,8 +25,9 @@ from host_tools.serial import firmware
 FIRMWARE = firmware.DEVICE
 HW = Path(__file__).resolve().parent / "hw"
 
-EXIT_DEEPSLEEP, EXIT_RESET, EXIT_WDT = 75, 76, 77
-PWRON_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 3, 4, 5
+EXIT_DEEPSLEEP, EXIT_RESET, EXIT_WDT, EXIT_SOFT_RESET = 75, 76, 77, 78
+# machine.reset_cause() values of the ESP32 port (ports/esp32/modmachine.c).
+PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 RTC_AT_POWER_ON_MS = 946684800 * 1000  # the ESP32 RTC restarts at 2000-01-01
 
 LAUNCH = Path(__file__).resolve().parent / "launch.py"
@@ -250,6 +251,8 @@ class VirtualBoard:
         (self.state_dir / "scenario.json").write_text(json.dumps(scenario or {}))
         start_ms = int((start if start is not None else time.time()) * 1000)
         state: dict[str, Any] = {"start_ms": start_ms, "unique_id": config.get("device_id", "vboard")[:12]}
+        # Whether the chip loads its ssl module (hw/_chip.py): only for an https endpoint.
+        state["tls"] = str(config.get("endpoint", "")).startswith("https://")
         if compressed:
             state.update(compressed=True, skew_ms=0)
         else:
@@ -267,6 +270,24 @@ class VirtualBoard:
         tmp = self.state_dir / "state.host.tmp"
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.state_dir / "state.json")
+
+    def press_reset(self) -> None:
+        """A person presses the EN (reset) button: on a classic ESP32 the chip reports
+        ESP_RST_POWERON (ESP-IDF: "For ESP32, ESP_RST_EXT is never returned"), so
+        modmachine.c's PWRON_RESET, and the RTC restarts. RTC user memory is RTC_NOINIT
+        (machine_rtc.c) and may keep its bytes: kept here, the harder case for firmware."""
+        state = self._read_state()
+        memory = self.state_dir / "rtc_memory.bin"
+        kept = memory.read_bytes() if memory.exists() else None
+        self._power_on(state)
+        if kept is not None:
+            memory.write_bytes(kept)
+
+    def soft_reboot(self) -> None:
+        """Ctrl-D at the REPL: the next boot reads SOFT_RESET (modmachine.c's is_soft_reset)."""
+        state = self._read_state()
+        state["reset_cause"] = SOFT_RESET
+        self._write_state(state)
 
     def _power_on(self, state: dict[str, Any]) -> None:
         state["reset_cause"] = PWRON_RESET
@@ -401,8 +422,11 @@ class VirtualBoard:
         """Record the reset cause the next boot reads; returns how the process ended."""
         causes = {
             EXIT_DEEPSLEEP: (DEEPSLEEP_RESET, "deepsleep"),
-            EXIT_RESET: (SOFT_RESET, "reset"),
+            # machine.reset() (ESP_RST_SW), and the crash that ends in it, as a panic
+            # (ESP_RST_PANIC) would: HARD_RESET in modmachine.c.
+            EXIT_RESET: (HARD_RESET, "reset"),
             EXIT_WDT: (WDT_RESET, "watchdog"),
+            EXIT_SOFT_RESET: (SOFT_RESET, "reset"),
         }
         if exit_code not in causes:
             return None
@@ -437,4 +461,5 @@ class VirtualBoard:
             "unique_id": self.dir.name[:12],
         }
         state["compressed"] = True
+        state["tls"] = True  # whatever endpoint a tool provisions later
         self._power_on(state)

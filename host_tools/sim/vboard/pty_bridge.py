@@ -28,7 +28,15 @@ import time
 import tty
 from pathlib import Path
 
-from host_tools.sim.vboard.board import EXIT_DEEPSLEEP, EXIT_RESET, EXIT_WDT, VirtualBoard, _env, command
+from host_tools.sim.vboard.board import (
+    EXIT_DEEPSLEEP,
+    EXIT_RESET,
+    EXIT_SOFT_RESET,
+    EXIT_WDT,
+    VirtualBoard,
+    _env,
+    command,
+)
 
 CTRL_A, CTRL_B = 0x01, 0x02
 
@@ -86,10 +94,11 @@ class PtyBridge:
                 if readable:
                     self.pending += os.read(self.host_fd, 4096)
             self._start(run_main=True)
-        elif status in (EXIT_RESET, EXIT_WDT):
+        elif status in (EXIT_RESET, EXIT_WDT, EXIT_SOFT_RESET):
             self._start(run_main=True)
         else:
             # The Unix port ends on Ctrl-D; a board soft-resets instead.
+            self.board.soft_reboot()
             os.write(self.host_fd, b"soft reboot\r\n")
             in_raw = self.raw_repl
             self._start(run_main=not in_raw)

@@ -17,7 +17,9 @@ class _DHT:
         frame = script[self.n % len(script)]
         self.n += 1
         if frame is None:
-            raise OSError(110)
+            raise OSError(110)  # dht.c's timeout
+        if frame == "checksum":
+            raise Exception("checksum error")  # micropython-lib's dht.py on a bad frame
         self.t, self.h = frame
     def temperature(self):
         return self.t
@@ -52,6 +54,12 @@ def read(mpy, frames, kind="DHT22", reads=1):
 
 def test_good_frame_in_tenths(mpy):
     assert read(mpy, [[21.4, 45.2]])[0] == [[214, 452]]
+
+
+def test_a_checksum_error_is_retried_and_counted(mpy):
+    values, errors, last, _ = read(mpy, ["checksum", [21.0, 40.0]])
+    assert values == [[210, 400]]
+    assert errors == 1 and last == "read failed: checksum error"
 
 
 def test_retries_then_gives_up_without_a_stale_value(mpy):

@@ -1,8 +1,13 @@
-# Virtual `machine` for the ESP32 API the firmware uses. Deep sleep and reset end
-# the process with a status the runner reads to boot the board again.
+# Virtual `machine` for the ESP32 API the firmware uses, after ports/esp32/ of
+# micropython/micropython (docs/virtual-board.md has the table). Deep sleep and reset
+# end the process with a status the runner reads to boot the board again; the reset
+# cause the next boot reads is modmachine.c's mp_machine_reset_cause(): machine.reset()
+# and a panic are ESP_RST_SW/ESP_RST_PANIC, so HARD_RESET; only a soft reboot (Ctrl-D,
+# machine.soft_reset()) is SOFT_RESET.
 import sys
 import _board
 import _chip
+import _dht_line
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -13,17 +18,30 @@ SOFT_RESET = 5
 EXIT_DEEPSLEEP = 75
 EXIT_RESET = 76
 EXIT_WDT = 77
+EXIT_SOFT_RESET = 78
 
 _rtc_memory = None
 _wdt = None
 
 
+# The GPIOs of a classic ESP32 without SPI RAM (ports/esp32/machine_pin.h, the
+# CONFIG_IDF_TARGET_ESP32 block): anything else is machine_pin.c's "invalid pin".
+GPIOS = tuple(range(0, 24)) + (25, 26, 27) + tuple(range(32, 40))
+INPUT_ONLY = (34, 35, 36, 37, 38, 39)  # no output driver (GPIO_IS_VALID_OUTPUT_GPIO)
+FLASH = (6, 7, 8, 9, 10, 11)  # wired to the module's SPI flash
+
+
 class Pin:
-    IN = 0
-    OUT = 1
+    IN = 1
+    OUT = 3
+    OPEN_DRAIN = 7
     PULL_UP = 2
 
     def __init__(self, pin, mode=-1, pull=-1, value=None):
+        if pin not in GPIOS:
+            raise ValueError("invalid pin")
+        if pin in INPUT_ONLY and mode != -1 and mode & 2:  # GPIO_MODE_DEF_OUTPUT
+            raise ValueError("pin can only be input")
         self.pin = pin
         self._value = value or 0
 
@@ -48,6 +66,20 @@ class WDT:
         _board.save()
 
 
+def dht_readinto(pin, buf):
+    """extmod/modmachine.c's machine.dht_readinto (drivers/dht/dht.c), over _dht_line."""
+    if not isinstance(pin, Pin):
+        raise TypeError("expecting a pin")
+    if len(buf) < 5:
+        raise ValueError("buffer too small")
+    if pin.pin in FLASH:
+        # Driving a flash line stops the chip fetching its code: a panic (ESP_RST_PANIC).
+        print("Guru Meditation Error: Core  1 panic'ed (IllegalInstruction)")
+        _exit(EXIT_RESET)
+    _check_wdt(_dht_line.START_MS)
+    _dht_line.readinto(buf, pin.pin not in INPUT_ONLY)
+
+
 def _check_wdt(extra_ms=0):
     # A watchdog that is not fed within its timeout resets the chip.
     if _wdt is not None and _board.now_ms() + extra_ms - _wdt.fed_ms > _wdt.timeout:
@@ -56,6 +88,8 @@ def _check_wdt(extra_ms=0):
 
 
 RTC_FILE = "rtc_memory.bin"
+# machine_rtc.c: MICROPY_HW_RTC_USER_MEM_MAX, the user's share of RTC slow memory.
+RTC_USER_MEM_MAX = 2048
 
 
 class RTC:
@@ -68,9 +102,12 @@ class RTC:
                 except OSError:
                     _rtc_memory = b""
             return _rtc_memory
-        if len(data) > 2048:
-            raise ValueError("RTC memory holds 2048 bytes")
+        if len(data) > RTC_USER_MEM_MAX:
+            raise ValueError("buffer too long")  # machine_rtc.c's words
         _rtc_memory = bytes(data)
+        # RTC_NOINIT memory: written at once, so it survives a watchdog reset or a panic
+        # that ends the wake without warning (only power loss clears it).
+        _chip.write(RTC_FILE, _rtc_memory)
 
     def datetime(self, dt=None):
         import utime
@@ -101,8 +138,6 @@ def _exit(status):
     # Host time, kept apart from the state the next boot loads: a figure whose digits vary
     # with the host's load must not change what the firmware's heap holds.
     _chip.write("wake_real_us", str(utime.ticks_diff(utime.ticks_us(), _board.boot_real_us)))
-    if _rtc_memory is not None:
-        _chip.write(RTC_FILE, _rtc_memory)
     _board.save()
     sys.exit(status)
 
@@ -115,8 +150,10 @@ def deepsleep(ms=0):
 
 
 def lightsleep(ms=0):
+    # ESP-IDF powers the radio down in light sleep and keeps no Wi-Fi association through
+    # it ("Sleep Modes": connections are not maintained in Deep-sleep or Light-sleep).
     _check_wdt(ms)
-    _board.advance(ms)
+    _board.advance(ms, radio_off_ms=_board.now_ms() + ms, wifi="down")
 
 
 def reset():
@@ -124,7 +161,7 @@ def reset():
 
 
 def soft_reset():
-    _exit(EXIT_RESET)
+    _exit(EXIT_SOFT_RESET)
 
 
 def reset_cause():

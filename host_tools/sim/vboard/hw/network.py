@@ -59,6 +59,8 @@ class WLAN:
         _board.state["wifi"] = "down"
 
     def isconnected(self):
+        if self._target is not None and self._ready_ms <= _board.state.get("radio_off_ms", 0):
+            self._target = None  # associated before a light sleep: lost in it
         up = (
             self._active
             and self._target is not None
