@@ -283,6 +283,11 @@ class VirtualBoard:
         if kept is not None:
             memory.write_bytes(kept)
 
+    def cut_power(self) -> None:
+        """The power goes while the chip sleeps or restarts between boots: RTC memory and
+        the RTC are lost, and the next boot reads PWRON_RESET."""
+        self._power_on(self._read_state())
+
     def soft_reboot(self) -> None:
         """Ctrl-D at the REPL: the next boot reads SOFT_RESET (modmachine.c's is_soft_reset)."""
         state = self._read_state()
@@ -348,7 +353,7 @@ class VirtualBoard:
         if power_cut_after is not None and result.status in ("deepsleep", "reset", "watchdog"):
             # The wake ended before the cut came: the power goes while the chip sleeps or
             # restarts, which costs it the same (RTC memory, the RTC).
-            self._power_on(self._read_state())
+            self.cut_power()
             return BootResult("power_cut", -9, result.output)
         return result
 
