@@ -80,9 +80,10 @@ def _counters(status, spool, rtc):
     status["unverified"] = rtc.get("unverified", 0)
 
 
-def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
+def deliver(cfg, spool, clock, rtc, status, log, deadline_ms, buf):
     """Send the spool oldest first until it is empty, the clock is unset, the deadline
-    passes, or an answer says to wait. Returns the number of requests made."""
+    passes, or an answer says to wait. Returns the number of requests made.
+    buf: transport.buffer_size(cfg["batch_size"]) bytes, for the request body, then the answer."""
     import time
 
     global offered, release, answered, soon
@@ -91,9 +92,6 @@ def deliver(cfg, spool, clock, rtc, status, log, deadline_ms):
     soon = rtc.pop("ota_soon", None)  # a wake that sends ends the request, whatever it gets
     requests = 0
     stale_retry = renumber_retry = True
-    # Allocated before the spool is read, while the heap still has a large free block.
-    # The request body, then the answer.
-    buf = bytearray(max(transport.ANSWER_MIN, cfg["batch_size"] * transport.READING_MAX + transport.ENVELOPE_MAX))
     ca = None
     if cfg.get("tls_ca"):
         with open(cfg["tls_ca"], "rb") as f:

@@ -18,6 +18,7 @@ CHUNK = 8192  # bytes per request: one TCP connection per range, HTTP/1.0
 PIECE = 512  # bytes read at a time
 MISMATCHES = 3  # downloads that fail their digest before a release is refused
 FLASH_SPARE = 32768  # flash a download must leave free (the spool and the log keep growing)
+HEADER_MAX = 128  # bytes read per header line: readline(n) allocates n, and our longest is 80
 
 
 def _size(path):
@@ -39,6 +40,21 @@ def _sha(path, buf):
     return binascii.hexlify(h.digest()).decode()
 
 
+def _readline(s):
+    # A header line of the release server's answer (the POST reads its own under the wake
+    # deadline: transport._head).
+    line = s.readline(HEADER_MAX)
+    if line.endswith(b"\n"):
+        return line
+    rest = line
+    while len(rest) == HEADER_MAX:
+        # Longer than any header the receiver sends (a portal's cookie): keep its head.
+        rest = s.readline(HEADER_MAX)
+        if rest.endswith(b"\n"):
+            return line
+    raise OSError("connection closed mid-response")
+
+
 def _get(url, start, end, out, buf, timeout, ca):
     # GET bytes start..end (inclusive) of url, appended to file out; returns bytes written.
     s, host, path = transport.connect(url, timeout, ca)
@@ -46,12 +62,12 @@ def _get(url, start, end, out, buf, timeout, ca):
         s.write(
             b"GET %s HTTP/1.0\r\nHost: %s\r\nRange: bytes=%d-%d\r\n\r\n" % (path.encode(), host.encode(), start, end)
         )
-        line = transport._readline(s).split(None, 2)
+        line = _readline(s).split(None, 2)
         if len(line) < 2 or line[1] != b"206":
             raise OSError("release download answered %s" % (line[1] if len(line) > 1 else b"nothing").decode())
         length = -1
         while True:
-            h = transport._readline(s)
+            h = _readline(s)
             if h in (b"\r\n", b"\n"):
                 break
             name, _, value = h.partition(b":")

@@ -9,7 +9,6 @@ import time
 import signing
 
 TIMEOUT_S = 5
-HEADER_MAX = 128  # bytes read per header line: readline(n) allocates n, and our longest is 80
 RETRY_AFTER_MAX = 3600  # s: what a Retry-After may ask for at most
 
 
@@ -19,19 +18,6 @@ def split_url(url):
     host, _, port = hostport.partition(":")
     tls = scheme == "https"
     return host, int(port) if port else (443 if tls else 80), "/" + path, tls
-
-
-def _readline(s):
-    line = s.readline(HEADER_MAX)
-    if line.endswith(b"\n"):
-        return line
-    rest = line
-    while len(rest) == HEADER_MAX:
-        # Longer than any header the receiver sends (a portal's cookie): keep its head.
-        rest = s.readline(HEADER_MAX)
-        if rest.endswith(b"\n"):
-            return line
-    raise OSError("connection closed mid-response")
 
 
 def _tls(s, host, ca):
@@ -227,3 +213,8 @@ def encode(device_id, items, status, buf):
     n = _put(buf, n, json.dumps(status).encode())
     n = _put(buf, n, b"}")
     return memoryview(buf)[:n]
+
+
+def buffer_size(batch_size):
+    """Bytes of the buffer a POST of batch_size readings needs: its body, then the answer."""
+    return max(ANSWER_MIN, batch_size * READING_MAX + ENVELOPE_MAX)
