@@ -111,6 +111,7 @@ def test_board_file_names_agree():
         board_files.OLD_LOG,
     )
     assert constants(DEVICE / "delivery.py")["SKIPPED"] == board_files.SEQ_SKIPPED
+    assert f'open("{board_files.SEQ_SKIPPED}")' in (DEVICE / "diag.py").read_text()  # named, not imported
     updater = constants(DEVICE / "updater.py")
     assert (updater["STATE"], updater["DOWNLOAD"], (updater["STAGE"], updater["OLD"])) == (
         board_files.OTA_STATE,
