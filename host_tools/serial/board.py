@@ -169,69 +169,6 @@ class Board:
         finally:
             self.transport.close()
 
-    def exec(self, code: str) -> str: ...
-    def read_file(self, path: str) -> bytes | None: ...
-    def exists(self, path: str) -> bool: ...
-    def sha256(self, path: str) -> str | None: ...
-    def write_file(self, path: str, data: bytes, progress: Callable[[int, int], Any] | None = None) -> None: ...
-    def remove(self, path: str) -> None: ...
-    def mpy_version(self) -> tuple[int, int]: ...
-
-
-class Board:
-    def __init__(self, port: str) -> None:
-        from mpremote.transport import TransportError
-        from mpremote.transport_serial import SerialTransport
-
-        self.port = port
-        try:
-            self.transport = SerialTransport(port, baudrate=115200)
-        except TransportError as error:
-            raise CommandError(
-                f"cannot open {port}: {error}; is another program (a REPL, a monitor) holding it?"
-            ) from None
-        if not self._enter_raw_repl(CONNECT_TIMEOUT_S):
-            self.transport.close()
-            raise CommandError(
-                f"the board on {port} does not answer: a program is running that ignores Ctrl-C, or this is "
-                "not MicroPython. Press its reset button and retry, or `dhtlink flash --firmware` it"
-            )
-
-    def _enter_raw_repl(self, timeout_s: float) -> bool:
-        """Interrupt whatever runs and enter the raw REPL, within a deadline: mpremote's own
-        entry can block for ever on a board that never answers."""
-        serial = self.transport.serial
-        serial.timeout = 0.2
-        # mpremote's exec expects the ">" prompt after the banner still unread: stop right before it.
-        banner = b"raw REPL; CTRL-B to exit\r\n"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            serial.write(b"\r\x03")
-            time.sleep(0.1)
-            serial.reset_input_buffer()
-            serial.write(b"\r\x01")
-            seen = b""
-            retry_at = time.monotonic() + 2
-            while time.monotonic() < min(retry_at, deadline):
-                seen += serial.read(1)
-                if seen.endswith(banner):
-                    self.transport.in_raw_repl = True
-                    return True
-        return False
-
-    def __enter__(self) -> "Board":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        try:
-            if self.transport.in_raw_repl:
-                self.transport.exit_raw_repl()
-        finally:
-            self.transport.close()
-
     def exec(self, code: str) -> str:
         from mpremote.transport import TransportError
 

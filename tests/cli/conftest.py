@@ -1,5 +1,6 @@
 """A virtual board on a pseudo-terminal: what `dhtlink vboard` gives a user."""
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ class VBoard:
 def start_vboard(directory: Path) -> tuple[subprocess.Popen, VBoard]:
     process = subprocess.Popen([DHTLINK, "vboard", "--dir", str(directory)], stdout=subprocess.PIPE, text=True)
     port = process.stdout.readline().strip()
-    assert port.startswith("/dev/"), port
+    assert os.path.realpath(port).startswith("/dev/pts/"), port
     return process, VBoard(port, directory)
 
 

@@ -1,7 +1,8 @@
 """The virtual board on a pseudo-terminal, answering mpremote as an ESP32 does.
 
-Two pseudo-terminals: the host side, whose path tools open like /dev/ttyUSB0, and the
-board side, the controlling terminal of the MicroPython process (so Ctrl-C interrupts a
+Two pseudo-terminals: the host side, which tools open like /dev/ttyUSB0 through a link
+(BOARD_DIR/.vboard/tty: mpremote reads a path under /dev/pts/ as a QEMU console, without
+its timeouts, and would wait for ever on a board that is asleep), and the board side, the controlling terminal of the MicroPython process (so Ctrl-C interrupts a
 running program as the UART's interrupt character does). The bridge copies bytes between
 them and plays the chip around the process:
 - Ctrl-D in the raw REPL ends the Unix port; the bridge answers "soft reboot" and starts
@@ -39,6 +40,7 @@ from host_tools.sim.vboard.board import (
     EXIT_DEEPSLEEP,
     EXIT_RESET,
     EXIT_WDT,
+    SOFT_RESET,
     VirtualBoard,
     _env,
     command,
@@ -61,7 +63,10 @@ class PtyBridge:
         self.board = board
         self.host_fd, self.host_slave = pty.openpty()
         tty.setraw(self.host_slave)
-        self.path = os.ttyname(self.host_slave)
+        self.path = str(board.state_dir / "tty")
+        board.state_dir.mkdir(parents=True, exist_ok=True)
+        Path(self.path).unlink(missing_ok=True)
+        os.symlink(os.ttyname(self.host_slave), self.path)
         self.process: subprocess.Popen[bytes] | None = None
         self.board_fd = -1
         self.raw_repl = False
@@ -108,7 +113,11 @@ class PtyBridge:
             self.raw_repl = False
             self._start(run_main=True)
         else:
-            # The Unix port ends on Ctrl-D; a board soft-resets instead.
+            # The Unix port ends on Ctrl-D; a board soft-resets instead, and then reads
+            # SOFT_RESET (is_soft_reset in ports/esp32/modmachine.c).
+            state = self.board._read_state()
+            state["reset_cause"] = SOFT_RESET
+            self.board._write_state(state)
             os.write(self.host_fd, b"soft reboot\r\n")
             in_raw = self.raw_repl
             self._start(run_main=not in_raw)
@@ -188,6 +197,7 @@ class PtyBridge:
             os.write(self.host_fd, data)
 
     def stop(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
