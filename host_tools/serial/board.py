@@ -131,7 +131,7 @@ class Board:
                 seen += serial.read(1)
             if b"KeyboardInterrupt" in answer + seen or waited:
                 self.was_running = True
-            if seen.endswith(banner):
+            if seen.endswith(banner) and self._settle(banner):
                 self.transport.in_raw_repl = True
                 return True
             if answer or seen:
@@ -146,6 +146,19 @@ class Board:
             while time.monotonic() < deadline and not serial.read(1):
                 pass
         return False
+
+    def _settle(self, banner: bytes) -> bool:
+        """Ask for the raw REPL's banner once more once the board is quiet: a slow board may
+        still answer an earlier attempt, and mpremote must find only one ">" prompt."""
+        serial = self.transport.serial
+        while self._read_for(0.3):
+            pass
+        serial.write(b"\x01")
+        seen = b""
+        until = time.monotonic() + 5
+        while time.monotonic() < until and not seen.endswith(banner):
+            seen += serial.read(1)
+        return seen.endswith(banner)
 
     def __enter__(self) -> "Board":
         return self
@@ -168,6 +181,11 @@ class Board:
                     )
         finally:
             self.transport.close()
+
+    def leave_at_repl(self) -> None:
+        """Leave the board at its friendly REPL, the watchdog still held, for another program."""
+        self.transport.exit_raw_repl()
+        self.released = True
 
     def exec(self, code: str) -> str:
         from mpremote.transport import TransportError
