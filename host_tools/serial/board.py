@@ -96,8 +96,13 @@ class Board:
             raise CommandError(
                 f"cannot open {port}: {error}; is another program (a REPL, a monitor) holding it?"
             ) from None
+        serial = self.transport.serial
+        blocking = serial.timeout  # mpremote's own reads rely on it (raw-paste's window answer)
         try:
-            if not self._enter_raw_repl(wait_s):
+            serial.timeout = 0.05
+            entered = self._enter_raw_repl(wait_s)
+            serial.timeout = blocking
+            if not entered:
                 raise CommandError(SILENT.format(port=port, wait=wait_s))
             self.watchdog_held = self.exec(HOLD.format(ms=HOLD_WDT_MS)).strip().endswith("1")
         except BaseException:
@@ -116,7 +121,6 @@ class Board:
         """Interrupt whatever runs and enter the raw REPL, catching a sleeping board at its
         next wake, within a deadline: mpremote's own entry gives up after 10 s."""
         serial = self.transport.serial
-        serial.timeout = 0.05
         # mpremote's exec expects the ">" prompt after the banner still unread: stop right before it.
         banner = b"raw REPL; CTRL-B to exit\r\n"
         deadline = time.monotonic() + wait_s
@@ -148,17 +152,22 @@ class Board:
         return False
 
     def _settle(self, banner: bytes) -> bool:
-        """Ask for the raw REPL's banner once more once the board is quiet: a slow board may
-        still answer an earlier attempt, and mpremote must find only one ">" prompt."""
+        """Ask for the raw REPL's banner once more once the board is quiet, until exactly its
+        ">" prompt is left unread: a slow board may still answer an earlier attempt, and
+        mpremote must find one prompt, not two."""
         serial = self.transport.serial
-        while self._read_for(0.3):
-            pass
-        serial.write(b"\x01")
-        seen = b""
-        until = time.monotonic() + 5
-        while time.monotonic() < until and not seen.endswith(banner):
-            seen += serial.read(1)
-        return seen.endswith(banner)
+        for _ in range(5):
+            while self._read_for(0.3):
+                pass
+            serial.write(b"\x01")
+            seen = b""
+            until = time.monotonic() + 5
+            while time.monotonic() < until and not seen.endswith(banner):
+                seen += serial.read(1)
+            time.sleep(0.3)
+            if seen.endswith(banner) and serial.in_waiting == 1:
+                return True
+        return False
 
     def __enter__(self) -> "Board":
         return self
