@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     settings = device_settings.parse_settings(args)
     password = wifi_password(args.wifi_password_file) if args.wifi_ssid is not None else None
     port = choose(args.port)
-    with Board(port, wait_s=args.wait) as board:  # opened before registering: no identity is minted for a board that isn't there
+    # Opened before registering: no identity is minted for a board that isn't there.
+    with Board(port, wait_s=args.wait) as board:
         old = read_board_config(board)
         device_id = _kept("--device", args.device, old, "device_id")
         endpoint = _kept("--endpoint", given_endpoint, old, "endpoint")

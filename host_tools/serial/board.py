@@ -79,9 +79,7 @@ def notice(text: str) -> None:
 
 
 class Board:
-    def __init__(
-        self, port: str, wait_s: float = WAKE_WAIT_S, say: Callable[[str], Any] | None = notice
-    ) -> None:
+    def __init__(self, port: str, wait_s: float = WAKE_WAIT_S, say: Callable[[str], Any] | None = notice) -> None:
         from mpremote.transport import TransportError
         from mpremote.transport_serial import SerialTransport
 

@@ -53,7 +53,7 @@ def arrives(endpoint, after: int, within: float) -> bool:
 
 
 def no_crash_counted(board_dir: Path) -> None:
-    log = (board_dir / "log.txt").read_text() + ((board_dir / "log.1.txt").read_text() if (board_dir / "log.1.txt").exists() else "")
+    log = "".join(path.read_text() for path in (board_dir / "log.1.txt", board_dir / "log.txt") if path.exists())
     assert "(reset cause 3)" not in log, "a watchdog reset"
     assert "crash" not in log and "safe mode" not in log
     rtc = json.loads((board_dir / ".vboard" / "rtc_memory.bin").read_bytes() or b"{}")

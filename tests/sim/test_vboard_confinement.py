@@ -141,8 +141,9 @@ def test_no_door_around_the_mount(confined):
         "    assert not hasattr(os, name), name\n"
         "assert not hasattr(vfs, 'VfsPosix')\n"
         "flash = vfs.mount()[0][0]\n"
-        "for attempt in (lambda: vfs.mount(flash, '/'), lambda: os.mount(RAM(50), '/./x/..'), lambda: vfs.umount('/'),\n"
-        "                lambda: vfs.umount(flash), lambda: vfs.mount(RAM(50), '/'), lambda: os.umount('//')):\n"
+        "for attempt in (lambda: vfs.mount(flash, '/'), lambda: os.mount(RAM(50), '/./x/..'),\n"
+        "                lambda: vfs.umount('/'), lambda: vfs.umount(flash), lambda: vfs.mount(RAM(50), '/'),\n"
+        "                lambda: os.umount('//')):\n"
         "    try:\n"
         "        attempt()\n"
         "        print('ALLOWED')\n"
@@ -177,7 +178,8 @@ def test_user_filesystems_mount_as_on_an_esp32(confined, tmp_path):
     assert out[3] == "['/', '/lfs']"
     assert board_files(confined) == []
     (tmp_path / "canary" / "mod.py").write_text("print('from the host', 6 * 7)\n")
-    done = mpremote(confined.port, "mount", str(tmp_path / "canary"), "exec", "import mod; open('w.txt', 'w').write('ok')")
+    code = "import mod; open('w.txt', 'w').write('ok')"
+    done = mpremote(confined.port, "mount", str(tmp_path / "canary"), "exec", code)
     assert "from the host 42" in done.stdout
     assert (tmp_path / "canary" / "w.txt").read_text() == "ok", "written through mpremote's mount"
     (tmp_path / "canary" / "w.txt").unlink()  # the fixture's snapshot of the canary

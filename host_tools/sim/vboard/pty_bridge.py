@@ -2,8 +2,9 @@
 
 Two pseudo-terminals: the host side, which tools open like /dev/ttyUSB0 through a link
 (BOARD_DIR/.vboard/tty: mpremote reads a path under /dev/pts/ as a QEMU console, without
-its timeouts, and would wait for ever on a board that is asleep), and the board side, the controlling terminal of the MicroPython process (so Ctrl-C interrupts a
-running program as the UART's interrupt character does). The bridge copies bytes between
+its timeouts, and would wait for ever on a board that is asleep), and the board side,
+the controlling terminal of the MicroPython process (so Ctrl-C interrupts a running
+program as the UART's interrupt character does). The bridge copies bytes between
 them and plays the chip around the process:
 - Ctrl-D in the raw REPL ends the Unix port; the bridge answers "soft reboot" and starts
   a fresh interpreter in the raw REPL, as a board does (main.py does not run then).
