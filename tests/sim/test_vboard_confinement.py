@@ -215,3 +215,14 @@ def test_the_os_sandbox_holds_when_the_first_wall_is_gone(confined, tmp_path):
     out = mpremote(confined.port, "exec", code).stdout
     assert "WROTE" not in out and out.count("refused") == 3
     assert "'etc'" not in out and "'usr'" not in out, "the host's root is not there at all"
+
+
+def test_vboard_refuses_to_start_unconfined_unless_told_the_risk(tmp_path, monkeypatch, capsys):
+    from host_tools.cli import main
+    from host_tools.sim.vboard import pty_bridge
+
+    monkeypatch.setattr(pty_bridge, "sandbox_available", lambda: False)
+    assert main(["vboard", "--dir", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot build the virtual board's OS sandbox" in err and "--unconfined-board-can-reach-host" in err
+    assert not (tmp_path / "b").exists(), "nothing started"
