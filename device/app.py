@@ -125,9 +125,6 @@ class Node:
         if reading:
             synced = clock.valid()
             self.spool.append(clock.unix(), reading[0], reading[1], synced)
-            # On the serial line only (`dhtlink logs --follow`), never on flash: one line a wake.
-            depth = self.spool.depth()
-            print("%d I read %.1f C %.1f %%, %d unsent" % (clock.unix(), reading[0] / 10, reading[1] / 10, depth))
         else:
             rtc["sensor_errors"] = rtc.get("sensor_errors", 0) + 1
             rtc["last_error"] = self.sensor.last_error
