@@ -175,9 +175,15 @@ class Board:
 
     def close(self) -> None:
         """Hand the board back: its app running again if it was running when caught."""
+        from mpremote.transport import TransportError
+
         try:
             if not self.released and self.was_running:
-                self.soft_reset()
+                try:
+                    self.soft_reset()
+                except (TransportError, OSError):
+                    # The command's own error (a pulled cable, a second program) says what happened.
+                    self.say(f"{self.port}: the board could not be handed back; press its reset button")
             elif not self.released:
                 if self.transport.in_raw_repl:
                     self.transport.exit_raw_repl()
