@@ -131,7 +131,7 @@ class Board:
             retry_at = time.monotonic() + 1
             while time.monotonic() < min(retry_at, deadline) and not seen.endswith(banner):
                 seen += serial.read(1)
-            if b"KeyboardInterrupt" in answer + seen or waited:
+            if b"KeyboardInterrupt" in answer + seen:
                 self.was_running = True
             if seen.endswith(banner) and self._settle(banner):
                 self.transport.in_raw_repl = True
