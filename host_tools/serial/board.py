@@ -97,20 +97,12 @@ class Board:
         serial = self.transport.serial
         blocking = serial.timeout  # mpremote's own reads rely on it (raw-paste's window answer)
         try:
-            deadline = time.monotonic() + wait_s
-            for attempt in range(2):
-                serial.timeout = 0.05
-                entered = self._enter_raw_repl(max(1.0, deadline - time.monotonic()))
-                serial.timeout = blocking
-                if not entered:
-                    raise CommandError(SILENT.format(port=port, wait=wait_s))
-                try:
-                    self.watchdog_held = self.exec(HOLD.format(ms=HOLD_WDT_MS)).strip().endswith("1")
-                    break
-                except CommandError:
-                    # Caught at the very end of a wake, the board slipped back to sleep: catch it again.
-                    if attempt:
-                        raise
+            serial.timeout = 0.05
+            entered = self._enter_raw_repl(wait_s)
+            serial.timeout = blocking
+            if not entered:
+                raise CommandError(SILENT.format(port=port, wait=wait_s))
+            self.watchdog_held = self.exec(HOLD.format(ms=HOLD_WDT_MS)).strip().endswith("1")
         except BaseException:
             self.transport.close()
             raise
