@@ -52,9 +52,7 @@ def _batch_due(cfg, spool, clock, fresh, coming=0):
 class Node:
     def __init__(self, cfg, rtc):
         import clock
-        import sensor
         import spool
-        import wifi
 
         self.cfg = cfg
         self.rtc = rtc
@@ -80,6 +78,14 @@ class Node:
                 self.spool.new_clock_epoch()
             rtc.pop("tx_next", None)  # a fresh start tries to send at once
             log.info("boot %d (reset cause %d), %d readings spooled" % (rtc["boot"], cause, self.spool.depth()))
+        # A sending wake's buffer (6.5 KB at batch 100) before the sensor's and Wi-Fi's
+        # modules and objects: their long-lived allocations split the free tail it needs.
+        self.buf = None
+        if _batch_due(cfg, self.spool, clock, self.fresh or "ota_soon" in rtc, 1):
+            self.buf = self._send_buffer()
+        import sensor
+        import wifi
+
         s = cfg["sensor"]
         # The DHT stays powered through deep sleep; after power-on it needs its settle time.
         self.sensor = sensor.Sensor(s["type"], s["pin"], 10000 if cause == machine.DEEPSLEEP_RESET else 0)
@@ -126,11 +132,7 @@ class Node:
         start = time.ticks_ms()
         deadline = time.ticks_add(start, AWAKE_CAP_MS)
         cfg, rtc, clock = self.cfg, self.rtc, self.clock
-        # A sending wake's buffer (6.5 KB at batch 100) first, while the heap is still one
-        # free block: after Wi-Fi, the sensor and the spool it found no block whole at 64 KiB.
-        buf = None
-        if _batch_due(cfg, self.spool, clock, self.fresh or "ota_soon" in rtc, 1):
-            buf = self._send_buffer()
+        buf, self.buf = self.buf, None  # a later always-on cycle's is allocated when it sends
         if not clock.valid() and self._online(deadline):
             # After power loss: set the clock while the DHT settles, so this reading is
             # stored with a real date rather than waiting for one (and lost to a second cut).
