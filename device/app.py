@@ -132,7 +132,9 @@ class Node:
         start = time.ticks_ms()
         deadline = time.ticks_add(start, AWAKE_CAP_MS)
         cfg, rtc, clock = self.cfg, self.rtc, self.clock
-        buf, self.buf = self.buf, None  # a later always-on cycle's is allocated when it sends
+        buf, self.buf = self.buf, None
+        if buf is None and _batch_due(cfg, self.spool, clock, self.fresh or "ota_soon" in rtc, 1):
+            buf = self._send_buffer()  # an always-on board's later cycles
         if not clock.valid() and self._online(deadline):
             # After power loss: set the clock while the DHT settles, so this reading is
             # stored with a real date rather than waiting for one (and lost to a second cut).
