@@ -52,9 +52,7 @@ def _batch_due(cfg, spool, clock, fresh, coming=0):
 class Node:
     def __init__(self, cfg, rtc):
         import clock
-        import sensor
         import spool
-        import wifi
 
         self.cfg = cfg
         self.rtc = rtc
@@ -80,6 +78,14 @@ class Node:
                 self.spool.new_clock_epoch()
             rtc.pop("tx_next", None)  # a fresh start tries to send at once
             log.info("boot %d (reset cause %d), %d readings spooled" % (rtc["boot"], cause, self.spool.depth()))
+        # A sending wake's buffer (6.5 KB at batch 100) before the sensor's and Wi-Fi's
+        # modules and objects: their long-lived allocations split the free tail it needs.
+        self.buf = None
+        if _batch_due(cfg, self.spool, clock, self.fresh or "ota_soon" in rtc, 1):
+            self.buf = self._send_buffer()
+        import sensor
+        import wifi
+
         s = cfg["sensor"]
         # The DHT stays powered through deep sleep; after power-on it needs its settle time.
         self.sensor = sensor.Sensor(s["type"], s["pin"], 10000 if cause == machine.DEEPSLEEP_RESET else 0)
@@ -111,6 +117,13 @@ class Node:
 
         return bytearray(transport.buffer_size(self.cfg["batch_size"]))
 
+    def _deliver(self, delivery, deadline):
+        # The buffer passes through this frame only: an argument left in cycle's frame
+        # would keep it (6.5 KB at batch 100) from the collector, which scans frames
+        # conservatively, and remote settings or a download after the send found no room.
+        buf, self.buf = self.buf or self._send_buffer(), None
+        return delivery.deliver(self.cfg, self.spool, self.clock, self.rtc, self.status(), log, deadline, buf)
+
     def _heap_mark(self):
         used = gc.mem_alloc()
         if used > self.rtc.get("heap_hw", 0):
@@ -126,11 +139,8 @@ class Node:
         start = time.ticks_ms()
         deadline = time.ticks_add(start, AWAKE_CAP_MS)
         cfg, rtc, clock = self.cfg, self.rtc, self.clock
-        # A sending wake's buffer (6.5 KB at batch 100) first, while the heap is still one
-        # free block: after Wi-Fi, the sensor and the spool it found no block whole at 64 KiB.
-        buf = None
-        if _batch_due(cfg, self.spool, clock, self.fresh or "ota_soon" in rtc, 1):
-            buf = self._send_buffer()
+        if self.buf is None and _batch_due(cfg, self.spool, clock, self.fresh or "ota_soon" in rtc, 1):
+            self.buf = self._send_buffer()  # an always-on board's later cycles
         if not clock.valid() and self._online(deadline):
             # After power loss: set the clock while the DHT settles, so this reading is
             # stored with a real date rather than waiting for one (and lost to a second cut).
@@ -160,12 +170,8 @@ class Node:
                     gc.collect()
                     import delivery
 
-                    n = delivery.deliver(
-                        cfg, self.spool, clock, rtc, self.status(), log, deadline, buf or self._send_buffer()
-                    )
-                    rtc["requests"] = rtc.get("requests", 0) + n
+                    rtc["requests"] = rtc.get("requests", 0) + self._deliver(delivery, deadline)
                     self._heap_mark()
-                    buf = None
                     if delivery.offered or delivery.release or TRIAL:
                         # Remote settings, a release offered, a release on trial: only now,
                         # the send's buffer freed, and in a module loaded only for them.
@@ -182,6 +188,7 @@ class Node:
             updater.excuse()
             del sys.modules["updater"]
         wdt.feed()
+        self.buf = None  # not sent (no Wi-Fi, a backoff): an always-on board's next cycle decides again
         self.fresh = False
         awake = time.ticks_diff(time.ticks_ms(), start)
         return max(0, cfg["interval_s"] * 1000 - awake)

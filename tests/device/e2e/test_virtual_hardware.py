@@ -32,12 +32,12 @@ elif step == "slow_sleep":
     # The old race, forced: the host reads the state after deepsleep's write and long
     # before the process ends, with the watchdog's timeout long past in real time.
     import _chip, utime
-    write = _chip.write
-    def slow(name, data):
-        write(name, data)
-        if name == "state.json" and "sleep_ms" in data:
+    dump = _chip.dump
+    def slow(name, obj):
+        dump(name, obj)
+        if name == "state.json" and "sleep_ms" in obj:
             utime.sleep_ms(1500)
-    _chip.write = slow
+    _chip.dump = slow
     wdt = machine.WDT(timeout=1000)
     machine.deepsleep(600000)
 elif step == "hang":

@@ -133,7 +133,7 @@ def deliver(mpy, server, readings=3, batch=20, scheme="http", tls_ca=None, compi
     }
     run = mpy.compiled_json if compiled else mpy.json
     return run(f"""
-        import json, time, spool, delivery, fakeclock, log, transport
+        import json, time, spool, delivery, transport, fakeclock, log
         log.echo = False
         sp = spool.Spool({spool_max})
         for i in range({readings}):
@@ -142,9 +142,8 @@ def deliver(mpy, server, readings=3, batch=20, scheme="http", tls_ca=None, compi
         cfg = json.loads({json.dumps(config)!r})
         n = 0
         for _ in range({calls}):
-            buf = bytearray(transport.buffer_size(cfg["batch_size"]))
-            deadline = time.ticks_add(time.ticks_ms(), 30000)
-            n += delivery.deliver(cfg, sp, fakeclock, rtc, {{"fw": "t"}}, log, deadline, buf)
+            n += delivery.deliver(cfg, sp, fakeclock, rtc, {{"fw": "t"}}, log, time.ticks_add(time.ticks_ms(), 30000),
+                          bytearray(transport.buffer_size(cfg["batch_size"])))
         sp = spool.Spool({spool_max})   # what survives a reboot
         print(json.dumps({{"requests": n, "depth": sp.depth(), "dropped": sp.dropped, "drops": sp.drops, "rtc": rtc,
                           "clock_set": fakeclock.set_to, "next_seq": sp.next_seq,
@@ -403,15 +402,15 @@ def test_connection_refused_keeps_the_batch(mpy):
 def test_an_unknown_host_keeps_the_batch(mpy, server):
     mpy.fake("fakeclock", FAKE_CLOCK)
     out = mpy.json(f"""
-        import json, time, spool, delivery, fakeclock, log, transport
+        import json, time, spool, delivery, transport, fakeclock, log
         log.echo = False
         sp = spool.Spool(100)
         sp.append(int(time.time()), 200, 500, True)
         rtc = {{}}
         cfg = {{"device_id": "d", "secret": {SECRET!r}, "endpoint": "http://no-such-host.invalid/data",
                "batch_size": 20, "interval_s": 60}}
-        buf = bytearray(transport.buffer_size(20))
-        delivery.deliver(cfg, sp, fakeclock, rtc, {{}}, log, time.ticks_add(time.ticks_ms(), 30000), buf)
+        delivery.deliver(cfg, sp, fakeclock, rtc, {{}}, log, time.ticks_add(time.ticks_ms(), 30000),
+                          bytearray(transport.buffer_size(cfg["batch_size"])))
         print(json.dumps([sp.depth(), rtc["tx_fails"], rtc["last_error"]]))
     """)
     assert out[:2] == [1, 1] and out[2].startswith("send")
@@ -482,7 +481,7 @@ def test_a_re_send_is_byte_for_byte_the_first_send(mpy, server):
     server.script = ["truncate", ok()]
     endpoint = f"http://127.0.0.1:{server.server_port}/data"
     mpy.json(f"""
-        import json, time, spool, delivery, fakeclock, log, transport
+        import json, time, spool, delivery, transport, fakeclock, log
         log.echo = False
         sp = spool.Spool(100)
         sp.new_clock_epoch()
@@ -492,11 +491,12 @@ def test_a_re_send_is_byte_for_byte_the_first_send(mpy, server):
         rtc = {{}}
         cfg = {{"device_id": "dev-1", "secret": {SECRET!r}, "endpoint": {endpoint!r}, "batch_size": 20,
                "interval_s": 60}}
-        buf = bytearray(transport.buffer_size(20))
-        delivery.deliver(cfg, sp, fakeclock, rtc, {{}}, log, time.ticks_add(time.ticks_ms(), 30000), buf)
+        delivery.deliver(cfg, sp, fakeclock, rtc, {{}}, log, time.ticks_add(time.ticks_ms(), 30000),
+                          bytearray(transport.buffer_size(cfg["batch_size"])))
         sp.set_clock_offset(int(time.time()) + 3600 - 946685100)
         sp = spool.Spool(100)
-        delivery.deliver(cfg, sp, fakeclock, rtc, {{}}, log, time.ticks_add(time.ticks_ms(), 30000), buf)
+        delivery.deliver(cfg, sp, fakeclock, rtc, {{}}, log, time.ticks_add(time.ticks_ms(), 30000),
+                          bytearray(transport.buffer_size(cfg["batch_size"])))
         print(json.dumps(sp.depth()))
     """)
     first, resend = sent(server, 0), sent(server, 1)

@@ -42,7 +42,7 @@ boot_real_us = real_us()
 
 
 def save():
-    _chip.write("state.json", json.dumps(state))
+    _chip.dump("state.json", state)
 
 
 def real_ms():

@@ -18,6 +18,7 @@
 # - Boot: boot.py then main.py, as the ESP32 port runs them; if main.py returns or
 #   raises (Ctrl-C included), the REPL follows. Deep sleep, reset and the watchdog end
 #   the process with SystemExit(75/76/77), which is never caught here.
+import json
 import sys
 import os
 import vfs
@@ -59,13 +60,23 @@ def _chip_io(posix, root):
             f.write(data)
         posix.rename(tmp, check(name))
 
+    def dump(name, obj):
+        # As write(name, json.dumps(obj)), but json.dump writes the text to the file as it
+        # goes: none of it in the heap, which here is the firmware's (the chip keeps this
+        # state in C, and a socket's close or a sleep in the middle of an OTA download
+        # must not need a few hundred bytes of it).
+        tmp = check(name + ".tmp")
+        with posix.open(tmp, "w") as f:
+            json.dump(obj, f)
+        posix.rename(tmp, check(name))
+
     def remove(name):
         try:
             posix.remove(check(name))
         except OSError:
             pass
 
-    return read, write, remove
+    return read, write, dump, remove
 
 
 def _flash(posix, root):
@@ -258,7 +269,7 @@ def _lock_down(root):
     sys.path[:] = ["", ".frozen", "/lib"]
 
 
-read, write, remove = _chip_io(vfs.VfsPosix(), CHIP)
+read, write, dump, remove = _chip_io(vfs.VfsPosix(), CHIP)
 
 
 def start(mode):

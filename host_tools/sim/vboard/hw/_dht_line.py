@@ -37,10 +37,12 @@ def frame(kind, t, h):
     return b + [sum(b) & 0xFF]
 
 
-def _kind():
+def _wired():
     # The sensor wired to the board: the scenario's "sensor_kind", else the one the board
     # is set up for (remote settings first, then config.json: whoever changed the type
-    # changed the sensor too).
+    # changed the sensor too). Read once, as the chip starts: settings take effect at a
+    # boot, and reading the files at every read would fill the firmware's heap mid-wake
+    # with garbage the chip's C driver never makes.
     kind = _board.scenario.get("sensor_kind")
     if kind is not None:
         return kind
@@ -59,6 +61,9 @@ def _kind():
     return "DHT22"
 
 
+KIND = _wired()
+
+
 def readinto(buf, line_ok=True):
     """One read of the sensor on the line into buf (5 bytes). line_ok: the pin can drive
     the line (an input-only pin never pulls it low, so the sensor never answers)."""
@@ -71,7 +76,7 @@ def readinto(buf, line_ok=True):
     if not line_ok or (failing and fault == "timeout"):
         raise OSError(ETIMEDOUT)
     t, h = _values(n)
-    b = frame(_kind(), t, h)
+    b = frame(KIND, t, h)
     if failing:
         b[3] ^= 0x04  # a bit misread on the wire: the checksum no longer matches
     for i in range(5):

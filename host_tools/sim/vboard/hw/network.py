@@ -26,6 +26,12 @@ def _aps():
     return aps
 
 
+# The access points in range, found once as the chip starts: parsing config.json at every
+# connect or scan put garbage, and the joined access point's dict, in the firmware's heap
+# mid-wake, where the chip's Wi-Fi driver (C) keeps them out of it.
+APS = _aps()
+
+
 class WLAN:
     def __init__(self, interface=STA_IF):
         self._active = False
@@ -41,7 +47,7 @@ class WLAN:
         _board.state["wifi"] = "up" if self.isconnected() else "down"
 
     def _find(self, ssid, bssid=None):
-        for ap in _aps():
+        for ap in APS:
             if ap["ssid"] == ssid and (bssid is None or bytes.fromhex(ap["bssid"]) == bssid):
                 return ap
         return None
@@ -96,7 +102,7 @@ class WLAN:
                 3,
                 False,
             )
-            for ap in _aps()
+            for ap in APS
         ]
 
     def config(self, *args, **kwargs):
