@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +39,11 @@ def _cursor_json(cursor: str) -> Any:
         raise BadCursor() from None
 
 
+def decode_cursor(cursor: str) -> Any:
+    """The JSON value a store encoded into a cursor (encode_cursor); BadCursor if it is not one."""
+    return _cursor_json(cursor)
+
+
 def _whole(value: Any, limit: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < limit
 
@@ -57,6 +63,56 @@ def decode_device_cursor(cursor: str) -> str:
     if not isinstance(after, str) or not DEVICE_ID.fullmatch(after):
         raise BadCursor()
     return after
+
+
+# GET /devices' server-side order and filter (the fleet page; docs/api.md). Every store
+# implements page_devices(limit, cursor=None, sort="id", status="all") with these meanings.
+DEVICE_SORTS = ("id", "last_seen", "-last_seen")  # last_seen: oldest first; a never-seen device counts as the oldest
+DEVICE_STATUSES = ("all", "stale", "problems")
+# What a board sends at when its desired settings do not say (device/config.py's DEFAULTS):
+# a reading a minute, sent when 20 are spooled or after 1,200 s, whichever comes first.
+DEFAULT_INTERVAL_S, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_DELAY_S = 60, 20, 1200
+STALE_INTERVALS = 3
+
+
+def send_interval_s(row: dict[str, Any]) -> int:
+    """How often the device should be heard from: its (desired) reading interval times its
+    batch size, capped by its longest batch delay."""
+    desired = row.get("desired") or {}
+    interval = desired.get("interval_s") or DEFAULT_INTERVAL_S
+    batch = desired.get("batch_size") or DEFAULT_BATCH_SIZE
+    delay = desired.get("max_batch_delay_s")
+    delay = DEFAULT_MAX_BATCH_DELAY_S if delay is None else delay
+    return max(interval, min(interval * batch, delay or interval))
+
+
+def is_stale(row: dict[str, Any], now: int) -> bool:
+    """Never seen, or not heard from for more than 3 send intervals."""
+    last_seen = row.get("last_seen")
+    return last_seen is None or now - last_seen > STALE_INTERVALS * send_interval_s(row)
+
+
+def has_problems(row: dict[str, Any], now: int) -> bool:
+    """Stale, or its last report shows errors: failed sensor reads, dropped readings,
+    refused settings or a failed update, or readings missing from its delivery span."""
+    if is_stale(row, now):
+        return True
+    status = row.get("last_status") or {}
+    if status.get("sensor_errors") or status.get("dropped") or status.get("cfg_refused") or status.get("ota_failed"):
+        return True
+    first, last = row.get("first_seq"), row.get("max_seq")
+    return first is not None and last is not None and last - first + 1 > (row.get("received") or 0)
+
+
+def matches_status(row: dict[str, Any], status: str, now: int) -> bool:
+    return status == "all" or (is_stale(row, now) if status == "stale" else has_problems(row, now))
+
+
+def check_device_view(sort: str, status: str) -> None:
+    if sort not in DEVICE_SORTS:
+        raise ValueError(f"sort must be one of {', '.join(DEVICE_SORTS)}, got {sort!r}")
+    if status not in DEVICE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(DEVICE_STATUSES)}, got {status!r}")
 
 
 def health_span(device: dict[str, Any], seqs: list[int]) -> list[int]:
@@ -170,6 +226,14 @@ class Store(Protocol):
     def list_devices(self) -> list[dict[str, Any]]: ...
     def page_devices(self, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """Up to `limit` registry rows in device-id order after `cursor`; the next page's cursor or None."""
+        ...
+
+    def iter_devices(self) -> Iterator[dict[str, Any]]:
+        """Every registry row in device-id order, read a page at a time (bounded memory)."""
+        ...
+
+    def iter_alert_states(self) -> Iterator[dict[str, Any]]:
+        """Every alert state ordered by (device_id, rule_id), read a page at a time."""
         ...
 
     def remove_device(self, device_id: str) -> None: ...

@@ -5,34 +5,48 @@ readings: partition device_id, sort seq (N): a reading's identity, so a re-sent 
           the latest reading and a time range are each one Query. TTL: expires_at.
 rollups:  in the readings table under partition "<device_id>#hour" / "<device_id>#day"
           (a device id has no "#"), seq = the item's start, so the same index reads them.
-devices:  partition device_id. GSI `all_devices` (partition kind = "device") lists the
-          registry with one Query, and projects everything but the secret.
+devices:  partition device_id. Two GSIs list the registry without a per-batch write to one
+          partition key: both are partitioned by `fleet_shard` (DEVICE_SHARDS values from the
+          device id's CRC-32), so a fleet's writes spread over 16 index partitions;
+          `by_id` sorts a shard by device_id, `by_last_seen` by seen_key
+          ("<last_seen, 12 digits>#<device_id>", 0 when never seen). Both project everything
+          but the secret. A page in either order merges the 16 shards' queries (at most
+          16 + 1 requests for a page of up to 100); the whole fleet in id order is a lazy
+          merge of the shards' pages (iter_devices: memory of 16 pages, whatever the fleet).
 Writes are conditional (attribute_not_exists) in one TransactWriteItems per request (up to
 100 readings, DynamoDB's transaction limit): all or nothing. A failed condition returns the
 stored item (ReturnValuesOnConditionCheckFailure=ALL_OLD), which tells a re-send (a
 duplicate) from another reading under the same seq (a conflict) without another read.
 """
 
+import heapq
+import itertools
 import json
 import os
 import random
+import re
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any, TypeVar
 
 from cloud import rollups
 from cloud.protocol import MAX_READINGS, Reading
 from cloud.stores.base import (
+    BadCursor,
     Delivery,
     DeviceExists,
     NoSuchDevice,
     SeqConflict,
     StoreBusy,
-    decode_device_cursor,
+    check_device_view,
+    decode_cursor,
     decode_reading_cursor,
     encode_cursor,
     health_span,
+    matches_status,
     reading_item,
     same_content,
 )
@@ -40,7 +54,30 @@ from cloud.stores.base import merged_settings as _merged
 
 TRANSACTION_LIMIT = 100
 assert MAX_READINGS <= TRANSACTION_LIMIT, "a request's readings must fit one transaction"
-DEVICE_KIND = "device"
+# Index partitions the registry's listing spreads over: each takes 1,000 writes/s, and a
+# device update writes 1 (by_id) + 2 (by_last_seen, its sort key moves) index units; 16
+# keep a fleet of 1M boards reporting every 5 minutes near 420 units/s a partition
+# (bench/fleet_capacity.py; tests/deploy/test_capacity.py holds the template to it).
+DEVICE_SHARDS = 16
+BY_ID = "by_id"
+BY_LAST_SEEN = "by_last_seen"
+# Everything of a device row but its secret and the index keys.
+DEVICE_ATTRIBUTES = [
+    "created_at",
+    "last_seen",
+    "last_status",
+    "last_reading",
+    "first_seq",
+    "max_seq",
+    "received",
+    "desired",
+    "desired_version",
+    "ota_target",
+]
+FLEET_PAGE = 500  # rows a shard query reads while walking the whole fleet (iter_devices)
+FILTER_BUDGET = 2000  # devices a filtered page of GET /devices reads at most before it answers
+_SEEN_KEY = re.compile(r"[0-9]{12}#[A-Za-z0-9_-]{1,64}")
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Error codes that mean "later", after botocore's own retries: the caller answers 503.
 THROTTLING = frozenset(
     (
@@ -68,26 +105,43 @@ READ_TIMEOUT_S = 3
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
-def _throttling_is_store_busy(method: _Method) -> _Method:
+@contextmanager
+def _store_busy_on_throttling() -> Iterator[None]:
     """Throttling, a DynamoDB 5xx, or no answer in time, after botocore's retry: StoreBusy, so
     the board gets a 503 it retries and not a 500 it cannot tell from a crash. Whether a
     timed-out write landed is unknown, and need not be: a re-sent reading is a duplicate."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
+    try:
+        yield
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code in THROTTLING or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+            raise StoreBusy(f"DynamoDB answered {code}") from error
+        raise
+    except (ConnectionError, HTTPClientError) as error:
+        raise StoreBusy(f"DynamoDB did not answer: {type(error).__name__}") from error
+
+
+def _throttling_is_store_busy(method: _Method) -> _Method:
     @wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
-
-        try:
+        with _store_busy_on_throttling():
             return method(*args, **kwargs)
-        except ClientError as error:
-            code = error.response["Error"]["Code"]
-            if code in THROTTLING or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
-                raise StoreBusy(f"DynamoDB answered {code}") from error
-            raise
-        except (ConnectionError, HTTPClientError) as error:
-            raise StoreBusy(f"DynamoDB did not answer: {type(error).__name__}") from error
 
     return wrapper  # type: ignore[return-value]
+
+
+def _device_cursor(cursor: str, sort: str, status: str) -> str:
+    """The index key a page of GET /devices ended at; a cursor of another sort or filter is refused."""
+    value = decode_cursor(cursor)
+    after = value.get("after") if isinstance(value, dict) else None
+    pattern = _DEVICE_ID if sort == "id" else _SEEN_KEY
+    if not isinstance(after, str) or not pattern.fullmatch(after):
+        raise BadCursor()
+    if value.get("sort") != sort or value.get("status") != status:
+        raise BadCursor()  # a cursor of another sort or filter
+    return after
 
 
 def client(endpoint_url: str | None = None, pool: int = 10, **session: Any) -> Any:
@@ -104,6 +158,14 @@ def client(endpoint_url: str | None = None, pool: int = 10, **session: Any) -> A
     )
     url = endpoint_url or os.environ.get("DYNAMODB_ENDPOINT_URL")
     return boto3.client("dynamodb", endpoint_url=url, config=config, **session)
+
+
+def device_shard(device_id: str) -> str:
+    return f"{zlib.crc32(device_id.encode()) % DEVICE_SHARDS:02d}"
+
+
+def seen_key(last_seen: int | None, device_id: str) -> str:
+    return f"{last_seen or 0:012d}#{device_id}"
 
 
 def tsq(ts: int, seq: int) -> str:
@@ -158,6 +220,7 @@ class DynamoDBStore:
         self.devices = devices_table
         self.alerts = os.environ.get("ALERTS_TABLE", "") if alerts_table is None else alerts_table
         self.db = dynamodb or client()
+        self.clock: Callable[[], float] = time.time  # "now" of a page's stale and problem filters
 
     # -- registry -----------------------------------------------------------
     def _device(self, item: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +247,8 @@ class DynamoDBStore:
                 Item={
                     "device_id": {"S": device_id},
                     "secret": {"S": secret_hex},
-                    "kind": {"S": DEVICE_KIND},
+                    "fleet_shard": {"S": device_shard(device_id)},
+                    "seen_key": {"S": seen_key(None, device_id)},
                     "created_at": _n(created_at),
                     "received": _n(0),
                 },
@@ -202,38 +266,111 @@ class DynamoDBStore:
         )
         return self._device(item) if item else None
 
-    @_throttling_is_store_busy
-    def list_devices(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+    def _shard_items(
+        self, shard: str, index: str, after: str | None, forward: bool, page: int
+    ) -> Iterator[dict[str, Any]]:
+        """One shard of an index in its sort order, after `after`, a Query page at a time
+        (lazily: the next page is read only when this one is used up)."""
+        key = "device_id" if index == BY_ID else "seen_key"
+        condition = "fleet_shard = :shard"
+        values: dict[str, Any] = {":shard": {"S": shard}}
+        if after is not None:
+            condition += f" AND {key} {'>' if forward else '<'} :after"
+            values[":after"] = {"S": after}
         kwargs: dict[str, Any] = {
             "TableName": self.devices,
-            "IndexName": "all_devices",
-            "KeyConditionExpression": "kind = :k",
-            "ExpressionAttributeValues": {":k": {"S": DEVICE_KIND}},
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": forward,
+            "Limit": page,
         }
         while True:
-            page = self.db.query(**kwargs)
-            rows += [self._device(item) for item in page["Items"]]
-            if "LastEvaluatedKey" not in page:
-                return rows
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            answer = self.db.query(**kwargs)
+            yield from answer["Items"]
+            if "LastEvaluatedKey" not in answer:
+                return
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+            kwargs["Limit"] = max(page, 100)  # a shard read past its first page is read on in full pages
+
+    def _merged(self, index: str, after: str | None, forward: bool, page: int) -> Iterator[dict[str, Any]]:
+        """Every shard of an index merged into one ordered stream of items."""
+        key = "device_id" if index == BY_ID else "seen_key"
+        shards = [self._shard_items(f"{n:02d}", index, after, forward, page) for n in range(DEVICE_SHARDS)]
+        return heapq.merge(*shards, key=lambda item: item[key]["S"], reverse=not forward)
 
     @_throttling_is_store_busy
-    def page_devices(self, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    def list_devices(self) -> list[dict[str, Any]]:
+        return list(self.iter_devices())
+
+    def iter_devices(self) -> Iterator[dict[str, Any]]:
+        with _store_busy_on_throttling():
+            for item in self._merged(BY_ID, None, True, FLEET_PAGE):
+                yield self._device(item)
+
+    @_throttling_is_store_busy
+    def page_devices(
+        self, limit: int, cursor: str | None = None, sort: str = "id", status: str = "all"
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        check_device_view(sort, status)
+        if not 1 <= limit <= 100:
+            raise ValueError(f"limit must be 1 to 100, got {limit}")
+        index, key = (BY_ID, "device_id") if sort == "id" else (BY_LAST_SEEN, "seen_key")
+        after = _device_cursor(cursor, sort, status) if cursor else None
+        forward = sort != "-last_seen"
+        if status == "all":
+            # One more than the page: whether another page follows, without a last empty one.
+            items = list(itertools.islice(self._merged(index, after, forward, limit + 1), limit + 1))
+            rows = [self._device(item) for item in items[:limit]]
+            more = len(items) > limit
+            last = items[limit - 1][key]["S"] if more else None
+        else:
+            now = int(self.clock())
+            rows, last, read = [], None, 0
+            # Shards' first pages sized to the page asked for; a sparse filter reads on.
+            stream = self._merged(index, after, forward, min(100, 2 * limit + 1))
+            for item in stream:
+                if len(rows) == limit or read == FILTER_BUDGET:
+                    break
+                read += 1
+                last = item[key]["S"]
+                row = self._device(item)
+                if matches_status(row, status, now):
+                    rows.append(row)
+            else:
+                last = None  # the fleet ended within this page
+        return rows, (encode_cursor({"after": last, "sort": sort, "status": status}) if last else None)
+
+    def backfill_device_index(self) -> int:
+        """Give rows written before the sharded indexes (issue 24) their shard and
+        seen_key, so they are listed again; returns how many it updated. A Scan a page at a
+        time, run once after the upgrade (docs/deploy.md)."""
         kwargs: dict[str, Any] = {
             "TableName": self.devices,
-            "IndexName": "all_devices",
-            "KeyConditionExpression": "kind = :k",
-            "ExpressionAttributeValues": {":k": {"S": DEVICE_KIND}},
-            "Limit": limit,
+            "ProjectionExpression": "device_id, last_seen, fleet_shard, seen_key",
         }
-        if cursor:
-            after = decode_device_cursor(cursor)
-            kwargs["ExclusiveStartKey"] = {"kind": {"S": DEVICE_KIND}, "device_id": {"S": after}}
-        page = self.db.query(**kwargs)
-        rows = [self._device(item) for item in page["Items"]]
-        more = "LastEvaluatedKey" in page and len(rows) == limit
-        return rows, (encode_cursor({"after": rows[-1]["device_id"]}) if more else None)
+        updated = 0
+        while True:
+            answer = self.db.scan(**kwargs)
+            for item in answer["Items"]:
+                device_id = item["device_id"]["S"]
+                last_seen = int(item["last_seen"]["N"]) if "last_seen" in item else None
+                if "fleet_shard" in item and "seen_key" in item:
+                    continue
+                self.db.update_item(
+                    TableName=self.devices,
+                    Key={"device_id": {"S": device_id}},
+                    UpdateExpression="SET fleet_shard = :shard, seen_key = if_not_exists(seen_key, :seen)",
+                    ConditionExpression="attribute_exists(device_id)",
+                    ExpressionAttributeValues={
+                        ":shard": {"S": device_shard(device_id)},
+                        ":seen": {"S": seen_key(last_seen, device_id)},
+                    },
+                )
+                updated += 1
+            if "LastEvaluatedKey" not in answer:
+                return updated
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def _on_existing(self, operation: str, device_id: str, **kwargs: Any) -> None:
         """update_item or delete_item of a device row that must exist."""
@@ -348,8 +485,12 @@ class DynamoDBStore:
         # Seq bounds and the last reading are computed from the row read for this request:
         # a device posts one batch at a time, so a lost race only delays the health figures.
         in_span = health_span(device, [r.seq for r in delivery.stored])
-        values: dict[str, Any] = {":now": _n(delivery.now), ":n": _n(len(in_span))}
-        sets = ["last_seen = :now"]
+        values: dict[str, Any] = {
+            ":now": _n(delivery.now),
+            ":n": _n(len(in_span)),
+            ":seen": {"S": seen_key(delivery.now, device["device_id"])},
+        }
+        sets = ["last_seen = :now", "seen_key = :seen"]
         if delivery.status is not None:
             sets.append("last_status = :status")
             values[":status"] = {"S": json.dumps(delivery.status)}
@@ -518,6 +659,23 @@ class DynamoDBStore:
             {**json.loads(item["state"]["S"]), "version": int(item["version"]["N"])}
             for item in self._alert_query("state", **extra)
         ]
+
+    def iter_alert_states(self) -> Iterator[dict[str, Any]]:
+        """Ordered by sk, "<device_id>#<rule_id>": by device id, then rule ("#" sorts before
+        every character of a device id), a Query page at a time."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.alerts,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": "state"}},
+        }
+        with _store_busy_on_throttling():
+            while True:
+                answer = self.db.query(**kwargs)
+                for item in answer["Items"]:
+                    yield {**json.loads(item["state"]["S"]), "version": int(item["version"]["N"])}
+                if "LastEvaluatedKey" not in answer:
+                    return
+                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def put_alert_state(self, state: dict[str, Any], expected_version: int) -> bool:
         """Write `state` if the stored one is still at `expected_version` (0: none stored)."""
@@ -726,32 +884,20 @@ def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
             {"AttributeName": "device_id", "AttributeType": "S"},
-            {"AttributeName": "kind", "AttributeType": "S"},
+            {"AttributeName": "fleet_shard", "AttributeType": "S"},
+            {"AttributeName": "seen_key", "AttributeType": "S"},
         ],
         KeySchema=[{"AttributeName": "device_id", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
             {
-                "IndexName": "all_devices",
+                "IndexName": name,
                 "KeySchema": [
-                    {"AttributeName": "kind", "KeyType": "HASH"},
-                    {"AttributeName": "device_id", "KeyType": "RANGE"},
+                    {"AttributeName": "fleet_shard", "KeyType": "HASH"},
+                    {"AttributeName": sort_key, "KeyType": "RANGE"},
                 ],
-                "Projection": {
-                    "ProjectionType": "INCLUDE",
-                    "NonKeyAttributes": [
-                        "created_at",
-                        "last_seen",
-                        "last_status",
-                        "last_reading",
-                        "first_seq",
-                        "max_seq",
-                        "received",
-                        "desired",
-                        "desired_version",
-                        "ota_target",
-                    ],
-                },
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(DEVICE_ATTRIBUTES)},
             }
+            for name, sort_key in ((BY_ID, "device_id"), (BY_LAST_SEEN, "seen_key"))
         ],
     )
 

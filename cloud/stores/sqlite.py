@@ -13,7 +13,7 @@ import json
 import sqlite3
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +38,7 @@ from cloud.stores.base import merged_settings as _merged
 # Under the device's 5 s HTTP timeout: a board waiting on another process's write (a CLI
 # command, a second endpoint on the same DATA_DIR) gets a 503 with Retry-After, not silence.
 BUSY_TIMEOUT_S = 3.0
+FLEET_PAGE = 500  # rows a page of iter_devices and iter_alert_states holds
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
@@ -211,6 +212,21 @@ class SQLiteStore:
     def list_devices(self) -> list[dict[str, Any]]:
         rows = self._connect().execute("SELECT * FROM devices ORDER BY device_id").fetchall()
         return [self._device(row) for row in rows]
+
+    def iter_devices(self) -> Iterator[dict[str, Any]]:
+        """Keyset pages: no read transaction stays open while the caller writes."""
+        after = ""
+        while True:
+            rows = (
+                self._connect()
+                .execute("SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after, FLEET_PAGE))
+                .fetchall()
+            )
+            for row in rows:
+                yield self._device(row)
+            if len(rows) < FLEET_PAGE:
+                return
+            after = rows[-1]["device_id"]
 
     @_busy_is_store_busy
     def page_devices(self, limit: int, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -466,6 +482,24 @@ class SQLiteStore:
             sql += " WHERE device_id = ?"
         rows = self._alerts_db().execute(sql, args).fetchall()
         return [{**json.loads(row["state"]), "version": row["version"]} for row in rows]
+
+    def iter_alert_states(self) -> Iterator[dict[str, Any]]:
+        after: tuple[str, str] = ("", "")
+        while True:
+            rows = (
+                self._alerts_db()
+                .execute(
+                    "SELECT device_id, rule_id, state, version FROM alert_state WHERE (device_id, rule_id) > (?, ?) "
+                    "ORDER BY device_id, rule_id LIMIT ?",
+                    (*after, FLEET_PAGE),
+                )
+                .fetchall()
+            )
+            for row in rows:
+                yield {**json.loads(row["state"]), "version": row["version"]}
+            if len(rows) < FLEET_PAGE:
+                return
+            after = (rows[-1]["device_id"], rows[-1]["rule_id"])
 
     def put_alert_state(self, state: dict[str, Any], expected_version: int) -> bool:
         """Write `state` if the stored one is still at `expected_version` (0: none stored)."""

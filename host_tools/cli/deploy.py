@@ -109,6 +109,35 @@ def stack_parameters(exists: bool, settings: dict[str, str | None]) -> list[dict
     return parameters
 
 
+ARTIFACT_PREFIX = "dhtlink-artifacts-"
+
+
+def artifact_bucket(s3: Any, region: str, account: str) -> str:
+    """This account's artifact bucket for the region, or a new name for one. The name ends
+    in a random part, so nobody can create it in their account before we do (a predictable
+    name would let another account receive our code); it is found again by listing this
+    account's own buckets."""
+    prefix = f"{ARTIFACT_PREFIX}{region}-"
+    for listed in s3.list_buckets().get("Buckets", []):
+        if listed["Name"].startswith(prefix):
+            return str(listed["Name"])
+    return prefix + secrets.token_hex(8)
+
+
+def create_artifact_bucket(s3: Any, bucket: str, region: str) -> None:
+    options = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    s3.create_bucket(Bucket=bucket, ObjectOwnership="BucketOwnerEnforced", **options)
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+
+
 def deploy(
     session: Any, stack: str, archive: Path, bucket: str | None, settings: dict[str, str | None] | None = None
 ) -> dict[str, str]:
@@ -120,18 +149,19 @@ def deploy(
     cfn = session.client("cloudformation")
     s3 = session.client("s3")
     account = session.client("sts").get_caller_identity()["Account"]
-    bucket = bucket or f"dhtlink-artifacts-{account}-{session.region_name}"
+    bucket = bucket or artifact_bucket(s3, session.region_name, account)
     try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError:
-        options = (
-            {}
-            if session.region_name == "us-east-1"
-            else {"CreateBucketConfiguration": {"LocationConstraint": session.region_name}}
-        )
-        s3.create_bucket(Bucket=bucket, **options)
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+            raise CommandError(
+                f"bucket {bucket} is not one of this account's ({account}): choose another --bucket"
+            ) from None
+        create_artifact_bucket(s3, bucket, session.region_name)
     key = f"dhtlink/{hashlib.sha256(archive.read_bytes()).hexdigest()[:16]}.zip"
-    s3.upload_file(str(archive), bucket, key)
+    # ExpectedBucketOwner on every call: a bucket of that name in another account (taken
+    # before ours, or after ours was deleted) gets a 403, never our code.
+    s3.upload_file(str(archive), bucket, key, ExtraArgs={"ExpectedBucketOwner": account})
     try:
         status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
     except ClientError:
@@ -149,6 +179,8 @@ def deploy(
         "LogRetentionDays": None,
         "AlarmEmail": None,
         "AlertEmail": None,
+        "ApiRateLimit": None,
+        "ApiBurstLimit": None,
     }
     given = {**defaults, **(settings or {})}
     if not exists and not given["ReadToken"]:
@@ -218,6 +250,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--alert-email", default=None, help="send sensor alerts of `dhtlink alerts add --email` here ('' for none)"
     )
     parser.add_argument(
+        "--api-rate-limit",
+        type=int,
+        default=None,
+        help="requests a second each API route takes before answering 429, 1 to 10000 (default 5000; "
+        "kept on update; docs/deploy.md, Growing)",
+    )
+    parser.add_argument(
+        "--api-burst-limit", type=int, default=None, help="requests at once above the rate, 1 to 5000 (default 5000)"
+    )
+    parser.add_argument(
         "--rotate-read-token", action="store_true", help="replace the read token with a new one and print it once"
     )
     parser.set_defaults(func=run)
@@ -229,6 +271,10 @@ def settings_from(args: argparse.Namespace) -> dict[str, str | None]:
         raise UsageError("--retention-days must be a whole number of days from 1 to 36500")
     if args.log_retention_days is not None and args.log_retention_days not in LOG_RETENTION_DAYS:
         raise UsageError(f"--log-retention-days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}")
+    if args.api_rate_limit is not None and not 1 <= args.api_rate_limit <= 10000:
+        raise UsageError("--api-rate-limit must be 1 to 10000 requests a second (more needs an AWS quota increase)")
+    if args.api_burst_limit is not None and not 1 <= args.api_burst_limit <= 5000:
+        raise UsageError("--api-burst-limit must be 1 to 5000 requests")
     for flag, address in (("--alarm-email", args.alarm_email), ("--alert-email", args.alert_email)):
         if address and ("@" not in address or " " in address):
             raise UsageError(f"{flag} {address!r} is not an e-mail address")
@@ -238,6 +284,8 @@ def settings_from(args: argparse.Namespace) -> dict[str, str | None]:
         "LogRetentionDays": None if args.log_retention_days is None else str(args.log_retention_days),
         "AlarmEmail": args.alarm_email,
         "AlertEmail": args.alert_email,
+        "ApiRateLimit": None if args.api_rate_limit is None else str(args.api_rate_limit),
+        "ApiBurstLimit": None if args.api_burst_limit is None else str(args.api_burst_limit),
     }
 
 

@@ -12,21 +12,13 @@ from cloud import ingest, settings
 from cloud.alerts import admin, scheduled, stream
 from cloud.stores.dynamodb import create_alerts_table, create_tables
 from tests.cloud.helpers import DEVICE, SECRET, body_of, post_event, reading
-from tests.deploy.test_deploy import TEMPLATE
+from tests.deploy.test_deploy import TEMPLATE, function_statements
 from tests.deploy.test_iam_matches_code import TABLES, TRANSACT
-
-# An AWS::IAM::Role in the template holds the stream function's policy; SAM functions hold theirs.
-ROLE_OF = {"AlertsStreamFunction": ("AlertsStreamRole", 0), "AlertsScheduleFunction": (None, 0)}
 
 
 def statements(function):
-    role, index = ROLE_OF[function]
-    if role:
-        listed = TEMPLATE["Resources"][role]["Properties"]["Policies"][index]["PolicyDocument"]["Statement"]
-    else:
-        listed = TEMPLATE["Resources"][function]["Properties"]["Policies"][index]["Statement"]
     # `!If [HasAlertEmail, statement, AWS::NoValue]`: granted when the stack has an alert e-mail
-    return [s["If"][1] if "If" in s else s for s in listed]
+    return function_statements(function)
 
 
 def granted_dynamodb(function):
@@ -114,8 +106,9 @@ def test_stream_function_evaluates_stored_readings_and_mails(stack):
     event = stream_event()
     assert len(event["Records"]) == 5
     calls.clear()
-    assert stream.handler(event, None) == {"transitions": 2}
-    assert stream.handler(event, None) == {"transitions": 0}, "a retried batch announces nothing again"
+    assert stream.handler(event, None) == {"transitions": 2, "batchItemFailures": []}
+    again = stream.handler(event, None)
+    assert again == {"transitions": 0, "batchItemFailures": []}, "a retried batch announces nothing again"
     mails = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     assert sorted(json.loads(m["Body"])["Subject"].split(":")[0] for m in mails) == ["dhtlink open", "dhtlink resolve"]
     assert calls <= granted_dynamodb("AlertsStreamFunction")
@@ -137,7 +130,7 @@ def test_scheduled_function_finds_a_silent_board(stack):
     (mail,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     assert "no delivery for 10m" in json.loads(mail["Body"])["Message"]
     assert calls <= granted_dynamodb("AlertsScheduleFunction")
-    assert ("Query", "DevicesTable.Arn/index/all_devices") in calls, "devices listed by the index, not a Scan"
+    assert ("Query", "DevicesTable.Arn/index/by_id") in calls, "devices listed by the index, not a Scan"
 
 
 def test_each_alert_role_is_exactly_what_the_code_calls(stack):
@@ -153,7 +146,7 @@ def test_each_alert_role_is_exactly_what_the_code_calls(stack):
     event = stream_event()
     scheduled.lambda_evaluator().deliver.__self__.attempts = 1  # nothing listens on port 9: no retries
     calls.clear()
-    assert stream.handler(event, None) == {"transitions": 2}
+    assert stream.handler(event, None) == {"transitions": 2, "batchItemFailures": []}
     assert calls == granted_dynamodb("AlertsStreamFunction")
     calls.clear()
     assert scheduled.handler({}, None) == {"transitions": 1}
@@ -166,10 +159,10 @@ def test_the_schedule_is_every_five_minutes_and_roles_are_scoped():
     assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == "rate(5 minutes)"
     assert function["Handler"] == "cloud.alerts.scheduled.handler"
     assert TEMPLATE["Resources"]["AlertsStreamFunction"]["Properties"]["Handler"] == "cloud.alerts.stream.handler"
-    for name in ROLE_OF:
+    for name in ("AlertsStreamFunction", "AlertsScheduleFunction"):
         for statement in statements(name):
             assert statement["Resource"] != "*", (name, statement)
-    read = TEMPLATE["Resources"]["ReadFunction"]["Properties"]["Policies"][0]["Statement"]
+    read = function_statements("ReadFunction")
     (alerts,) = [s for s in read if s["Resource"] == {"GetAtt": "AlertsTable.Arn"}]
     assert alerts["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == ["rule", "state", "event"]
     assert "secret" not in alerts["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
@@ -187,4 +180,4 @@ def test_summary_items_on_the_same_stream_are_not_readings(stack):
     event = stream_event()
     summaries = [r for r in event["Records"] if "ts" not in r["dynamodb"]["NewImage"]]
     assert summaries, "the summaries' inserts are on the stream"
-    assert stream.handler(event, None) == {"transitions": 2}
+    assert stream.handler(event, None) == {"transitions": 2, "batchItemFailures": []}
