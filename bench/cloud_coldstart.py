@@ -5,8 +5,10 @@ Each run is a new Python process that times, from inside, one of:
             with AWS_LAMBDA_FUNCTION_NAME set so the module creates its DynamoDB client at
             import, exactly as in the Lambda init phase;
   baseline  `import boto3` + `boto3.client("dynamodb")`, the least any DynamoDB handler pays.
-The two alternate (ours, baseline, ours, ...) so machine noise hits both alike; the figure
-is the median of each. Interpreter start-up is common to both and left out.
+The two alternate (ours, baseline, ours, ...) so machine noise hits both alike. The target
+is judged on the least of each side (best of N, as timeit does): other processes only ever
+add time, and on a shared machine the medians move by a third from run to run; the medians
+are printed beside them. Interpreter start-up is common to both and left out.
 
     .venv/bin/python bench/cloud_coldstart.py [--runs 10] [--json]
 """
@@ -25,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from host_tools.cli.deploy import build_artifact  # noqa: E402
 
-TARGET_OVERHEAD = 0.20
+TARGET_OVERHEAD = 0.10
 
 OURS = """
 import time
@@ -88,14 +90,20 @@ def measure(runs: int) -> dict[str, float]:
             ours.append(one_run(OURS.format(artifact=artifact), env))
             baseline.append(one_run(BASELINE, env))
     # Rounded before the difference, so the printed figures add up.
-    ours_ms = round(statistics.median(ours) * 1000, 1)
-    baseline_ms = round(statistics.median(baseline) * 1000, 1)
+    ours_ms = round(min(ours) * 1000, 1)
+    baseline_ms = round(min(baseline) * 1000, 1)
+    ours_median_ms = round(statistics.median(ours) * 1000, 1)
+    baseline_median_ms = round(statistics.median(baseline) * 1000, 1)
     return {
         "runs": runs,
         "ours_ms": ours_ms,
         "baseline_ms": baseline_ms,
         "overhead_ms": round(ours_ms - baseline_ms, 1),
         "overhead_pct": round((ours_ms - baseline_ms) / baseline_ms * 100, 1),
+        "ours_median_ms": ours_median_ms,
+        "baseline_median_ms": baseline_median_ms,
+        "median_overhead_pct": round((ours_median_ms - baseline_median_ms) / baseline_median_ms * 100, 1),
+        "load_average": round(os.getloadavg()[0], 1),
         "python": sys.version.split()[0],
     }
 
@@ -112,13 +120,15 @@ def main() -> None:
         print(json.dumps(result))
         return
     met = "met" if result["overhead_pct"] <= TARGET_OVERHEAD * 100 else "NOT met"
-    print(f"fresh-process import, median of {args.runs} (Python {result['python']})")
-    print(f"  boto3 + DynamoDB client alone        {result['baseline_ms']:8.1f} ms")
-    print(f"  cloud.ingest + its DynamoDB client   {result['ours_ms']:8.1f} ms")
+    print(f"fresh-process import, least (median) of {args.runs} (Python {result['python']})")
+    for label, key in (("boto3 + DynamoDB client alone", "baseline"), ("cloud.ingest + its DynamoDB client", "ours")):
+        print(f"  {label:<36} {result[key + '_ms']:8.1f} ms ({result[key + '_median_ms']} median)")
     print(
         f"  our overhead                         {result['overhead_ms']:8.1f} ms  "
-        f"({result['overhead_pct']:+.1f} %; target <= {TARGET_OVERHEAD:.0%}: {met})"
+        f"({result['overhead_pct']:+.1f} %, medians {result['median_overhead_pct']:+.1f} %; "
+        f"target <= {TARGET_OVERHEAD:.0%}: {met})"
     )
+    print(f"  load average {result['load_average']} ({os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

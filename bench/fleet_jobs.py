@@ -50,8 +50,8 @@ else:
 event = json.loads(sys.stdin.read())
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 calls = []
-import cloud.stores.dynamodb
-cloud.stores.dynamodb.READ_TIMEOUT_S = 600  # moto walks the whole table for a GSI Query: slow, not DynamoDB's 3 s
+import cloud.stores.dynamodb_ingest
+cloud.stores.dynamodb_ingest.READ_TIMEOUT_S = 600  # moto is slow (it walks the table)
 from cloud.settings import lambda_store
 store = lambda_store()[1]
 store.db.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))

@@ -23,7 +23,16 @@ from cloud.stores.dynamodb import DynamoDBStore, create_tables
 from host_tools.cli import deploy
 
 REPO = Path(__file__).resolve().parents[2]
-INGEST_ATTRIBUTES = {"device_id", "last_seen", "seen_key", "last_status", "first_seq", "max_seq", "received", "last_reading"}
+INGEST_ATTRIBUTES = {
+    "device_id",
+    "last_seen",
+    "seen_key",
+    "last_status",
+    "first_seq",
+    "max_seq",
+    "received",
+    "last_reading",
+}
 
 
 class _CfnLoader(yaml.SafeLoader):
