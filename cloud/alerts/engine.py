@@ -176,17 +176,18 @@ class Evaluator:
             done += self._commit(rule, device_id, states.get(rule.rule_id), state, transitions, now)
         return done
 
-    def on_schedule(self, now: int) -> int:
-        """Every few minutes: stale and rising rules over every device row.
+    def on_schedule(self, now: int, shard: str | None = None) -> int:
+        """Every few minutes: stale and rising rules over every device row (of one shard).
 
         The fleet and the states are both read in device-id order, a page at a time, and
         walked side by side: memory holds one device's states and a page of each stream,
-        whatever the fleet's size (bench/alerts_fleet.py measures it)."""
+        whatever the fleet's size (bench/fleet_jobs.py measures it)."""
         rules = [r for r in self.rules() if r.kind in ("stale", "rising")]
         if not rules:
             return 0
         done = 0
-        for device, stored_states in _with_states(self.store.iter_devices(), self.store.iter_alert_states()):
+        walk = _with_states(self.store.iter_devices(shard), self.store.iter_alert_states(shard))
+        for device, stored_states in walk:
             device_id = device["device_id"]
             for rule in rules:
                 if not rule.applies_to(device_id):

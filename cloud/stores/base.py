@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import zlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple, Protocol
 
@@ -62,6 +63,17 @@ def decode_device_cursor(cursor: str) -> str:
     if not isinstance(after, str) or not DEVICE_ID.fullmatch(after):
         raise BadCursor()
     return after
+
+
+# The registry's listing and the scheduled alert job are split over this many parts of the
+# fleet (cloud/stores/dynamodb.py's index partitions; one scheduled run each, in parallel).
+DEVICE_SHARDS = 16
+SHARDS = tuple(f"{n:02d}" for n in range(DEVICE_SHARDS))
+
+
+def device_shard(device_id: str) -> str:
+    """The part of the fleet a device belongs to: its id's CRC-32, evenly over DEVICE_SHARDS."""
+    return SHARDS[zlib.crc32(device_id.encode()) % DEVICE_SHARDS]
 
 
 # GET /devices' server-side order and filter (the fleet page; docs/api.md). Every store
@@ -226,12 +238,14 @@ class Store(Protocol):
         """Up to `limit` registry rows in device-id order after `cursor`; the next page's cursor or None."""
         ...
 
-    def iter_devices(self) -> Iterator[dict[str, Any]]:
-        """Every registry row in device-id order, read a page at a time (bounded memory)."""
+    def iter_devices(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every registry row (of one shard: device_shard) in device-id order, read a page
+        at a time (bounded memory)."""
         ...
 
-    def iter_alert_states(self) -> Iterator[dict[str, Any]]:
-        """Every alert state ordered by (device_id, rule_id), read a page at a time."""
+    def iter_alert_states(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every alert state (of one shard's devices) ordered by (device_id, rule_id), read
+        a page at a time."""
         ...
 
     def remove_device(self, device_id: str) -> None: ...

@@ -28,7 +28,9 @@ from typing import Any
 
 from cloud import rollups
 from cloud.protocol import Reading
-from cloud.stores.base import (
+from cloud.stores.base import (  # noqa: F401 - DEVICE_SHARDS, device_shard: this module's API too
+    DEVICE_SHARDS,
+    SHARDS,
     BadCursor,
     DeviceExists,
     NoSuchDevice,
@@ -36,13 +38,13 @@ from cloud.stores.base import (
     check_device_view,
     decode_cursor,
     decode_reading_cursor,
+    device_shard,
     encode_cursor,
     matches_status,
 )
 from cloud.stores.base import merged_settings as _merged
 from cloud.stores.dynamodb_ingest import (  # noqa: F401 - CALL_ATTEMPTS, WRITE_ATTEMPTS, client: this module's API
     CALL_ATTEMPTS,
-    DEVICE_SHARDS,
     WRITE_ATTEMPTS,
     IngestStore,
     _json_attr,
@@ -51,7 +53,6 @@ from cloud.stores.dynamodb_ingest import (  # noqa: F401 - CALL_ATTEMPTS, WRITE_
     _store_busy_on_throttling,
     _throttling_is_store_busy,
     client,
-    device_shard,
     seen_key,
     tsq,
 )
@@ -155,16 +156,22 @@ class DynamoDBStore(IngestStore):
     def _merged(self, index: str, after: str | None, forward: bool, page: int) -> Iterator[dict[str, Any]]:
         """Every shard of an index merged into one ordered stream of items."""
         key = "device_id" if index == BY_ID else "seen_key"
-        shards = [self._shard_items(f"{n:02d}", index, after, forward, page) for n in range(DEVICE_SHARDS)]
+        shards = [self._shard_items(shard, index, after, forward, page) for shard in SHARDS]
         return heapq.merge(*shards, key=lambda item: item[key]["S"], reverse=not forward)
 
     @_throttling_is_store_busy
     def list_devices(self) -> list[dict[str, Any]]:
         return list(self.iter_devices())
 
-    def iter_devices(self) -> Iterator[dict[str, Any]]:
+    def iter_devices(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
+        """The fleet (or one shard of it) in device-id order, a page at a time."""
         with _store_busy_on_throttling():
-            for item in self._merged(BY_ID, None, True, FLEET_PAGE):
+            items = (
+                self._merged(BY_ID, None, True, FLEET_PAGE)
+                if shard is None
+                else self._shard_items(shard, BY_ID, None, True, FLEET_PAGE)
+            )
+            for item in items:
                 yield self._device(item)
 
     @_throttling_is_store_busy
@@ -405,14 +412,18 @@ class DynamoDBStore(IngestStore):
             for item in self._alert_query("state", **extra)
         ]
 
-    def iter_alert_states(self) -> Iterator[dict[str, Any]]:
+    def iter_alert_states(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
         """Ordered by sk, "<device_id>#<rule_id>": by device id, then rule ("#" sorts before
-        every character of a device id), a Query page at a time."""
+        every character of a device id), a Query page at a time. With `shard`, DynamoDB
+        passes on that shard's states only (and those written before states carried one)."""
         kwargs: dict[str, Any] = {
             "TableName": self.alerts,
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": "state"}},
         }
+        if shard is not None:
+            kwargs["FilterExpression"] = "attribute_not_exists(fleet_shard) OR fleet_shard = :shard"
+            kwargs["ExpressionAttributeValues"][":shard"] = {"S": shard}
         with _store_busy_on_throttling():
             while True:
                 answer = self.db.query(**kwargs)
@@ -430,6 +441,7 @@ class DynamoDBStore(IngestStore):
             **self._alert_key("state", f"{state['device_id']}#{state['rule_id']}"),
             "state": {"S": json.dumps({k: v for k, v in state.items() if k != "version"})},
             "version": _n(state["version"]),
+            "fleet_shard": {"S": device_shard(state["device_id"])},
         }
         condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         if expected_version:

@@ -14,7 +14,6 @@ import json
 import os
 import random
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -29,13 +28,6 @@ from cloud.stores.base import (
     reading_item,
     same_content,
 )
-
-# Index partitions the registry's listing spreads over (cloud/stores/dynamodb.py): each
-# takes 1,000 writes/s, and a device update writes 1 (by_id) + 2 (by_last_seen, its sort
-# key moves) index units; 16 keep a fleet of 1M boards reporting every 5 minutes near 420
-# units/s a partition (host_tools/models/capacity.py; tests/deploy/test_capacity.py).
-DEVICE_SHARDS = 16
-
 
 TRANSACTION_LIMIT = 100
 assert MAX_READINGS <= TRANSACTION_LIMIT, "a request's readings must fit one transaction"
@@ -107,10 +99,6 @@ def client(endpoint_url: str | None = None, pool: int = 10, **session: Any) -> A
     )
     url = endpoint_url or os.environ.get("DYNAMODB_ENDPOINT_URL")
     return boto3.client("dynamodb", endpoint_url=url, config=config, **session)
-
-
-def device_shard(device_id: str) -> str:
-    return f"{zlib.crc32(device_id.encode()) % DEVICE_SHARDS:02d}"
 
 
 def seen_key(last_seen: int | None, device_id: str) -> str:

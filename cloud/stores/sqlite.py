@@ -28,6 +28,7 @@ from cloud.stores.base import (
     StoreBusy,
     decode_device_cursor,
     decode_reading_cursor,
+    device_shard,
     encode_cursor,
     health_span,
     reading_item,
@@ -213,8 +214,13 @@ class SQLiteStore:
         rows = self._connect().execute("SELECT * FROM devices ORDER BY device_id").fetchall()
         return [self._device(row) for row in rows]
 
-    def iter_devices(self) -> Iterator[dict[str, Any]]:
+    def iter_devices(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
         """Keyset pages: no read transaction stays open while the caller writes."""
+        for row in self._device_pages():
+            if shard is None or device_shard(row["device_id"]) == shard:
+                yield row
+
+    def _device_pages(self) -> Iterator[dict[str, Any]]:
         after = ""
         while True:
             rows = (
@@ -483,7 +489,12 @@ class SQLiteStore:
         rows = self._alerts_db().execute(sql, args).fetchall()
         return [{**json.loads(row["state"]), "version": row["version"]} for row in rows]
 
-    def iter_alert_states(self) -> Iterator[dict[str, Any]]:
+    def iter_alert_states(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
+        for state in self._state_pages():
+            if shard is None or device_shard(state["device_id"]) == shard:
+                yield state
+
+    def _state_pages(self) -> Iterator[dict[str, Any]]:
         after: tuple[str, str] = ("", "")
         while True:
             rows = (

@@ -10,6 +10,7 @@ from moto import mock_aws
 
 from cloud import ingest, settings
 from cloud.alerts import admin, scheduled, stream
+from cloud.stores.base import SHARDS, Delivery, device_shard
 from cloud.stores.dynamodb import create_alerts_table, create_tables
 from tests.cloud.helpers import DEVICE, SECRET, body_of, post_event, reading
 from tests.deploy.test_deploy import TEMPLATE, function_statements
@@ -155,8 +156,10 @@ def test_each_alert_role_is_exactly_what_the_code_calls(stack):
 
 def test_the_schedule_is_every_five_minutes_and_roles_are_scoped():
     function = TEMPLATE["Resources"]["AlertsScheduleFunction"]["Properties"]
-    (schedule,) = function["Events"].values()
-    assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == "rate(5 minutes)"
+    schedules = list(function["Events"].values())
+    assert all(e["Type"] == "Schedule" and e["Properties"]["Schedule"] == "rate(5 minutes)" for e in schedules)
+    shards = sorted(json.loads(e["Properties"]["Input"])["shard"] for e in schedules)
+    assert shards == list(SHARDS), "every shard of the fleet, each once"
     assert function["Handler"] == "cloud.alerts.scheduled.handler"
     assert TEMPLATE["Resources"]["AlertsStreamFunction"]["Properties"]["Handler"] == "cloud.alerts.stream.handler"
     for name in ("AlertsStreamFunction", "AlertsScheduleFunction"):
@@ -181,3 +184,26 @@ def test_summary_items_on_the_same_stream_are_not_readings(stack):
     summaries = [r for r in event["Records"] if "ts" not in r["dynamodb"]["NewImage"]]
     assert summaries, "the summaries' inserts are on the stream"
     assert stream.handler(event, None) == {"transitions": 2, "batchItemFailures": []}
+
+
+def test_a_run_per_shard_covers_each_device_once(stack):
+    """The template's 16 scheduled runs, one a shard: together they open the stale alert of
+    every silent board exactly once, each run touching its own shard's boards only."""
+    store, _calls, _sqs, _queue = stack
+    admin.add_rule(store, {"device": "*", "stale": "5m", "email": True})
+    silent = [f"quiet-{n:02d}" for n in range(24)]
+    for device_id in silent:
+        store.add_device(device_id, SECRET, 1)
+        store.record_delivery(store.get_device(device_id), Delivery(int(time.time()) - 900, None, []))
+    opened = {}
+    for shard in SHARDS:
+        before = {s["device_id"] for s in store.alert_states()}
+        assert scheduled.handler({"shard": shard}, None)["transitions"] == sum(
+            1 for d in silent if device_shard(d) == shard
+        )
+        opened[shard] = {s["device_id"] for s in store.alert_states()} - before
+    assert all(device_shard(d) == shard for shard, devices in opened.items() for d in devices)
+    assert sorted(d for devices in opened.values() for d in devices) == silent
+    assert scheduled.handler({}, None) == {"transitions": 0}, "all of them already open"
+    with pytest.raises(ValueError, match="shard must be one of"):
+        scheduled.handler({"shard": "16"}, None)
