@@ -90,6 +90,17 @@ def _device_cursor(cursor: str, sort: str, status: str) -> str:
     return after
 
 
+STATE_PK = "state#"
+
+
+def _state_key(device_id: str, rule_id: str) -> dict[str, Any]:
+    return {"pk": {"S": STATE_PK + device_shard(device_id)}, "sk": {"S": f"{device_id}#{rule_id}"}}
+
+
+def _state(item: dict[str, Any]) -> dict[str, Any]:
+    return {**json.loads(item["state"]["S"]), "version": int(item["version"]["N"])}
+
+
 class DynamoDBStore(IngestStore):
     def __init__(
         self,
@@ -310,8 +321,10 @@ class DynamoDBStore(IngestStore):
 
     # -- alerts (docs/alerts.md) ----------------------------------------------
     # One table, pk/sk: ("rule", id) the rule; ("secret", id) its webhook URL and key, an
-    # item the read role cannot reach (IAM dynamodb:LeadingKeys); ("state", device#rule);
-    # ("event", "<at>-<random>") the history, expired by TTL after 30 days.
+    # item the read role cannot reach (IAM dynamodb:LeadingKeys); ("state#<shard>",
+    # device#rule), a partition a shard of the fleet (base.device_shard), which the scheduled
+    # run of that shard reads alone; ("event", "<at>-<random>") the history, expired by TTL
+    # after 30 days.
     def _alert_key(self, pk: str, sk: str) -> dict[str, Any]:
         return {"pk": {"S": pk}, "sk": {"S": sk}}
 
@@ -381,9 +394,7 @@ class DynamoDBStore(IngestStore):
         self.db.delete_item(TableName=self.alerts, Key=self._alert_key("secret", rule_id))
         for state in self.alert_states():
             if state["rule_id"] == rule_id:
-                self.db.delete_item(
-                    TableName=self.alerts, Key=self._alert_key("state", f"{state['device_id']}#{rule_id}")
-                )
+                self.db.delete_item(TableName=self.alerts, Key=_state_key(state["device_id"], rule_id))
 
     def record_alert_delivery(self, rule_id: str, event_id: str | None, delivery: dict[str, Any]) -> None:
         from botocore.exceptions import ClientError
@@ -404,44 +415,58 @@ class DynamoDBStore(IngestStore):
                     raise
 
     def alert_states(self, device_id: str | None = None) -> list[dict[str, Any]]:
-        extra: dict[str, Any] = {}
-        if device_id is not None:
-            extra = {"and_sk": " AND begins_with(sk, :device)", "values": {":device": {"S": device_id + "#"}}}
-        return [
-            {**json.loads(item["state"]["S"]), "version": int(item["version"]["N"])}
-            for item in self._alert_query("state", **extra)
-        ]
+        if device_id is None:
+            return list(self.iter_alert_states())
+        extra = {"and_sk": " AND begins_with(sk, :device)", "values": {":device": {"S": device_id + "#"}}}
+        return [_state(item) for item in self._alert_query(STATE_PK + device_shard(device_id), **extra)]
 
     def iter_alert_states(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
         """Ordered by sk, "<device_id>#<rule_id>": by device id, then rule ("#" sorts before
-        every character of a device id), a Query page at a time. With `shard`, DynamoDB
-        passes on that shard's states only (and those written before states carried one)."""
+        every character of a device id), a Query page at a time; without `shard`, the
+        shards' partitions merged."""
+        if shard is None:
+            merged = heapq.merge(*(self.iter_alert_states(one) for one in SHARDS), key=lambda s: s["device_id"])
+            yield from merged
+            return
         kwargs: dict[str, Any] = {
             "TableName": self.alerts,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": "state"}},
+            "ExpressionAttributeValues": {":pk": {"S": STATE_PK + shard}},
         }
-        if shard is not None:
-            kwargs["FilterExpression"] = "attribute_not_exists(fleet_shard) OR fleet_shard = :shard"
-            kwargs["ExpressionAttributeValues"][":shard"] = {"S": shard}
         with _store_busy_on_throttling():
             while True:
                 answer = self.db.query(**kwargs)
                 for item in answer["Items"]:
-                    yield {**json.loads(item["state"]["S"]), "version": int(item["version"]["N"])}
+                    yield _state(item)
                 if "LastEvaluatedKey" not in answer:
                     return
                 kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def move_legacy_alert_states(self) -> int:
+        """States written before they were kept a partition a shard (pk "state") move to
+        theirs, so the scheduled runs see them; run once after the upgrade (docs/deploy.md).
+        Returns how many moved."""
+        moved = 0
+        for item in self._alert_query("state"):
+            state = _state(item)
+            new = {**item, **_state_key(state["device_id"], state["rule_id"])}
+            self.db.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self.alerts, "Item": new, "ConditionExpression": "attribute_not_exists(pk)"}},
+                    {"Delete": {"TableName": self.alerts, "Key": self._alert_key("state", item["sk"]["S"])}},
+                ]
+            )
+            moved += 1
+        return moved
 
     def put_alert_state(self, state: dict[str, Any], expected_version: int) -> bool:
         """Write `state` if the stored one is still at `expected_version` (0: none stored)."""
         from botocore.exceptions import ClientError
 
         item = {
-            **self._alert_key("state", f"{state['device_id']}#{state['rule_id']}"),
+            **_state_key(state["device_id"], state["rule_id"]),
             "state": {"S": json.dumps({k: v for k, v in state.items() if k != "version"})},
             "version": _n(state["version"]),
-            "fleet_shard": {"S": device_shard(state["device_id"])},
         }
         condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         if expected_version:

@@ -167,7 +167,8 @@ def test_the_schedule_is_every_five_minutes_and_roles_are_scoped():
             assert statement["Resource"] != "*", (name, statement)
     read = function_statements("ReadFunction")
     (alerts,) = [s for s in read if s["Resource"] == {"GetAtt": "AlertsTable.Arn"}]
-    assert alerts["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == ["rule", "state", "event"]
+    leading = alerts["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+    assert leading == ["rule", "event", *(f"state#{shard}" for shard in SHARDS)]
     assert "secret" not in alerts["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
 
 
