@@ -138,10 +138,11 @@ class DynamoDBStore(IngestStore):
             raise
 
     def _shard_items(
-        self, shard: str, index: str, after: str | None, forward: bool, page: int
+        self, shard: str, index: str, after: str | None, forward: bool, page: int, next_pages: int | None = None
     ) -> Iterator[dict[str, Any]]:
         """One shard of an index in its sort order, after `after`, a Query page at a time
-        (lazily: the next page is read only when this one is used up)."""
+        (lazily: the next page is read only when this one is used up); pages after the
+        first hold `next_pages` rows if given."""
         key = "device_id" if index == BY_ID else "seen_key"
         condition = "fleet_shard = :shard"
         values: dict[str, Any] = {":shard": {"S": shard}}
@@ -162,12 +163,14 @@ class DynamoDBStore(IngestStore):
             if "LastEvaluatedKey" not in answer:
                 return
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-            kwargs["Limit"] = max(page, 100)  # a shard read past its first page is read on in full pages
+            kwargs["Limit"] = next_pages or page
 
-    def _merged(self, index: str, after: str | None, forward: bool, page: int) -> Iterator[dict[str, Any]]:
+    def _merged(
+        self, index: str, after: str | None, forward: bool, page: int, next_pages: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every shard of an index merged into one ordered stream of items."""
         key = "device_id" if index == BY_ID else "seen_key"
-        shards = [self._shard_items(shard, index, after, forward, page) for shard in SHARDS]
+        shards = [self._shard_items(shard, index, after, forward, page, next_pages) for shard in SHARDS]
         return heapq.merge(*shards, key=lambda item: item[key]["S"], reverse=not forward)
 
     @_throttling_is_store_busy
@@ -197,7 +200,8 @@ class DynamoDBStore(IngestStore):
         forward = sort != "-last_seen"
         if status == "all":
             # One more than the page: whether another page follows, without a last empty one.
-            items = list(itertools.islice(self._merged(index, after, forward, limit + 1), limit + 1))
+            # A shard read past its first page reads on in pages of 100.
+            items = list(itertools.islice(self._merged(index, after, forward, limit + 1, 100), limit + 1))
             rows = [self._device(item) for item in items[:limit]]
             more = len(items) > limit
             last = items[limit - 1][key]["S"] if more else None
@@ -205,7 +209,7 @@ class DynamoDBStore(IngestStore):
             now = int(self.clock())
             rows, last, read = [], None, 0
             # Shards' first pages sized to the page asked for; a sparse filter reads on.
-            stream = self._merged(index, after, forward, min(100, 2 * limit + 1))
+            stream = self._merged(index, after, forward, min(100, 2 * limit + 1), 100)
             for item in stream:
                 if len(rows) == limit or read == FILTER_BUDGET:
                     break
@@ -432,6 +436,7 @@ class DynamoDBStore(IngestStore):
             "TableName": self.alerts,
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": STATE_PK + shard}},
+            "Limit": FLEET_PAGE,
         }
         with _store_busy_on_throttling():
             while True:
