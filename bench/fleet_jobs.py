@@ -2,7 +2,10 @@
 alert job (stale + rising rules over every device) and one batch of the summary stream
 function, each in a fresh Python process as a Lambda runs it, timed and weighed.
 
-    .venv/bin/python bench/fleet_jobs.py [--sizes 10000 100000] [--json]
+    .venv/bin/python bench/fleet_jobs.py [--sizes 10000 100000] [--shard 00|all] [--json]
+
+The alert job runs as the template schedules it, one shard of the fleet (--shard 00, a
+16th of the devices), or over the whole fleet (--shard all).
 
 The store is DynamoDB's API served by moto (host_tools/dynamodb_server.py) in another
 process, so the figures are the job's own: peak RSS of its process (ru_maxrss), the
@@ -27,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from cloud.alerts.rules import parse_rule  # noqa: E402
 from cloud.stores.dynamodb import (  # noqa: E402
+    STATE_PK,
     DynamoDBStore,
     create_alerts_table,
     create_tables,
@@ -129,7 +133,7 @@ def populate(db, prefix: str, devices: int, rng: random.Random) -> list[str]:
         state = {"rule_id": rising.rule_id, "device_id": device_id, "status": "ok", "counter": dropped, "rises": []}
         states.append(
             {
-                "pk": {"S": "state"},
+                "pk": {"S": STATE_PK + device_shard(device_id)},
                 "sk": {"S": f"{device_id}#{rising.rule_id}"},
                 "state": {"S": json.dumps(state)},
                 "version": {"N": "1"},
@@ -213,6 +217,7 @@ def run_job(job: str, event: dict, url: str, prefix: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--shard", default="00", help="the alert run's shard, or all (default 00)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = []
@@ -231,11 +236,12 @@ def main() -> None:
             started = time.perf_counter()
             ids = populate(db, prefix, size, random.Random(size))
             written = time.perf_counter() - started
-            alerts = run_job("alerts", {"source": "aws.events"}, server.url, prefix)
+            tick = {"source": "aws.events"} if args.shard == "all" else {"shard": args.shard}
+            alerts = run_job("alerts", tick, server.url, prefix)
             summary = run_job("summary", stream_event(ids, prefix), server.url, prefix)
             results.append({"devices": size, "populate_s": round(written, 1), "alerts": alerts, "summary": summary})
             if not args.json:
-                print(f"{size:>7} devices (written in {written:.0f} s)", flush=True)
+                print(f"{size:>7} devices (written in {written:.0f} s), alert run of shard {args.shard}", flush=True)
                 for name, figures in (("alert job", alerts), ("summary batch", summary)):
                     print(
                         f"  {name:<14} RSS peak {figures['rss_peak_mb']:6.1f} MB (after imports "
