@@ -79,8 +79,8 @@ def test_dynamodb_shard_run_peak_is_flat_with_the_fleet(moto_server, monkeypatch
         states = store.alert_states()
         assert len(states) == size and all(device_shard(s["device_id"]) == "00" for s in states)
     small, large = peaks
-    # garbage waiting for the collector moves the peak a little; listing the fleet would be 12x
-    assert large < small * 2, f"peak {small} B at 3 devices, {large} B at 36: grows with the fleet"
+    # garbage waiting for the collector moves the peak (up to 2x seen); listing the fleet: 12x
+    assert large < small * 3, f"peak {small} B at 3 devices, {large} B at 36: grows with the fleet"
 
 
 @pytest.mark.parametrize("shard", [None, "00"])
