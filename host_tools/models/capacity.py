@@ -34,8 +34,10 @@ INGEST_CPU_MS = 10.0  # warm POST /data of a 20-reading batch, botocore included
 INGEST_CALLS = 3  # GetItem, TransactWriteItems, UpdateItem (docs/performance.md)
 SUMMARY_CPU_MS = 34.0  # per device of a stream batch, 4 calls (bench/fleet_jobs.py, 2026-12-07)
 SUMMARY_CALLS = 4  # hour Query + Put, day Query + Put
-ALERT_JOB_CPU_MS = 0.7  # per device and 2 rules, the scheduled run (bench/fleet_jobs.py, 2026-12-07)
-ALERT_JOB_RSS_MB = 60.0  # peak RSS of the run's process, flat from 10k to 100k (bench/fleet_jobs.py)
+# per device and 2 rules, a shard's run (bench/fleet_jobs.py, 2026-12-07: 0.66 ms at 10k devices,
+# 0.48 ms at 100k, warm; the larger figure, rounded up)
+ALERT_JOB_CPU_MS = 0.7
+ALERT_JOB_RSS_MB = 56.1  # peak RSS of a shard's run at 100k devices (53.3 MB at 10k; bench/fleet_jobs.py)
 # Not measured: the alerts stream function's work a device (one Query of its states, rules
 # read once a batch), modelled as one call of the summary function's per-call cost.
 ALERT_STREAM_CPU_MS = SUMMARY_CPU_MS / SUMMARY_CALLS
