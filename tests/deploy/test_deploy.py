@@ -154,13 +154,29 @@ def test_tables_match_the_store():
     }
 
 
+def test_bytecode_names_where_lambda_unpacks_the_zip(tmp_path):
+    if not deploy.compile_for_runtime(tmp_path):  # an empty staging directory: only whether it can
+        pytest.skip(f"no {deploy.RUNTIME_PYTHON} here: the zip carries source only")
+    archive = deploy.build_artifact(tmp_path / "build")
+    with zipfile.ZipFile(archive) as zf:
+        pyc = zf.read("cloud/__pycache__/ingest.cpython-312.pyc")
+    assert b"/var/task/cloud/ingest.py" in pyc and str(tmp_path).encode() not in pyc
+
+
 def test_artifact_is_cloud_only(tmp_path):
     archive = deploy.build_artifact(tmp_path)
     names = zipfile.ZipFile(archive).namelist()
     assert "cloud/ingest.py" in names and "cloud/read_api.py" in names and "cloud/stores/dynamodb.py" in names
-    assert all(n.startswith("cloud/") and (n.endswith(".py") or n.startswith("cloud/dashboard/static/")) for n in names)
-    assert not any("/local/" in n or "__pycache__" in n for n in names)
-    assert archive.stat().st_size < 96 * 1024  # ~25 KB of it the dashboard's files, never imported by a handler
+    sources = [n for n in names if "__pycache__" not in n]
+    static = "cloud/dashboard/static/"
+    assert all(n.startswith("cloud/") and (n.endswith(".py") or n.startswith(static)) for n in sources)
+    assert not any("/local/" in n for n in names)
+    # bytecode only for the Lambda runtime's Python, one file a module, when the build had that Python
+    bytecode = [n for n in names if "__pycache__" in n]
+    assert all(n.endswith(".cpython-312.pyc") for n in bytecode)
+    assert len(bytecode) in (0, sum(n.endswith(".py") for n in names))
+    limit = 256 if bytecode else 96  # ~25 KB of it the dashboard's files, never imported by a handler
+    assert archive.stat().st_size < limit * 1024
     assert deploy.build_artifact(tmp_path).read_bytes() == archive.read_bytes(), "the build is reproducible"
 
 
