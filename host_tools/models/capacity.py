@@ -31,7 +31,7 @@ LAMBDA_MAX_TIMEOUT_S = 900  # limit
 
 # Handler costs, measured (bench and date given; CPU on this 2-core host, one core = one vCPU).
 INGEST_CPU_MS = 10.0  # warm POST /data of a 20-reading batch, botocore included (bench/cloud_warm.py)
-INGEST_CALLS = 3  # GetItem, TransactWriteItems, UpdateItem (docs/performance.md)
+INGEST_CALLS = 2  # GetItem, TransactWriteItems with the row's update in it (issue 23; docs/performance.md)
 SUMMARY_CPU_MS = 34.0  # per device of a stream batch, 4 calls (bench/fleet_jobs.py, 2026-12-07)
 SUMMARY_CALLS = 4  # hour Query + Put, day Query + Put
 # per device and 2 rules, a shard's run (bench/fleet_jobs.py, 2026-12-07: 0.66 ms at 10k devices,
@@ -47,7 +47,7 @@ DYNAMODB_CALL_MS = 7.0  # an in-region DynamoDB call's round trip, assumed
 # Write and read units, from item sizes (DynamoDB: a write unit per 1 KB, a read unit per
 # 4 KB strongly consistent, half that eventually consistent; transactions count double).
 READING_WRITE_UNITS = 3  # TransactWriteItems put (2) + by_time LSI entry (1)
-DEVICE_ROW_WRITE_UNITS = 1  # UpdateItem of the row (< 1 KB)
+DEVICE_ROW_WRITE_UNITS = 2  # the row's update (< 1 KB) inside the readings' transaction: doubled
 BY_ID_WRITE_UNITS = 1  # the row's projected attributes change: one index write
 BY_LAST_SEEN_WRITE_UNITS = 2  # its sort key (seen_key) moves: a delete and a put
 HOUR_ITEM_WRITE_UNITS = 2  # hour summary (~700 B) + its LSI copy

@@ -6,12 +6,12 @@ from host_tools.models import costs
 def test_one_reading_a_minute_in_batches_of_20_by_hand():
     # 30 days x 1440 readings = 43,200 readings in 2,160 requests.
     month = costs.cost_per_device_month(60, 20, retention_days=400, boards=1000)
-    # 3 write units a reading; a request: the device row and its two indexes (1 + 1 + 2), its
-    # hour and day summaries (2 + 4).
-    assert month.dynamodb_writes == pytest.approx((43200 * 3 + 2160 * (4 + 6)) * 0.625 / 1e6)
+    # 3 write units a reading; a request: the device row, updated inside the readings'
+    # transaction, and its two indexes (2 + 1 + 2), its hour and day summaries (2 + 4).
+    assert month.dynamodb_writes == pytest.approx((43200 * 3 + 2160 * (5 + 6)) * 0.625 / 1e6)
     assert month.api_gateway == pytest.approx(2160 * 1.00 / 1e6)
-    # ingest: 10 ms of CPU at 256 MB (a 256/1769 share of a vCPU) + 3 calls of 7 ms = 90 ms billed
-    assert month.lambda_compute == pytest.approx(2160 * 0.090 * 0.25 * 0.0000133334)
+    # ingest: 10 ms of CPU at 256 MB (a 256/1769 share of a vCPU) + 2 calls of 7 ms = 83 ms billed
+    assert month.lambda_compute == pytest.approx(2160 * 0.083 * 0.25 * 0.0000133334)
     # storage grows: month m holds m months of readings; the first year's mean is 6.5 months
     monthly_bytes = 43200 * 420 + costs.SUMMARY_BYTES_PER_DAY * 30
     assert month.dynamodb_storage == pytest.approx(monthly_bytes * 6.5 / 1e9 * 0.45)
