@@ -61,7 +61,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _publish_device(client: Any, store: Any, device_id: str, readings: list[dict[str, Any]], now: float) -> int:
     """Discovery, and the state if the batch holds the device's newest stored reading, still
     fresh; how many states it published (0 or 1)."""
-    device = store.get_device(device_id)
+    device = store.get_device_without_secret(device_id)  # the role may read no secret
     if device is None:
         return 0  # removed since: publishing would bring it back into Home Assistant
     publish(client, ha.config_topic(device_id), ha.discovery(device_id, device, expire=True))

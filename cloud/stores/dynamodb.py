@@ -260,6 +260,20 @@ class DynamoDBStore(IngestStore):
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     @_throttling_is_store_busy
+    def get_device_without_secret(self, device_id: str) -> dict[str, Any] | None:
+        """get_device (a consistent read) of every attribute but the secret: the calls of a
+        role allowed only those (IAM dynamodb:Attributes; the Home Assistant function)."""
+        names = ["device_id", *DEVICE_ATTRIBUTES]
+        item = self.db.get_item(
+            TableName=self.devices,
+            Key={"device_id": {"S": device_id}},
+            ConsistentRead=True,
+            ProjectionExpression=", ".join(f"#a{i}" for i in range(len(names))),
+            ExpressionAttributeNames={f"#a{i}": name for i, name in enumerate(names)},
+        ).get("Item")
+        return self._device(item) if item else None
+
+    @_throttling_is_store_busy
     def find_device(self, device_id: str) -> dict[str, Any] | None:
         # A Query on the fleet index (the device's shard, its id): the read function is
         # granted Query on the indexes only, not GetItem on the registry with its secrets.

@@ -112,6 +112,22 @@ def test_the_function_is_granted_exactly_what_it_calls(published):
     }
 
 
+def test_the_function_reads_the_device_row_but_never_its_secret(published):
+    store, _calls, _sent, _backend = published
+    ingest_batch(store, [reading(0, ts=int(time.time()) - 5)])
+    asked = []
+    store.db.meta.events.register("before-parameter-build.dynamodb.GetItem", lambda params, **_: asked.append(params))
+    iot.handler(stream_event(), None)
+    (params,) = asked
+    projected = {params["ExpressionAttributeNames"][name.strip()] for name in params["ProjectionExpression"].split(",")}
+    (read,) = [s for s in function_statements("HomeAssistantFunction") if s["Action"] == ["dynamodb:GetItem"]]
+    allowed = read["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+    assert read["Condition"]["StringEqualsIfExists"]["dynamodb:Select"] == "SPECIFIC_ATTRIBUTES"
+    assert projected == set(allowed) and "secret" not in allowed and params["ConsistentRead"] is True
+    row = store.get_device_without_secret(DEVICE)
+    assert "secret" not in row and row["last_reading"] == store.get_device(DEVICE)["last_reading"]
+
+
 def test_the_home_assistant_block_is_optional_and_transforms_clean(stack):  # noqa: F811
     import yaml
 
