@@ -12,7 +12,7 @@ from typing import Any
 from cloud import alerts, fleet, listeners, protocol, signing
 from cloud.observability import lambda_handler, log, metrics
 from cloud.responses import error, respond
-from cloud.settings import lambda_store
+from cloud.settings import lambda_ingest_store
 from cloud.stores.base import SeqConflict, Store, StoreBusy
 
 # How long a board waits after a 503 (store throttled or locked). Throttling in DynamoDB
@@ -126,9 +126,9 @@ def _signed(answer: dict[str, Any], signer: tuple[str, str] | None) -> dict[str,
 
 @lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    settings, store = lambda_store()
+    settings, store = lambda_ingest_store()
     return handle(event, store, time.time(), settings.retention_s)
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-    lambda_store()  # in the init phase, which runs at full CPU, not on the first request
+    lambda_ingest_store()  # in the init phase, which runs at full CPU, not on the first request

@@ -50,10 +50,16 @@ def s3_reader(bucket: str, client: Any = None) -> Reader:
     def read(version: str, name: str) -> bytes | None:
         key = (version, name)
         if key not in cache:
+            from botocore.exceptions import ClientError
+
             try:
                 data = client.get_object(Bucket=bucket, Key=f"{PREFIX}/{version}/{name}")["Body"].read()
-            except client.exceptions.NoSuchKey:
-                return None
+            except ClientError as error:
+                # The role may read releases/* but not list the bucket (nobody learns which
+                # releases exist by asking for names), so S3 answers a missing key AccessDenied.
+                if error.response["Error"]["Code"] in ("NoSuchKey", "AccessDenied"):
+                    return None
+                raise
             if len(cache) >= 64:  # more than two releases' files: keep the newest only
                 cache.clear()
             cache[key] = data

@@ -1,13 +1,11 @@
 """Handler settings from the Lambda environment, checked once per process."""
 
 import os
-from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):  # not a dataclass: on every handler's cold start (cloud/protocol.py)
     readings_table: str
     devices_table: str
     read_token_sha256: str  # of the bearer token; the token itself is not in the function's environment
@@ -31,6 +29,15 @@ def from_env() -> Settings:
         read_token_sha256=os.environ.get("READ_TOKEN_SHA256", "").lower(),
         retention_days=int(days),
     )
+
+
+@cache
+def lambda_ingest_store() -> tuple[Settings, Any]:
+    """For POST /data: the DynamoDB store's ingest part only (less to compile at a cold start)."""
+    from cloud.stores.dynamodb_ingest import IngestStore
+
+    settings = from_env()
+    return settings, IngestStore(settings.readings_table, settings.devices_table)
 
 
 @cache

@@ -17,27 +17,44 @@ from cloud.stores.base import Store
 
 
 def handle(event: dict[str, Any], store: Store) -> dict[str, Any]:
+    """Summaries of every device in the batch; a device whose summaries fail is reported as
+    a batch item failure at its first record (Lambda's ReportBatchItemFailures): Lambda
+    retries the stream from there, the devices before it stay done, and after the
+    template's retries the rest goes to the on-failure queue, never silently away."""
     started = time.perf_counter()
-    touched: dict[str, tuple[list[int], int]] = {}
-    for record in event.get("Records") or []:
+    touched: dict[str, tuple[list[int], int, str]] = {}
+    records = event.get("Records") or []
+    for record in records:
         image = (record.get("dynamodb") or {}).get("NewImage") or {}
         device_id = (image.get("device_id") or {}).get("S", "")
         ts = (image.get("ts") or {}).get("N")
         if record.get("eventName") != "INSERT" or ts is None or "#" in device_id:
             continue
-        stamps, expires_at = touched.get(device_id, ([], 0))
+        sequence = (record.get("dynamodb") or {}).get("SequenceNumber", "")
+        stamps, expires_at, first = touched.get(device_id, ([], 0, sequence))
         stamps.append(int(ts))
-        touched[device_id] = (stamps, max(expires_at, int((image.get("expires_at") or {}).get("N", "0"))))
-    for device_id, (stamps, expires_at) in touched.items():
-        store.summarise(device_id, stamps, expires_at)
+        touched[device_id] = (stamps, max(expires_at, int((image.get("expires_at") or {}).get("N", "0"))), first)
+    failed: list[str] = []
+    for device_id, (stamps, expires_at, first) in touched.items():
+        try:
+            store.summarise(device_id, stamps, expires_at)
+        except Exception as error:  # noqa: BLE001 - any failure: this device's records are retried, not lost
+            log("ERROR", "summaries failed", device_id=device_id, error=f"{type(error).__name__}: {error}")
+            failed.append(first)
     log(
         "INFO",
         "summaries updated",
-        records=len(event.get("Records") or []),
+        records=len(records),
         devices=len(touched),
+        failed=len(failed),
         ms=round((time.perf_counter() - started) * 1000, 2),
     )
-    return {"batchItemFailures": []}
+    # Lambda resumes a stream batch at the lowest sequence number reported.
+    return {"batchItemFailures": [{"itemIdentifier": min(failed, key=_sequence_order)}] if failed else []}
+
+
+def _sequence_order(sequence: str) -> tuple[int, str]:
+    return (len(sequence), sequence)  # stream sequence numbers are decimal strings of growing length
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

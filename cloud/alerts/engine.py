@@ -8,7 +8,7 @@ write lands notifies, so a transition is announced once (docs/alerts.md).
 """
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from cloud.alerts.rules import HISTORY_S, VALUE_KINDS, Rule, format_duration, rule_from_item
@@ -149,10 +149,17 @@ class Evaluator:
     def rules(self) -> list[Rule]:
         return [rule_from_item(item) for item in self.store.list_alert_rules()]
 
-    def on_stored(self, device_id: str, readings: list[dict[str, Any]], now: int) -> int:
+    def on_stored(
+        self, device_id: str, readings: list[dict[str, Any]], now: int, rules: list[Rule] | None = None
+    ) -> int:
         """After a batch is stored: value rules over its readings; stale alerts of this
-        device resolve at once. Returns the number of transitions."""
-        rules = [r for r in self.rules() if r.applies_to(device_id) and r.kind in (*VALUE_KINDS, "stale")]
+        device resolve at once. Returns the number of transitions. `rules`: the rules read
+        once for a whole stream batch (one read of the rules' partition a batch, not a device)."""
+        rules = [
+            r
+            for r in (self.rules() if rules is None else rules)
+            if r.applies_to(device_id) and r.kind in (*VALUE_KINDS, "stale")
+        ]
         if not rules:
             return 0
         states = {s["rule_id"]: s for s in self.store.alert_states(device_id)}
@@ -169,20 +176,23 @@ class Evaluator:
             done += self._commit(rule, device_id, states.get(rule.rule_id), state, transitions, now)
         return done
 
-    def on_schedule(self, now: int) -> int:
-        """Every few minutes: stale and rising rules over every device row."""
+    def on_schedule(self, now: int, shard: str | None = None) -> int:
+        """Every few minutes: stale and rising rules over every device row (of one shard).
+
+        The fleet and the states are both read in device-id order, a page at a time, and
+        walked side by side: memory holds one device's states and a page of each stream,
+        whatever the fleet's size (bench/fleet_jobs.py measures it)."""
         rules = [r for r in self.rules() if r.kind in ("stale", "rising")]
         if not rules:
             return 0
-        devices = self.store.list_devices()
-        states = {(s["device_id"], s["rule_id"]): s for s in self.store.alert_states()}
         done = 0
-        for rule in rules:
-            for device in devices:
-                device_id = device["device_id"]
+        walk = _with_states(self.store.iter_devices(shard), self.store.iter_alert_states(shard))
+        for device, stored_states in walk:
+            device_id = device["device_id"]
+            for rule in rules:
                 if not rule.applies_to(device_id):
                     continue
-                stored = states.get((device_id, rule.rule_id))
+                stored = stored_states.get(rule.rule_id)
                 state = dict(stored or fresh_state(rule, device_id))
                 if rule.kind == "stale":
                     transitions = step_stale(rule, state, device.get("last_seen"), now)
@@ -215,6 +225,23 @@ class Evaluator:
             log("INFO", f"alert {kind}", rule_id=rule.rule_id, device_id=device_id, at=at)
             self.deliver(rule, event)
         return len(transitions)
+
+
+def _with_states(
+    devices: Iterator[dict[str, Any]], states: Iterator[dict[str, Any]]
+) -> Iterator[tuple[dict[str, Any], dict[str, dict[str, Any]]]]:
+    """Each device with its stored states by rule id: a merge of two streams ordered by
+    device id (states of removed devices are passed over)."""
+    pending = next(states, None)
+    for device in devices:
+        device_id = device["device_id"]
+        while pending is not None and pending["device_id"] < device_id:
+            pending = next(states, None)
+        mine: dict[str, dict[str, Any]] = {}
+        while pending is not None and pending["device_id"] == device_id:
+            mine[pending["rule_id"]] = pending
+            pending = next(states, None)
+        yield device, mine
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -36,27 +36,42 @@ def publish(client: Any, topic: str, payload: dict[str, Any]) -> None:
     client.publish(topic=topic, qos=QOS, retain=True, payload=ha.encode(payload))
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Each device's discovery and state; a device whose publish fails is reported at its
+    first record (ReportBatchItemFailures): Lambda retries from there (retained publishes
+    are idempotent), and after the template's retries the records go to the on-failure queue."""
     _settings, store = lambda_store()
     client = iot_data_client()
     now = time.time()
     states = 0
+    failed: list[str] = []
     batches = readings_by_device(event)
-    for device_id, readings in batches.items():
-        device = store.get_device(device_id)
-        if device is None:
-            continue  # removed since: publishing would bring it back into Home Assistant
-        publish(client, ha.config_topic(device_id), ha.discovery(device_id, device, expire=True))
-        newest = ha.newest(readings)
-        if newest is None or not _is_newest_stored(newest, device.get("last_reading")):
-            continue
-        if now >= ha.fresh_until(newest, device):
-            continue
-        publish(client, ha.state_topic(device_id), ha.state(newest))
-        states += 1
-    log("INFO", "Home Assistant messages published", devices=len(batches), states=states)
+    for device_id, (first, readings) in batches.items():
+        try:
+            states += _publish_device(client, store, device_id, readings, now)
+        except Exception as error:  # noqa: BLE001 - any failure: this device's records are retried, not lost
+            log("ERROR", "Home Assistant publish failed", device_id=device_id, error=f"{type(error).__name__}: {error}")
+            failed.append(first)
+            break  # Lambda retries from the lowest reported record: the devices after it are retried too
+    log("INFO", "Home Assistant messages published", devices=len(batches), states=states, failed=len(failed))
     metrics("homeassistant", StatesPublished=states)
-    return {"devices": len(batches), "states": states}
+    return {"devices": len(batches), "states": states, "batchItemFailures": [{"itemIdentifier": f} for f in failed]}
+
+
+def _publish_device(client: Any, store: Any, device_id: str, readings: list[dict[str, Any]], now: float) -> int:
+    """Discovery, and the state if the batch holds the device's newest stored reading, still
+    fresh; how many states it published (0 or 1)."""
+    device = store.get_device_without_secret(device_id)  # the role may read no secret
+    if device is None:
+        return 0  # removed since: publishing would bring it back into Home Assistant
+    publish(client, ha.config_topic(device_id), ha.discovery(device_id, device, expire=True))
+    newest = ha.newest(readings)
+    if newest is None or not _is_newest_stored(newest, device.get("last_reading")):
+        return 0
+    if now >= ha.fresh_until(newest, device):
+        return 0
+    publish(client, ha.state_topic(device_id), ha.state(newest))
+    return 1
 
 
 def forget(client: Any, device_id: str) -> None:

@@ -4,8 +4,9 @@ import base64
 import binascii
 import json
 import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+import zlib
+from collections.abc import Iterator
+from typing import Any, NamedTuple, Protocol
 
 from cloud.protocol import DEVICE_ID, Reading
 
@@ -43,6 +44,11 @@ def _cursor_json(cursor: str) -> Any:
         return json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
     except (ValueError, binascii.Error, UnicodeError, RecursionError):
         raise BadCursor() from None
+
+
+def decode_cursor(cursor: str) -> Any:
+    """The JSON value a store encoded into a cursor (encode_cursor); BadCursor if it is not one."""
+    return _cursor_json(cursor)
 
 
 def _whole(value: Any, limit: int) -> bool:
@@ -187,8 +193,7 @@ def recent_totals(recent: dict[str, Any] | None, now: int) -> dict[str, int]:
     return totals
 
 
-@dataclass(frozen=True)
-class DeliveryCounters:
+class DeliveryCounters(NamedTuple):  # not a dataclass: on the ingest handler's cold start
     """What record_delivery writes beside the delivery itself: the row's `recent` counters
     and `errors_at` (the last time a PROBLEM_COUNTERS counter grew), or None to leave it."""
 
@@ -216,6 +221,28 @@ def check_label(field: str, value: str) -> str:
     if any(not ch.isprintable() for ch in value):
         raise InvalidLabel(f"{field} holds a control character: use printable text only")
     return value
+
+
+# The registry's listing and the scheduled alert job are split over this many parts of the
+# fleet (cloud/stores/dynamodb.py's index partitions; one scheduled run each, in parallel).
+DEVICE_SHARDS = 16
+SHARDS = tuple(f"{n:02d}" for n in range(DEVICE_SHARDS))
+
+
+def device_shard(device_id: str) -> str:
+    """The part of the fleet a device belongs to: its id's CRC-32, evenly over DEVICE_SHARDS."""
+    return SHARDS[zlib.crc32(device_id.encode()) % DEVICE_SHARDS]
+
+
+def matches_status(row: dict[str, Any], status: str, now: int) -> bool:
+    return status == "all" or (is_stale(row, now) if status == "stale" else is_problem(row, now))
+
+
+def check_device_view(sort: str, status: str) -> None:
+    if sort not in DEVICE_SORTS:
+        raise ValueError(f"sort must be one of {', '.join(DEVICE_SORTS)}, got {sort!r}")
+    if status not in DEVICE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(DEVICE_STATUSES)}, got {status!r}")
 
 
 def health_span(device: dict[str, Any], seqs: list[int]) -> list[int]:
@@ -264,8 +291,7 @@ def same_content(stored: Reading, sent: Reading) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):  # not a dataclass: on the ingest handler's cold start (cloud/protocol.py)
     """What one accepted request did, for the device row."""
 
     now: int
@@ -354,6 +380,16 @@ class Store(Protocol):
     def set_labels(self, device_id: str, labels: dict[str, str]) -> None:
         """Set a device's `name` and/or `room` (checked with check_label; "" clears one),
         leaving everything else on the row. Raises NoSuchDevice."""
+        ...
+
+    def iter_devices(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every registry row (of one shard: device_shard) in device-id order, read a page
+        at a time (bounded memory)."""
+        ...
+
+    def iter_alert_states(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every alert state (of one shard's devices) ordered by (device_id, rule_id), read
+        a page at a time."""
         ...
 
     def remove_device(self, device_id: str) -> None: ...

@@ -5,152 +5,109 @@ readings: partition device_id, sort seq (N): a reading's identity, so a re-sent 
           the latest reading and a time range are each one Query. TTL: expires_at.
 rollups:  in the readings table under partition "<device_id>#hour" / "<device_id>#day"
           (a device id has no "#"), seq = the item's start, so the same index reads them.
-devices:  partition device_id. GSI `all_devices` (partition kind = "device") lists the
-          registry with one Query, and projects everything but the secret.
-Writes are conditional (attribute_not_exists) in one TransactWriteItems per request (up to
-100 readings, DynamoDB's transaction limit): all or nothing; below 100 readings the device
-row's update for the new ones (counters, last seen) rides in the same transaction. A failed
-condition returns the stored item (ReturnValuesOnConditionCheckFailure=ALL_OLD), which
-tells a re-send (a duplicate) from another reading under the same seq (a conflict)
-without another read.
+devices:  partition device_id. Two GSIs list the registry without a per-batch write to one
+          partition key: both are partitioned by `fleet_shard` (DEVICE_SHARDS values from the
+          device id's CRC-32), so a fleet's writes spread over 16 index partitions;
+          `by_id` sorts a shard by device_id, `by_last_seen` by seen_key
+          ("<last_seen, 12 digits>#<device_id>", 0 when never seen). Both project everything
+          but the secret. A page in either order merges the 16 shards' queries (at most
+          16 + 1 requests for a page of up to 100); the whole fleet in id order is a lazy
+          merge of the shards' pages (iter_devices: memory of 16 pages, whatever the fleet).
+The ingest handler's part (the device row read, the readings written, the row updated)
+is IngestStore in cloud/stores/dynamodb_ingest.py, so its cold start compiles that alone.
 """
 
+import heapq
+import itertools
 import json
 import os
-import random
+import re
 import time
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from cloud import rollups
-from cloud.observability import log
-from cloud.protocol import MAX_READINGS, Reading
-from cloud.stores.base import (
-    RENUMBER_CEILING,
-    Delivery,
+from cloud.protocol import Reading
+from cloud.stores.base import (  # noqa: F401 - DEVICE_SHARDS, device_shard: this module's API too
+    DEVICE_SHARDS,
+    SHARDS,
+    BadCursor,
     DeviceExists,
     NoSuchDevice,
-    SeqConflict,
     StoreBusy,
-    decode_device_cursor,
+    check_device_view,
+    decode_cursor,
     decode_reading_cursor,
-    delivery_counters,
+    device_shard,
     encode_cursor,
-    health_span,
-    reading_item,
-    same_content,
+    matches_status,
     stale_after_s,
 )
 from cloud.stores.base import merged_settings as _merged
-
-TRANSACTION_LIMIT = 100
-assert MAX_READINGS <= TRANSACTION_LIMIT, "a request's readings must fit one transaction"
-DEVICE_KIND = "device"
-# Error codes that mean "later", after botocore's own retries: the caller answers 503.
-THROTTLING = frozenset(
-    (
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "ThrottlingException",
-        "TransactionConflictException",
-    )
+from cloud.stores.dynamodb_ingest import (  # noqa: F401 - CALL_ATTEMPTS, WRITE_ATTEMPTS, client: this module's API
+    CALL_ATTEMPTS,
+    WRITE_ATTEMPTS,
+    IngestStore,
+    _json_attr,
+    _n,
+    _reading,
+    _store_busy_on_throttling,
+    _throttling_is_store_busy,
+    client,
+    seen_key,
+    tsq,
 )
-# Reasons in a cancelled transaction that another attempt may not meet.
-TRANSIENT_REASONS = frozenset(("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"))
-WRITE_ATTEMPTS = 5
-RETRY_BASE_S = 0.05  # at most 0.75 s of back-off in all, well inside the Lambda timeout
-# The handler must answer before the board gives up (device/transport.py: 5 s), or the board
-# sees a timeout instead of a 200 or a 503 it can act on. botocore's default for DynamoDB
-# (legacy mode, 10 attempts) sleeps up to 25 s on a throttled call. Here each call gets one
-# retry (standard mode: jittered, at most 1 s after a throttle, 25 ms after a 5xx), and a
-# cancelled transaction is retried only while WRITE_BUDGET_S lasts; past that the board gets
-# a signed 503 and comes back after Retry-After. botocore fills each transaction's
-# ClientRequestToken, so its retry of a transaction that did land is not applied twice.
-CALL_ATTEMPTS = 2
-WRITE_BUDGET_S = 1.0
-CONNECT_TIMEOUT_S = 1
-READ_TIMEOUT_S = 3
-_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+BY_ID = "by_id"
+BY_LAST_SEEN = "by_last_seen"
+# Everything of a device row but its secret and the index keys.
+DEVICE_ATTRIBUTES = [
+    "created_at",
+    "last_seen",
+    "last_status",
+    "last_reading",
+    "first_seq",
+    "max_seq",
+    "received",
+    "desired",
+    "desired_version",
+    "ota_target",
+    "name",
+    "room",
+    "stale_after",
+    "errors_at",
+    "recent",
+]
+FLEET_PAGE = 500  # rows a shard query reads while walking the whole fleet (iter_devices)
+FILTER_BUDGET = 2000  # devices a filtered page of GET /devices reads at most before it answers
+_SEEN_KEY = re.compile(r"[0-9]{12}#[A-Za-z0-9_-]{1,64}")
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def _throttling_is_store_busy(method: _Method) -> _Method:
-    """Throttling, a DynamoDB 5xx, or no answer in time, after botocore's retry: StoreBusy, so
-    the board gets a 503 it retries and not a 500 it cannot tell from a crash. Whether a
-    timed-out write landed is unknown, and need not be: a re-sent reading is a duplicate."""
-
-    @wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
-
-        try:
-            return method(*args, **kwargs)
-        except ClientError as error:
-            code = error.response["Error"]["Code"]
-            if code in THROTTLING or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
-                raise StoreBusy(f"DynamoDB answered {code}") from error
-            raise
-        except (ConnectionError, HTTPClientError) as error:
-            raise StoreBusy(f"DynamoDB did not answer: {type(error).__name__}") from error
-
-    return wrapper  # type: ignore[return-value]
+def _device_cursor(cursor: str, sort: str, status: str) -> str:
+    """The index key a page of GET /devices ended at; a cursor of another sort or filter is refused."""
+    value = decode_cursor(cursor)
+    after = value.get("after") if isinstance(value, dict) else None
+    pattern = _DEVICE_ID if sort == "id" else _SEEN_KEY
+    if not isinstance(after, str) or not pattern.fullmatch(after):
+        raise BadCursor()
+    if value.get("sort") != sort or value.get("status") != status:
+        raise BadCursor()  # a cursor of another sort or filter
+    return after
 
 
-def client(endpoint_url: str | None = None, pool: int = 10, **session: Any) -> Any:
-    """A DynamoDB client with the retry budget above; `pool` connections for a threaded
-    server (the Lambda runs one request at a time); `session` takes region and keys."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": CALL_ATTEMPTS},
-        connect_timeout=CONNECT_TIMEOUT_S,
-        read_timeout=READ_TIMEOUT_S,
-        max_pool_connections=pool,
-    )
-    url = endpoint_url or os.environ.get("DYNAMODB_ENDPOINT_URL")
-    return boto3.client("dynamodb", endpoint_url=url, config=config, **session)
+STATE_PK = "state#"
 
 
-def tsq(ts: int, seq: int) -> str:
-    return f"{ts:012d}#{seq:016d}"
+def _state_key(device_id: str, rule_id: str) -> dict[str, Any]:
+    return {"pk": {"S": STATE_PK + device_shard(device_id)}, "sk": {"S": f"{device_id}#{rule_id}"}}
 
 
-def _n(value: float | int) -> dict[str, str]:
-    return {"N": repr(value) if isinstance(value, float) else str(value)}
+def _state(item: dict[str, Any]) -> dict[str, Any]:
+    return {**json.loads(item["state"]["S"]), "version": int(item["version"]["N"])}
 
 
-def _num(attr: dict[str, str]) -> int | float:
-    text = attr["N"]
-    return float(text) if any(c in text for c in ".eE") else int(text)
-
-
-def _reading(item: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "seq": int(item["seq"]["N"]),
-        "ts": int(item["ts"]["N"]),
-        "t": float(item["t"]["N"]),
-        "h": float(item["h"]["N"]),
-    }
-
-
-def _stored_reading(reason: dict[str, Any]) -> Reading:
-    item = reason.get("Item")
-    if item is None:
-        raise RuntimeError(
-            "DynamoDB did not return the stored item of a failed condition "
-            "(ReturnValuesOnConditionCheckFailure): this store needs DynamoDB or an emulator "
-            "that supports it, such as moto 5.2"
-        )
-    r = _reading(item)
-    return Reading(r["seq"], r["ts"], r["t"], r["h"])
-
-
-def _json_attr(item: dict[str, Any], key: str) -> Any:
-    return json.loads(item[key]["S"]) if key in item else None
-
-
-class DynamoDBStore:
+class DynamoDBStore(IngestStore):
     def __init__(
         self,
         readings_table: str,
@@ -159,31 +116,10 @@ class DynamoDBStore:
         alerts_table: str | None = None,
         inline_summaries: bool = False,
     ) -> None:
-        self.inline_summaries = inline_summaries
-        self.readings = readings_table
-        self.devices = devices_table
+        super().__init__(readings_table, devices_table, dynamodb)
         self.alerts = os.environ.get("ALERTS_TABLE", "") if alerts_table is None else alerts_table
-        self.db = dynamodb or client()
-
-    # -- registry -----------------------------------------------------------
-    def _device(self, item: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {"device_id": item["device_id"]["S"]}
-        if "secret" in item:
-            out["secret"] = item["secret"]["S"]
-        for key in ("created_at", "last_seen", "first_seq", "max_seq", "received"):
-            out[key] = _num(item[key]) if key in item else None
-        out["received"] = out["received"] or 0
-        out["last_status"] = _json_attr(item, "last_status")
-        out["last_reading"] = _json_attr(item, "last_reading")
-        out["desired"] = _json_attr(item, "desired")
-        out["ota_target"] = _json_attr(item, "ota_target")
-        out["desired_version"] = _num(item["desired_version"]) if "desired_version" in item else 0
-        out["name"] = item["name"]["S"] if "name" in item else None
-        out["room"] = item["room"]["S"] if "room" in item else None
-        out["stale_after"] = _num(item["stale_after"]) if "stale_after" in item else None
-        out["errors_at"] = _num(item["errors_at"]) if "errors_at" in item else None
-        out["recent"] = _json_attr(item, "recent")
-        return out
+        self.inline_summaries = inline_summaries
+        self.clock: Callable[[], float] = time.time  # "now" of a page's stale and problem filters
 
     @_throttling_is_store_busy
     def add_device(self, device_id: str, secret_hex: str, created_at: int) -> None:
@@ -195,7 +131,8 @@ class DynamoDBStore:
                 Item={
                     "device_id": {"S": device_id},
                     "secret": {"S": secret_hex},
-                    "kind": {"S": DEVICE_KIND},
+                    "fleet_shard": {"S": device_shard(device_id)},
+                    "seen_key": {"S": seen_key(None, device_id)},
                     "created_at": _n(created_at),
                     "received": _n(0),
                 },
@@ -206,59 +143,145 @@ class DynamoDBStore:
                 raise DeviceExists(device_id) from None
             raise
 
-    @_throttling_is_store_busy
-    def get_device(self, device_id: str) -> dict[str, Any] | None:
-        item = self.db.get_item(TableName=self.devices, Key={"device_id": {"S": device_id}}, ConsistentRead=True).get(
-            "Item"
-        )
-        return self._device(item) if item else None
+    def _shard_items(
+        self, shard: str, index: str, after: str | None, forward: bool, page: int, next_pages: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """One shard of an index in its sort order, after `after`, a Query page at a time
+        (lazily: the next page is read only when this one is used up); pages after the
+        first hold `next_pages` rows if given."""
+        key = "device_id" if index == BY_ID else "seen_key"
+        condition = "fleet_shard = :shard"
+        values: dict[str, Any] = {":shard": {"S": shard}}
+        if after is not None:
+            condition += f" AND {key} {'>' if forward else '<'} :after"
+            values[":after"] = {"S": after}
+        kwargs: dict[str, Any] = {
+            "TableName": self.devices,
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": forward,
+            "Limit": page,
+        }
+        while True:
+            answer = self.db.query(**kwargs)
+            yield from answer["Items"]
+            if "LastEvaluatedKey" not in answer:
+                return
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+            kwargs["Limit"] = next_pages or page
+
+    def _merged(
+        self, index: str, after: str | None, forward: bool, page: int, next_pages: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every shard of an index merged into one ordered stream of items."""
+        key = "device_id" if index == BY_ID else "seen_key"
+        shards = [self._shard_items(shard, index, after, forward, page, next_pages) for shard in SHARDS]
+        return heapq.merge(*shards, key=lambda item: item[key]["S"], reverse=not forward)
 
     @_throttling_is_store_busy
     def list_devices(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.devices,
-            "IndexName": "all_devices",
-            "KeyConditionExpression": "kind = :k",
-            "ExpressionAttributeValues": {":k": {"S": DEVICE_KIND}},
-        }
-        while True:
-            page = self.db.query(**kwargs)
-            rows += [self._device(item) for item in page["Items"]]
-            if "LastEvaluatedKey" not in page:
-                return rows
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return list(self.iter_devices())
+
+    def iter_devices(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
+        """The fleet (or one shard of it) in device-id order, a page at a time."""
+        with _store_busy_on_throttling():
+            items = (
+                self._merged(BY_ID, None, True, FLEET_PAGE)
+                if shard is None
+                else self._shard_items(shard, BY_ID, None, True, FLEET_PAGE)
+            )
+            for item in items:
+                yield self._device(item)
 
     @_throttling_is_store_busy
     def page_devices(
         self, limit: int, cursor: str | None = None, sort: str = "id", status: str = "all"
     ) -> tuple[list[dict[str, Any]], str | None]:
-        if (sort, status) != ("id", "all"):
-            # Sorting and filtering the fleet need an index of their own (issue 24).
-            raise NotImplementedError(f"sort={sort} status={status}: not in the DynamoDB store yet")
+        check_device_view(sort, status)
+        if not 1 <= limit <= 100:
+            raise ValueError(f"limit must be 1 to 100, got {limit}")
+        index, key = (BY_ID, "device_id") if sort == "id" else (BY_LAST_SEEN, "seen_key")
+        after = _device_cursor(cursor, sort, status) if cursor else None
+        forward = sort != "-last_seen"
+        if status == "all":
+            # One more than the page: whether another page follows, without a last empty one.
+            # A shard read past its first page reads on in pages of 100.
+            items = list(itertools.islice(self._merged(index, after, forward, limit + 1, 100), limit + 1))
+            rows = [self._device(item) for item in items[:limit]]
+            more = len(items) > limit
+            last = items[limit - 1][key]["S"] if more else None
+        else:
+            now = int(self.clock())
+            rows, last, read = [], None, 0
+            # Shards' first pages sized to the page asked for; a sparse filter reads on.
+            stream = self._merged(index, after, forward, min(100, 2 * limit + 1), 100)
+            for item in stream:
+                if len(rows) == limit or read == FILTER_BUDGET:
+                    break
+                read += 1
+                last = item[key]["S"]
+                row = self._device(item)
+                if matches_status(row, status, now):
+                    rows.append(row)
+            else:
+                last = None  # the fleet ended within this page
+        return rows, (encode_cursor({"after": last, "sort": sort, "status": status}) if last else None)
+
+    def backfill_device_index(self) -> int:
+        """Give rows written before the sharded indexes (issue 24) their shard and
+        seen_key, so they are listed again; returns how many it updated. A Scan a page at a
+        time, run once after the upgrade (docs/deploy.md)."""
         kwargs: dict[str, Any] = {
             "TableName": self.devices,
-            "IndexName": "all_devices",
-            "KeyConditionExpression": "kind = :k",
-            "ExpressionAttributeValues": {":k": {"S": DEVICE_KIND}},
-            "Limit": limit,
+            "ProjectionExpression": "device_id, last_seen, fleet_shard, seen_key",
         }
-        if cursor:
-            after = decode_device_cursor(cursor)
-            kwargs["ExclusiveStartKey"] = {"kind": {"S": DEVICE_KIND}, "device_id": {"S": after}}
-        page = self.db.query(**kwargs)
-        rows = [self._device(item) for item in page["Items"]]
-        more = "LastEvaluatedKey" in page and len(rows) == limit
-        return rows, (encode_cursor({"after": rows[-1]["device_id"]}) if more else None)
+        updated = 0
+        while True:
+            answer = self.db.scan(**kwargs)
+            for item in answer["Items"]:
+                device_id = item["device_id"]["S"]
+                last_seen = int(item["last_seen"]["N"]) if "last_seen" in item else None
+                if "fleet_shard" in item and "seen_key" in item:
+                    continue
+                self.db.update_item(
+                    TableName=self.devices,
+                    Key={"device_id": {"S": device_id}},
+                    UpdateExpression="SET fleet_shard = :shard, seen_key = if_not_exists(seen_key, :seen)",
+                    ConditionExpression="attribute_exists(device_id)",
+                    ExpressionAttributeValues={
+                        ":shard": {"S": device_shard(device_id)},
+                        ":seen": {"S": seen_key(last_seen, device_id)},
+                    },
+                )
+                updated += 1
+            if "LastEvaluatedKey" not in answer:
+                return updated
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    @_throttling_is_store_busy
+    def get_device_without_secret(self, device_id: str) -> dict[str, Any] | None:
+        """get_device (a consistent read) of every attribute but the secret: the calls of a
+        role allowed only those (IAM dynamodb:Attributes; the Home Assistant function)."""
+        names = ["device_id", *DEVICE_ATTRIBUTES]
+        item = self.db.get_item(
+            TableName=self.devices,
+            Key={"device_id": {"S": device_id}},
+            ConsistentRead=True,
+            ProjectionExpression=", ".join(f"#a{i}" for i in range(len(names))),
+            ExpressionAttributeNames={f"#a{i}": name for i, name in enumerate(names)},
+        ).get("Item")
+        return self._device(item) if item else None
 
     @_throttling_is_store_busy
     def find_device(self, device_id: str) -> dict[str, Any] | None:
-        # A Query on the fleet index: the read function is granted Query only.
+        # A Query on the fleet index (the device's shard, its id): the read function is
+        # granted Query on the indexes only, not GetItem on the registry with its secrets.
         items = self.db.query(
             TableName=self.devices,
-            IndexName="all_devices",
-            KeyConditionExpression="kind = :k AND device_id = :d",
-            ExpressionAttributeValues={":k": {"S": DEVICE_KIND}, ":d": {"S": device_id}},
+            IndexName=BY_ID,
+            KeyConditionExpression="fleet_shard = :shard AND device_id = :d",
+            ExpressionAttributeValues={":shard": {"S": device_shard(device_id)}, ":d": {"S": device_id}},
         )["Items"]
         return self._device(items[0]) if items else None
 
@@ -312,169 +335,6 @@ class DynamoDBStore:
             ExpressionAttributeValues={":s": {"S": secret_hex}},
         )
 
-    # -- readings -----------------------------------------------------------
-    def _put(self, device_id: str, r: Reading, received_at: int, expires_at: int) -> dict[str, Any]:
-        return {
-            "Put": {
-                "TableName": self.readings,
-                "Item": {
-                    "device_id": {"S": device_id},
-                    "seq": _n(r.seq),
-                    "ts": _n(r.ts),
-                    "tsq": {"S": tsq(r.ts, r.seq)},
-                    "t": _n(r.t),
-                    "h": _n(r.h),
-                    "received_at": _n(received_at),
-                    "expires_at": _n(expires_at),
-                },
-                "ConditionExpression": "attribute_not_exists(seq)",
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-        }
-
-    @_throttling_is_store_busy
-    def put_readings(self, device_id: str, readings: list[Reading], received_at: int, expires_at: int) -> list[Reading]:
-        return self._write_readings(device_id, readings, received_at, expires_at, None)
-
-    @_throttling_is_store_busy
-    def store_batch(
-        self, device: dict[str, Any], readings: list[Reading], status: dict[str, Any] | None, now: int, expires_at: int
-    ) -> list[Reading]:
-        def row(new: list[Reading]) -> dict[str, Any]:
-            return self._row_update(device, Delivery(now, status, new))
-
-        if len(readings) < TRANSACTION_LIMIT:  # the row's update rides in the readings' transaction
-            return self._write_readings(device["device_id"], readings, now, expires_at, row)
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        stored = self._write_readings(device["device_id"], readings, now, expires_at, None)
-        # A full batch leaves no room for the row in its transaction: the row follows, and is
-        # repaired by the re-send if it never came. Counting moves max_seq past the batch, so
-        # duplicates above the row's max_seq were stored and never counted.
-        counted_to = device.get("max_seq")
-        uncounted = [r for r in readings if r not in stored and (counted_to is None or r.seq > counted_to)]
-        try:
-            self.db.update_item(**row(stored + uncounted))
-        except (BotoCoreError, ClientError) as failure:  # the readings are stored: the answer says so, not a 503
-            log(
-                "WARNING",
-                "device row not updated after a full batch",
-                device_id=device["device_id"],
-                error=repr(failure),
-            )
-        return stored
-
-    def _write_readings(
-        self,
-        device_id: str,
-        readings: list[Reading],
-        received_at: int,
-        expires_at: int,
-        row: Callable[[list[Reading]], dict[str, Any]] | None,
-    ) -> list[Reading]:
-        """The readings not yet stored, in one transaction with the device row's update for
-        exactly those (row) when given; returns them."""
-        from botocore.exceptions import ClientError
-
-        if len(readings) > MAX_READINGS:
-            raise ValueError(f"at most {MAX_READINGS} readings per call (one request), got {len(readings)}")
-        pending = list(readings)
-        deadline = time.monotonic() + WRITE_BUDGET_S
-        for attempt in range(WRITE_ATTEMPTS):
-            if not pending:
-                break
-            puts = [self._put(device_id, r, received_at, expires_at) for r in pending]
-            try:
-                self.db.transact_write_items(TransactItems=puts + ([{"Update": row(pending)}] if row else []))
-                return pending
-            except ClientError as error:
-                reasons = error.response.get("CancellationReasons") or []
-                codes = {why.get("Code") for why in reasons}
-                if (
-                    error.response["Error"]["Code"] != "TransactionCanceledException"
-                    or len(reasons) != len(puts) + (1 if row else 0)
-                    or not codes <= {"None", "ConditionalCheckFailed", *TRANSIENT_REASONS}
-                ):
-                    raise
-            held = {
-                r.seq: _stored_reading(why)
-                for r, why in zip(pending, reasons[: len(puts)], strict=True)
-                if why["Code"] == "ConditionalCheckFailed"
-            }
-            conflicts = [r.seq for r in pending if r.seq in held and not same_content(held[r.seq], r)]
-            if conflicts:
-                raise SeqConflict(conflicts, self._next_seq(device_id))
-            pending = [r for r in pending if r.seq not in held]  # the rest are duplicates
-            if codes & TRANSIENT_REASONS:
-                pause = random.uniform(0, RETRY_BASE_S * 2**attempt)  # full jitter: racing writers spread out
-                if attempt + 1 == WRITE_ATTEMPTS or time.monotonic() + pause > deadline:
-                    break
-                time.sleep(pause)
-        if not pending:
-            if row:  # all duplicates: nothing to count, last_seen and status still move
-                self.db.update_item(**row([]))
-            return []
-        raise StoreBusy(
-            "the readings transaction was cancelled by throttling or other writes until its retries ran out"
-        )
-
-    def _next_seq(self, device_id: str) -> int:
-        """One past the highest seq stored below RENUMBER_CEILING (base.py), for a 409."""
-        # Read only on a conflict, from the readings: the device row's max_seq leaves out seqs
-        # beyond the health span, and a stale next_seq would cost the board a round.
-        items = self.db.query(
-            TableName=self.readings,
-            KeyConditionExpression="device_id = :d AND seq < :ceiling",
-            ExpressionAttributeValues={":d": {"S": device_id}, ":ceiling": _n(RENUMBER_CEILING)},
-            ProjectionExpression="seq",
-            ScanIndexForward=False,
-            Limit=1,
-            ConsistentRead=True,
-        )["Items"]
-        return int(items[0]["seq"]["N"]) + 1 if items else 0
-
-    @_throttling_is_store_busy
-    def record_delivery(self, device: dict[str, Any], delivery: Delivery) -> None:
-        self.db.update_item(**self._row_update(device, delivery))
-
-    def _row_update(self, device: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
-        """The device row's update for one delivery: UpdateItem's arguments, or a transaction's Update."""
-        # Seq bounds and the last reading are computed from the row read for this request:
-        # a device posts one batch at a time, so a lost race only delays the health figures.
-        in_span = health_span(device, [r.seq for r in delivery.stored])
-        values: dict[str, Any] = {":now": _n(delivery.now), ":n": _n(len(in_span))}
-        sets = ["last_seen = :now"]
-        counters = delivery_counters(device, delivery)
-        if counters is not None:
-            sets.append("recent = :recent")
-            values[":recent"] = {"S": json.dumps(counters.recent)}
-            if counters.errors_at is not None:
-                sets.append("errors_at = :errors_at")
-                values[":errors_at"] = _n(counters.errors_at)
-        if delivery.status is not None:
-            sets.append("last_status = :status")
-            values[":status"] = {"S": json.dumps(delivery.status)}
-        if in_span:
-            low, high = min(in_span), max(in_span)
-            if device.get("first_seq") is None or low < device["first_seq"]:
-                sets.append("first_seq = :first")
-                values[":first"] = _n(low)
-            if device.get("max_seq") is None or high > device["max_seq"]:
-                sets.append("max_seq = :max")
-                values[":max"] = _n(high)
-        if delivery.stored:
-            newest = max(delivery.stored, key=lambda r: (r.ts, r.seq))
-            last = device.get("last_reading")
-            if last is None or (newest.ts, newest.seq) >= (last["ts"], last["seq"]):
-                sets.append("last_reading = :last")
-                values[":last"] = {"S": json.dumps(reading_item(newest))}
-        return {
-            "TableName": self.devices,
-            "Key": {"device_id": {"S": device["device_id"]}},
-            "UpdateExpression": "SET " + ", ".join(sets) + " ADD received :n",
-            "ExpressionAttributeValues": values,
-        }
-
     @_throttling_is_store_busy
     def latest_reading(self, device_id: str) -> dict[str, Any] | None:
         items = self.db.query(
@@ -518,8 +378,10 @@ class DynamoDBStore:
 
     # -- alerts (docs/alerts.md) ----------------------------------------------
     # One table, pk/sk: ("rule", id) the rule; ("secret", id) its webhook URL and key, an
-    # item the read role cannot reach (IAM dynamodb:LeadingKeys); ("state", device#rule);
-    # ("event", "<at>-<random>") the history, expired by TTL after 30 days.
+    # item the read role cannot reach (IAM dynamodb:LeadingKeys); ("state#<shard>",
+    # device#rule), a partition a shard of the fleet (base.device_shard), which the scheduled
+    # run of that shard reads alone; ("event", "<at>-<random>") the history, expired by TTL
+    # after 30 days.
     def _alert_key(self, pk: str, sk: str) -> dict[str, Any]:
         return {"pk": {"S": pk}, "sk": {"S": sk}}
 
@@ -589,9 +451,7 @@ class DynamoDBStore:
         self.db.delete_item(TableName=self.alerts, Key=self._alert_key("secret", rule_id))
         for state in self.alert_states():
             if state["rule_id"] == rule_id:
-                self.db.delete_item(
-                    TableName=self.alerts, Key=self._alert_key("state", f"{state['device_id']}#{rule_id}")
-                )
+                self.db.delete_item(TableName=self.alerts, Key=_state_key(state["device_id"], rule_id))
 
     def record_alert_delivery(self, rule_id: str, event_id: str | None, delivery: dict[str, Any]) -> None:
         from botocore.exceptions import ClientError
@@ -612,20 +472,57 @@ class DynamoDBStore:
                     raise
 
     def alert_states(self, device_id: str | None = None) -> list[dict[str, Any]]:
-        extra: dict[str, Any] = {}
-        if device_id is not None:
-            extra = {"and_sk": " AND begins_with(sk, :device)", "values": {":device": {"S": device_id + "#"}}}
-        return [
-            {**json.loads(item["state"]["S"]), "version": int(item["version"]["N"])}
-            for item in self._alert_query("state", **extra)
-        ]
+        if device_id is None:
+            return list(self.iter_alert_states())
+        extra = {"and_sk": " AND begins_with(sk, :device)", "values": {":device": {"S": device_id + "#"}}}
+        return [_state(item) for item in self._alert_query(STATE_PK + device_shard(device_id), **extra)]
+
+    def iter_alert_states(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
+        """Ordered by sk, "<device_id>#<rule_id>": by device id, then rule ("#" sorts before
+        every character of a device id), a Query page at a time; without `shard`, the
+        shards' partitions merged."""
+        if shard is None:
+            merged = heapq.merge(*(self.iter_alert_states(one) for one in SHARDS), key=lambda s: s["device_id"])
+            yield from merged
+            return
+        kwargs: dict[str, Any] = {
+            "TableName": self.alerts,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": STATE_PK + shard}},
+            "Limit": FLEET_PAGE,
+        }
+        with _store_busy_on_throttling():
+            while True:
+                answer = self.db.query(**kwargs)
+                for item in answer["Items"]:
+                    yield _state(item)
+                if "LastEvaluatedKey" not in answer:
+                    return
+                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def move_legacy_alert_states(self) -> int:
+        """States written before they were kept a partition a shard (pk "state") move to
+        theirs, so the scheduled runs see them; run once after the upgrade (docs/deploy.md).
+        Returns how many moved."""
+        moved = 0
+        for item in self._alert_query("state"):
+            state = _state(item)
+            new = {**item, **_state_key(state["device_id"], state["rule_id"])}
+            self.db.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self.alerts, "Item": new, "ConditionExpression": "attribute_not_exists(pk)"}},
+                    {"Delete": {"TableName": self.alerts, "Key": self._alert_key("state", item["sk"]["S"])}},
+                ]
+            )
+            moved += 1
+        return moved
 
     def put_alert_state(self, state: dict[str, Any], expected_version: int) -> bool:
         """Write `state` if the stored one is still at `expected_version` (0: none stored)."""
         from botocore.exceptions import ClientError
 
         item = {
-            **self._alert_key("state", f"{state['device_id']}#{state['rule_id']}"),
+            **_state_key(state["device_id"], state["rule_id"]),
             "state": {"S": json.dumps({k: v for k, v in state.items() if k != "version"})},
             "version": _n(state["version"]),
         }
@@ -701,9 +598,8 @@ class DynamoDBStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def update_rollups(self, device_id: str, readings: list[Reading], expires_at: int) -> None:
-        """Ingest's hook. In AWS the summaries are the stream function's work (cloud/summaries.py),
-        off the request path: a batch stays within its 4 DynamoDB calls. A store made with
-        inline_summaries=True (a local endpoint on DynamoDB) does it here."""
+        """A store made with inline_summaries=True (a local endpoint on DynamoDB) summarises
+        here; in AWS (IngestStore's) it is the stream function's work."""
         if self.inline_summaries:
             self.summarise(device_id, [r.ts for r in readings], expires_at)
 
@@ -828,32 +724,20 @@ def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
             {"AttributeName": "device_id", "AttributeType": "S"},
-            {"AttributeName": "kind", "AttributeType": "S"},
+            {"AttributeName": "fleet_shard", "AttributeType": "S"},
+            {"AttributeName": "seen_key", "AttributeType": "S"},
         ],
         KeySchema=[{"AttributeName": "device_id", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
             {
-                "IndexName": "all_devices",
+                "IndexName": name,
                 "KeySchema": [
-                    {"AttributeName": "kind", "KeyType": "HASH"},
-                    {"AttributeName": "device_id", "KeyType": "RANGE"},
+                    {"AttributeName": "fleet_shard", "KeyType": "HASH"},
+                    {"AttributeName": sort_key, "KeyType": "RANGE"},
                 ],
-                "Projection": {
-                    "ProjectionType": "INCLUDE",
-                    "NonKeyAttributes": [
-                        "created_at",
-                        "last_seen",
-                        "last_status",
-                        "last_reading",
-                        "first_seq",
-                        "max_seq",
-                        "received",
-                        "desired",
-                        "desired_version",
-                        "ota_target",
-                    ],
-                },
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(DEVICE_ATTRIBUTES)},
             }
+            for name, sort_key in ((BY_ID, "device_id"), (BY_LAST_SEEN, "seen_key"))
         ],
     )
 

@@ -16,7 +16,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ from cloud.stores.base import (
     decode_reading_cursor,
     decode_seen_cursor,
     delivery_counters,
+    device_shard,
     encode_cursor,
     encode_seen_cursor,
     health_span,
@@ -47,6 +48,7 @@ from cloud.stores.base import merged_settings as _merged
 # Under the device's 5 s HTTP timeout: a board waiting on another process's write (a CLI
 # command, a second endpoint on the same DATA_DIR) gets a 503 with Retry-After, not silence.
 BUSY_TIMEOUT_S = 3.0
+FLEET_PAGE = 500  # rows a page of iter_devices and iter_alert_states holds
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
@@ -220,6 +222,26 @@ class SQLiteStore:
     def list_devices(self) -> list[dict[str, Any]]:
         rows = self._connect().execute("SELECT * FROM devices ORDER BY device_id").fetchall()
         return [self._device(row) for row in rows]
+
+    def iter_devices(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
+        """Keyset pages: no read transaction stays open while the caller writes."""
+        for row in self._device_pages():
+            if shard is None or device_shard(row["device_id"]) == shard:
+                yield row
+
+    def _device_pages(self) -> Iterator[dict[str, Any]]:
+        after = ""
+        while True:
+            rows = (
+                self._connect()
+                .execute("SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after, FLEET_PAGE))
+                .fetchall()
+            )
+            for row in rows:
+                yield self._device(row)
+            if len(rows) < FLEET_PAGE:
+                return
+            after = rows[-1]["device_id"]
 
     @_busy_is_store_busy
     def page_devices(
@@ -562,6 +584,29 @@ class SQLiteStore:
             sql += " WHERE device_id = ?"
         rows = self._alerts_db().execute(sql, args).fetchall()
         return [{**json.loads(row["state"]), "version": row["version"]} for row in rows]
+
+    def iter_alert_states(self, shard: str | None = None) -> Iterator[dict[str, Any]]:
+        for state in self._state_pages():
+            if shard is None or device_shard(state["device_id"]) == shard:
+                yield state
+
+    def _state_pages(self) -> Iterator[dict[str, Any]]:
+        after: tuple[str, str] = ("", "")
+        while True:
+            rows = (
+                self._alerts_db()
+                .execute(
+                    "SELECT device_id, rule_id, state, version FROM alert_state WHERE (device_id, rule_id) > (?, ?) "
+                    "ORDER BY device_id, rule_id LIMIT ?",
+                    (*after, FLEET_PAGE),
+                )
+                .fetchall()
+            )
+            for row in rows:
+                yield {**json.loads(row["state"]), "version": row["version"]}
+            if len(rows) < FLEET_PAGE:
+                return
+            after = (rows[-1]["device_id"], rows[-1]["rule_id"])
 
     def put_alert_state(self, state: dict[str, Any], expected_version: int) -> bool:
         """Write `state` if the stored one is still at `expected_version` (0: none stored)."""

@@ -22,6 +22,11 @@ BUILD = REPO / ".build"
 # Host side, never imported by a handler: the laptop endpoint, its SQLite store and its alert loop.
 LAMBDA_EXCLUDE = ("local", "stores/sqlite.py", "alerts/local.py", "homeassistant/bridge.py")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365)  # the template's AllowedValues
+# The template's Runtime. Its bytecode goes in the zip when this interpreter is at hand: the
+# Lambda's code directory is read-only, so without it every cold start compiles our source
+# (bench/cloud_coldstart.py: most of the handler's import overhead).
+RUNTIME_PYTHON = "python3.12"
+LAMBDA_ROOT = "/var/task"  # where Lambda unpacks the zip: the source paths the bytecode names
 
 
 def _in_artifact(relative: Path) -> bool:
@@ -42,6 +47,7 @@ def build_artifact(build_dir: Path | None = None) -> Path:
         target = staging / "cloud" / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
+    compile_for_runtime(staging)
     archive = build_dir / "dhtlink-lambda.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
@@ -50,6 +56,28 @@ def build_artifact(build_dir: Path | None = None) -> Path:
             info.external_attr = 0o644 << 16
             zf.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
     return archive
+
+
+def compile_for_runtime(staging: Path) -> bool:
+    """Bytecode of staging/cloud for RUNTIME_PYTHON, if installed: unchecked-hash pycs (no
+    timestamps, so the same sources give the same zip) naming their sources under
+    LAMBDA_ROOT. Returns whether it did; without that interpreter the zip holds source only."""
+    import subprocess
+
+    python = shutil.which(RUNTIME_PYTHON)
+    wanted = RUNTIME_PYTHON.removeprefix("python")
+    if python is None:
+        return False
+    ask = [python, "-c", "import platform; print(platform.python_version())"]
+    found = subprocess.run(ask, capture_output=True, text=True, check=False)  # a version manager's shim may fail
+    if found.returncode or not found.stdout.startswith(wanted + "."):
+        return False
+    subprocess.run(
+        [python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash"]
+        + ["-s", str(staging), "-p", LAMBDA_ROOT, str(staging / "cloud")],
+        check=True,
+    )
+    return True
 
 
 def lint(template: Path = TEMPLATE) -> None:
@@ -109,6 +137,35 @@ def stack_parameters(exists: bool, settings: dict[str, str | None]) -> list[dict
     return parameters
 
 
+ARTIFACT_PREFIX = "dhtlink-artifacts-"
+
+
+def artifact_bucket(s3: Any, region: str, account: str) -> str:
+    """This account's artifact bucket for the region, or a new name for one. The name ends
+    in a random part, so nobody can create it in their account before we do (a predictable
+    name would let another account receive our code); it is found again by listing this
+    account's own buckets."""
+    prefix = f"{ARTIFACT_PREFIX}{region}-"
+    for listed in s3.list_buckets().get("Buckets", []):
+        if listed["Name"].startswith(prefix):
+            return str(listed["Name"])
+    return prefix + secrets.token_hex(8)
+
+
+def create_artifact_bucket(s3: Any, bucket: str, region: str) -> None:
+    options = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    s3.create_bucket(Bucket=bucket, ObjectOwnership="BucketOwnerEnforced", **options)
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+
+
 def deploy(
     session: Any, stack: str, archive: Path, bucket: str | None, settings: dict[str, str | None] | None = None
 ) -> dict[str, str]:
@@ -120,18 +177,19 @@ def deploy(
     cfn = session.client("cloudformation")
     s3 = session.client("s3")
     account = session.client("sts").get_caller_identity()["Account"]
-    bucket = bucket or f"dhtlink-artifacts-{account}-{session.region_name}"
+    bucket = bucket or artifact_bucket(s3, session.region_name, account)
     try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError:
-        options = (
-            {}
-            if session.region_name == "us-east-1"
-            else {"CreateBucketConfiguration": {"LocationConstraint": session.region_name}}
-        )
-        s3.create_bucket(Bucket=bucket, **options)
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+            raise CommandError(
+                f"bucket {bucket} is not one of this account's ({account}): choose another --bucket"
+            ) from None
+        create_artifact_bucket(s3, bucket, session.region_name)
     key = f"dhtlink/{hashlib.sha256(archive.read_bytes()).hexdigest()[:16]}.zip"
-    s3.upload_file(str(archive), bucket, key)
+    # ExpectedBucketOwner on every call: a bucket of that name in another account (taken
+    # before ours, or after ours was deleted) gets a 403, never our code.
+    s3.upload_file(str(archive), bucket, key, ExtraArgs={"ExpectedBucketOwner": account})
     try:
         status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
     except ClientError:
@@ -150,6 +208,8 @@ def deploy(
         "AlarmEmail": None,
         "AlertEmail": None,
         "HomeAssistant": None,
+        "ApiRateLimit": None,
+        "ApiBurstLimit": None,
     }
     given = {**defaults, **(settings or {})}
     if not exists and not given["ReadToken"]:
@@ -226,6 +286,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(docs/home-assistant.md; default off, kept on update)",
     )
     parser.add_argument(
+        "--api-rate-limit",
+        type=int,
+        default=None,
+        help="requests a second each API route takes before answering 429, 1 to 10000 (default 5000; "
+        "kept on update; docs/deploy.md, Growing)",
+    )
+    parser.add_argument(
+        "--api-burst-limit", type=int, default=None, help="requests at once above the rate, 1 to 5000 (default 5000)"
+    )
+    parser.add_argument(
         "--rotate-read-token", action="store_true", help="replace the read token with a new one and print it once"
     )
     parser.set_defaults(func=run)
@@ -237,6 +307,10 @@ def settings_from(args: argparse.Namespace) -> dict[str, str | None]:
         raise UsageError("--retention-days must be a whole number of days from 1 to 36500")
     if args.log_retention_days is not None and args.log_retention_days not in LOG_RETENTION_DAYS:
         raise UsageError(f"--log-retention-days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}")
+    if args.api_rate_limit is not None and not 1 <= args.api_rate_limit <= 10000:
+        raise UsageError("--api-rate-limit must be 1 to 10000 requests a second (more needs an AWS quota increase)")
+    if args.api_burst_limit is not None and not 1 <= args.api_burst_limit <= 5000:
+        raise UsageError("--api-burst-limit must be 1 to 5000 requests")
     for flag, address in (("--alarm-email", args.alarm_email), ("--alert-email", args.alert_email)):
         if address and ("@" not in address or " " in address):
             raise UsageError(f"{flag} {address!r} is not an e-mail address")
@@ -247,6 +321,8 @@ def settings_from(args: argparse.Namespace) -> dict[str, str | None]:
         "AlarmEmail": args.alarm_email,
         "AlertEmail": args.alert_email,
         "HomeAssistant": args.home_assistant,
+        "ApiRateLimit": None if args.api_rate_limit is None else str(args.api_rate_limit),
+        "ApiBurstLimit": None if args.api_burst_limit is None else str(args.api_burst_limit),
     }
 
 

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from cloud import ingest
 from cloud.protocol import Reading
-from cloud.stores.base import Delivery
+from cloud.stores.base import Delivery, device_shard
 from cloud.stores.dynamodb import DynamoDBStore, TablesMismatch, check_tables, check_transactions, create_tables
 from host_tools.cli import main
 from tests.cloud.helpers import DEVICE, SECRET, body_of, post_event, reading
@@ -75,20 +75,27 @@ def test_registry_round_trip_on_dynalite(store):
 
 
 def test_listing_devices_follows_pages_past_one_megabyte(store):
-    # Each row projects a ~30 KB status into the index: 40 rows need two 1 MB Query pages.
+    # Each row projects a ~30 KB status into the indexes: 40 rows of one shard need two 1 MB
+    # Query pages of that shard's partition.
     big = {"fw": "0.1.0", "note": "x" * 30_000}
-    for n in range(40):
-        device_id = f"dev-{n:02d}"
+    ids = [d for d in (f"dev-{n:03d}" for n in range(1000)) if device_shard(d) == "00"][:40]
+    for n, device_id in enumerate(ids):
         store.add_device(device_id, SECRET, n)
-        store.record_delivery(store.get_device(device_id), Delivery(n, big, []))
+        store.record_delivery(store.get_device(device_id), Delivery(n + 1, big, []))
     first = store.db.query(
         TableName=store.devices,
-        IndexName="all_devices",
-        KeyConditionExpression="kind = :k",
-        ExpressionAttributeValues={":k": {"S": "device"}},
+        IndexName="by_id",
+        KeyConditionExpression="fleet_shard = :s",
+        ExpressionAttributeValues={":s": {"S": "00"}},
     )
     assert "LastEvaluatedKey" in first and len(first["Items"]) < 40, "dynalite pages at 1 MB, as DynamoDB does"
-    assert [row["device_id"] for row in store.list_devices()] == [f"dev-{n:02d}" for n in range(40)]
+    assert [row["device_id"] for row in store.list_devices()] == ids
+    # the fleet page's other order and a filter, through dynalite's checks of the expressions
+    newest, cursor = store.page_devices(25, sort="-last_seen")
+    more, end = store.page_devices(25, cursor, sort="-last_seen")
+    assert [r["device_id"] for r in newest + more] == ids[::-1] and end is None
+    stale, _cursor = store.page_devices(10, status="stale")  # last seen in 1970: all of them
+    assert [r["device_id"] for r in stale] == ids[:10]
 
 
 def test_reading_queries_on_dynalite(store):

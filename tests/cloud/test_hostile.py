@@ -69,8 +69,10 @@ def lambda_env():
         store = DynamoDBStore("readings", "devices", client)
         store.add_device(hostile.DEVICE, hostile.SECRET, 1)
         settings.lambda_store.cache_clear()
+        settings.lambda_ingest_store.cache_clear()
         yield store
         settings.lambda_store.cache_clear()
+        settings.lambda_ingest_store.cache_clear()
     patch.undo()
 
 

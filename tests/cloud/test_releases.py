@@ -17,7 +17,7 @@ from host_tools import ota
 from host_tools.cli import main
 from tests.cloud.helpers import DEVICE, SECRET
 from tests.cloud.test_remote_settings import post
-from tests.deploy.test_deploy import TEMPLATE
+from tests.deploy.test_deploy import TEMPLATE, function_statements
 
 OFFER = {"v": "0.2.0", "sha": "ab" * 32, "size": 1234}
 
@@ -97,12 +97,13 @@ def test_the_template_grants_the_function_reads_of_releases_only():
     function = TEMPLATE["Resources"]["ReleasesFunction"]["Properties"]
     assert function["Handler"] == "cloud.releases.handler"
     assert function["Environment"]["Variables"] == {"RELEASES_BUCKET": {"Ref": "ReleasesBucket"}}
-    statements = function["Policies"][0]["Statement"]
+    statements = function_statements("ReleasesFunction")
     grants = {(action, json.dumps(s["Resource"])) for s in statements for action in s["Action"]}
     assert grants == {
         ("s3:GetObject", json.dumps({"Sub": "${ReleasesBucket.Arn}/" + releases.PREFIX + "/*"})),
-        ("s3:ListBucket", json.dumps({"GetAtt": "ReleasesBucket.Arn"})),
-    }
+        ("logs:CreateLogStream", json.dumps({"GetAtt": "ReleasesLogGroup.Arn"})),
+        ("logs:PutLogEvents", json.dumps({"GetAtt": "ReleasesLogGroup.Arn"})),
+    }, "no s3:ListBucket: which releases exist is not the function's to list"
     bucket = TEMPLATE["Resources"]["ReleasesBucket"]["Properties"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
 

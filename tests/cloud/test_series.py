@@ -82,7 +82,7 @@ def test_summaries_match_the_readings_and_a_resend_repairs_them(store):
     for start, slots in hours.items():
         inside = [r for r in batch if start <= r.ts < start + 3600]
         assert rollups.count(slots) == len(inside)
-        assert slots == rollups.hour_slots(start, [vars(r) for r in inside])
+        assert slots == rollups.hour_slots(start, [r._asdict() for r in inside])
     ((day_start, day),) = store.query_rollups(DEVICE, rollups.DAY_LEVEL, DAY0, DAY0)
     assert day_start == DAY0 and rollups.count(day) == 180
     assert day[1][2] == min(r.t for r in batch if DAY0 + 3600 <= r.ts < DAY0 + 7200)

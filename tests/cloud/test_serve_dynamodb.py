@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from cloud import signing
-from cloud.stores.dynamodb import TablesMismatch, check_tables, create_tables
+from cloud.stores.dynamodb import TablesMismatch, check_tables, create_tables, table_definitions
 from host_tools.cli import main
 from tests.cloud.helpers import body_of, reading
 from tests.cloud.servers import moto_server  # noqa: F401 - a fixture
@@ -70,8 +70,6 @@ def test_tables_that_differ_from_the_template_are_refused(moto_server, capsys): 
 
 
 def _definition(db, name, **changes):
-    from cloud.stores.dynamodb import table_definitions
-
     spec = table_definitions("x-r", "x-d")[name.replace("bad", "x")]
     spec.update(changes)
     db.create_table(TableName=name, **spec)
@@ -80,23 +78,25 @@ def _definition(db, name, **changes):
 def test_each_difference_that_breaks_a_query_is_named(moto_server):  # noqa: F811
     db = moto_server.client()
     create_tables(db, "x-r", "x-d")
-    devices_index = {
-        "IndexName": "all_devices",
-        "KeySchema": [
-            {"AttributeName": "kind", "KeyType": "HASH"},
-            {"AttributeName": "device_id", "KeyType": "RANGE"},
-        ],
-        "Projection": {"ProjectionType": "KEYS_ONLY"},
-    }
-    _definition(db, "bad-d", GlobalSecondaryIndexes=[devices_index])
-    with pytest.raises(TablesMismatch, match="index all_devices projects KEYS_ONLY, not INCLUDE"):
+    by_id, by_last_seen = table_definitions("x-r", "x-d")["x-d"]["GlobalSecondaryIndexes"]
+    keys_only = {**by_id, "Projection": {"ProjectionType": "KEYS_ONLY"}}
+    _definition(db, "bad-d", GlobalSecondaryIndexes=[keys_only, by_last_seen])
+    with pytest.raises(TablesMismatch, match="index by_id projects KEYS_ONLY, not INCLUDE"):
         check_tables(db, "x-r", "bad-d")
-    devices_index["Projection"] = {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["last_seen"]}
     db.delete_table(TableName="bad-d")
-    _definition(db, "bad-d", GlobalSecondaryIndexes=[devices_index])
+    short = {**by_last_seen, "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["last_seen"]}}
+    _definition(db, "bad-d", GlobalSecondaryIndexes=[by_id, short])
     with pytest.raises(
-        TablesMismatch, match="index all_devices does not project created_at, desired, desired_version, first_seq"
+        TablesMismatch,
+        match="index by_last_seen does not project created_at, desired, desired_version, errors_at, first_seq",
     ):
+        check_tables(db, "x-r", "bad-d")
+    db.delete_table(TableName="bad-d")
+    attributes = [
+        a for a in table_definitions("x-r", "x-d")["x-d"]["AttributeDefinitions"] if a["AttributeName"] != "seen_key"
+    ]
+    _definition(db, "bad-d", GlobalSecondaryIndexes=[by_id], AttributeDefinitions=attributes)  # no by_last_seen
+    with pytest.raises(TablesMismatch, match="no global index by_last_seen"):
         check_tables(db, "x-r", "bad-d")
     assert check_tables(db, "x-r", "x-d") == ["table x-r has no time to live on expires_at: readings will never expire"]
 

@@ -159,12 +159,12 @@ def test_other_dynamodb_errors_are_not_hidden_as_busy(dynamodb):
 def test_lambda_entry_point_answers_503(aws_env, monkeypatch):
     monkeypatch.setenv("READINGS_TABLE", "r")
     monkeypatch.setenv("DEVICES_TABLE", "d")
-    settings.lambda_store.cache_clear()
+    settings.lambda_ingest_store.cache_clear()
     try:
         with mock_aws():
-            _, store = settings.lambda_store()
+            _, store = settings.lambda_ingest_store()  # the handler's own client
             create_tables(store.db, "r", "d")
-            store.add_device(DEVICE, SECRET, 1)
+            DynamoDBStore("r", "d", store.db).add_device(DEVICE, SECRET, 1)
             fail(store.db, "TransactWriteItems", "RequestLimitExceeded")
             event = post_event(body_of([reading(1)]))
             answer = ingest.handler(event, None)
@@ -172,7 +172,7 @@ def test_lambda_entry_point_answers_503(aws_env, monkeypatch):
                 answer["statusCode"], answer["headers"], answer["body"].encode(), event["headers"]["x-signature"]
             )
     finally:
-        settings.lambda_store.cache_clear()
+        settings.lambda_ingest_store.cache_clear()
 
 
 def post_http(endpoint, readings):

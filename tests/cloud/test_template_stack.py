@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 INGEST_ATTRIBUTES = {
     "device_id",
     "last_seen",
+    "seen_key",
     "last_status",
     "first_seq",
     "max_seq",

@@ -176,10 +176,11 @@ def test_the_lambda_store_has_the_same_retry_budget(aws_env, monkeypatch):
 
     monkeypatch.setenv("READINGS_TABLE", "r")
     monkeypatch.setenv("DEVICES_TABLE", "d")
-    settings.lambda_store.cache_clear()
-    try:
-        config = settings.lambda_store()[1].db.meta.config
-    finally:
-        settings.lambda_store.cache_clear()
-    assert config.retries == {"mode": "standard", "total_max_attempts": CALL_ATTEMPTS}
-    assert config.read_timeout < BOARD_TIMEOUT_S and config.connect_timeout < BOARD_TIMEOUT_S
+    for made in (settings.lambda_store, settings.lambda_ingest_store):
+        made.cache_clear()
+        try:
+            config = made()[1].db.meta.config
+        finally:
+            made.cache_clear()
+        assert config.retries == {"mode": "standard", "total_max_attempts": CALL_ATTEMPTS}
+        assert config.read_timeout < BOARD_TIMEOUT_S and config.connect_timeout < BOARD_TIMEOUT_S

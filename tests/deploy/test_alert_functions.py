@@ -10,23 +10,16 @@ from moto import mock_aws
 
 from cloud import ingest, settings
 from cloud.alerts import admin, scheduled, stream
+from cloud.stores.base import SHARDS, Delivery, device_shard
 from cloud.stores.dynamodb import create_alerts_table, create_tables
 from tests.cloud.helpers import DEVICE, SECRET, body_of, post_event, reading
-from tests.deploy.test_deploy import TEMPLATE
+from tests.deploy.test_deploy import TEMPLATE, function_statements
 from tests.deploy.test_iam_matches_code import TABLES, TRANSACT
-
-# An AWS::IAM::Role in the template holds the stream function's policy; SAM functions hold theirs.
-ROLE_OF = {"AlertsStreamFunction": ("AlertsStreamRole", 0), "AlertsScheduleFunction": (None, 0)}
 
 
 def statements(function):
-    role, index = ROLE_OF[function]
-    if role:
-        listed = TEMPLATE["Resources"][role]["Properties"]["Policies"][index]["PolicyDocument"]["Statement"]
-    else:
-        listed = TEMPLATE["Resources"][function]["Properties"]["Policies"][index]["Statement"]
     # `!If [HasAlertEmail, statement, AWS::NoValue]`: granted when the stack has an alert e-mail
-    return [s["If"][1] if "If" in s else s for s in listed]
+    return function_statements(function)
 
 
 def granted_dynamodb(function):
@@ -114,8 +107,9 @@ def test_stream_function_evaluates_stored_readings_and_mails(stack):
     event = stream_event()
     assert len(event["Records"]) == 5
     calls.clear()
-    assert stream.handler(event, None) == {"transitions": 2}
-    assert stream.handler(event, None) == {"transitions": 0}, "a retried batch announces nothing again"
+    assert stream.handler(event, None) == {"transitions": 2, "batchItemFailures": []}
+    again = stream.handler(event, None)
+    assert again == {"transitions": 0, "batchItemFailures": []}, "a retried batch announces nothing again"
     mails = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     assert sorted(json.loads(m["Body"])["Subject"].split(":")[0] for m in mails) == ["dhtlink open", "dhtlink resolve"]
     assert calls <= granted_dynamodb("AlertsStreamFunction")
@@ -137,7 +131,7 @@ def test_scheduled_function_finds_a_silent_board(stack):
     (mail,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     assert "no delivery for 10m" in json.loads(mail["Body"])["Message"]
     assert calls <= granted_dynamodb("AlertsScheduleFunction")
-    assert ("Query", "DevicesTable.Arn/index/all_devices") in calls, "devices listed by the index, not a Scan"
+    assert ("Query", "DevicesTable.Arn/index/by_id") in calls, "devices listed by the index, not a Scan"
 
 
 def test_each_alert_role_is_exactly_what_the_code_calls(stack):
@@ -153,7 +147,7 @@ def test_each_alert_role_is_exactly_what_the_code_calls(stack):
     event = stream_event()
     scheduled.lambda_evaluator().deliver.__self__.attempts = 1  # nothing listens on port 9: no retries
     calls.clear()
-    assert stream.handler(event, None) == {"transitions": 2}
+    assert stream.handler(event, None) == {"transitions": 2, "batchItemFailures": []}
     assert calls == granted_dynamodb("AlertsStreamFunction")
     calls.clear()
     assert scheduled.handler({}, None) == {"transitions": 1}
@@ -162,16 +156,19 @@ def test_each_alert_role_is_exactly_what_the_code_calls(stack):
 
 def test_the_schedule_is_every_five_minutes_and_roles_are_scoped():
     function = TEMPLATE["Resources"]["AlertsScheduleFunction"]["Properties"]
-    (schedule,) = function["Events"].values()
-    assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == "rate(5 minutes)"
+    schedules = list(function["Events"].values())
+    assert all(e["Type"] == "Schedule" and e["Properties"]["Schedule"] == "rate(5 minutes)" for e in schedules)
+    shards = sorted(json.loads(e["Properties"]["Input"])["shard"] for e in schedules)
+    assert shards == list(SHARDS), "every shard of the fleet, each once"
     assert function["Handler"] == "cloud.alerts.scheduled.handler"
     assert TEMPLATE["Resources"]["AlertsStreamFunction"]["Properties"]["Handler"] == "cloud.alerts.stream.handler"
-    for name in ROLE_OF:
+    for name in ("AlertsStreamFunction", "AlertsScheduleFunction"):
         for statement in statements(name):
             assert statement["Resource"] != "*", (name, statement)
-    read = TEMPLATE["Resources"]["ReadFunction"]["Properties"]["Policies"][0]["Statement"]
+    read = function_statements("ReadFunction")
     (alerts,) = [s for s in read if s["Resource"] == {"GetAtt": "AlertsTable.Arn"}]
-    assert alerts["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == ["rule", "state", "event"]
+    leading = alerts["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+    assert leading == ["rule", "event", *(f"state#{shard}" for shard in SHARDS)]
     assert "secret" not in alerts["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
 
 
@@ -187,4 +184,27 @@ def test_summary_items_on_the_same_stream_are_not_readings(stack):
     event = stream_event()
     summaries = [r for r in event["Records"] if "ts" not in r["dynamodb"]["NewImage"]]
     assert summaries, "the summaries' inserts are on the stream"
-    assert stream.handler(event, None) == {"transitions": 2}
+    assert stream.handler(event, None) == {"transitions": 2, "batchItemFailures": []}
+
+
+def test_a_run_per_shard_covers_each_device_once(stack):
+    """The template's 16 scheduled runs, one a shard: together they open the stale alert of
+    every silent board exactly once, each run touching its own shard's boards only."""
+    store, _calls, _sqs, _queue = stack
+    admin.add_rule(store, {"device": "*", "stale": "5m", "email": True})
+    silent = [f"quiet-{n:02d}" for n in range(24)]
+    for device_id in silent:
+        store.add_device(device_id, SECRET, 1)
+        store.record_delivery(store.get_device(device_id), Delivery(int(time.time()) - 900, None, []))
+    opened = {}
+    for shard in SHARDS:
+        before = {s["device_id"] for s in store.alert_states()}
+        assert scheduled.handler({"shard": shard}, None)["transitions"] == sum(
+            1 for d in silent if device_shard(d) == shard
+        )
+        opened[shard] = {s["device_id"] for s in store.alert_states()} - before
+    assert all(device_shard(d) == shard for shard, devices in opened.items() for d in devices)
+    assert sorted(d for devices in opened.values() for d in devices) == silent
+    assert scheduled.handler({}, None) == {"transitions": 0}, "all of them already open"
+    with pytest.raises(ValueError, match="shard must be one of"):
+        scheduled.handler({"shard": "16"}, None)

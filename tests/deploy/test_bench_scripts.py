@@ -64,3 +64,24 @@ def test_homeassistant_bridge_measures_batch_to_state_and_a_whole_republication(
     assert result["devices"] == 3 and result["republish_messages"] == 10
     assert 0 < result["post_to_state"]["p50_ms"] <= result["post_to_state"]["max_ms"]
     assert result["republish_all_ms"] > 0
+
+
+def test_capacity_bench_names_what_gives_first_for_each_fleet():
+    result = run_bench("aws_capacity.py")
+    for name in ("A", "B"):
+        fleet = result["fleets"][name]
+        assert set(fleet["sizes"]) == {"1000", "100000", "1000000"}
+        limit_at, limit = fleet["first_limit"]
+        assert limit_at > 1_000_000, f"fleet {name}: {limit} gives at {limit_at}"
+        assert 0.05 < fleet["sizes"]["1000000"]["usd_per_device_month"] < 0.5
+
+
+def test_fleet_jobs_bench_weighs_the_alert_run_and_a_summary_batch():
+    result = run_bench("fleet_jobs.py", "--sizes", "200")
+    (size,) = result["results"]
+    assert size["devices"] == 200
+    for job in ("alerts", "summary"):
+        assert size[job]["rss_peak_mb"] >= size[job]["rss_at_start_mb"] > 0
+        first, warm = size[job]["runs"]
+        assert first["requests"] > 0 and warm["cpu_s"] >= 0 and warm["heap_peak_mb"] >= 0
+    assert size["summary"]["runs"][1]["answer"] == {"batchItemFailures": []}

@@ -5,22 +5,34 @@ from host_tools.models import costs
 
 def test_one_reading_a_minute_in_batches_of_20_by_hand():
     # 30 days x 1440 readings = 43,200 readings in 2,160 requests.
-    month = costs.cost_per_device_month(60, 20, lambda_ms=20, memory_mb=256, retention_days=400)
-    expected = {
-        "api_gateway": 2160 * 1.00 / 1e6,
-        "lambda_requests": 2160 * 0.20 / 1e6,
-        "lambda_compute": 2160 * 0.020 * 0.25 * 0.0000133334,  # 10.8 GB-s on arm64
-        "dynamodb_writes": (43200 * 3 + 2160 * 2) * 0.625 / 1e6,  # 133,920 WRU
-        "dynamodb_reads": 2160 * 0.125 / 1e6,
-        "dynamodb_storage": 1440 * 400 * 420 / 1e9 * (0.25 + 0.20),  # 0.242 GB kept, PITR on top
-        "logs": 2160 * 700 / 1e9 * (0.50 + 0.03),
-    }
-    breakdown = month.as_dict()
-    for part, usd in expected.items():
-        assert breakdown[part] == pytest.approx(usd), part
-    assert month.total == pytest.approx(sum(expected.values()))
-    assert month.total == pytest.approx(0.1964, abs=0.0005)
+    month = costs.cost_per_device_month(60, 20, retention_days=400, boards=1000)
+    # 3 write units a reading; a request: the device row, updated inside the readings'
+    # transaction, and its two indexes (2 + 1 + 2), its hour and day summaries (2 + 4).
+    assert month.dynamodb_writes == pytest.approx((43200 * 3 + 2160 * (5 + 6)) * 0.625 / 1e6)
+    assert month.api_gateway == pytest.approx(2160 * 1.00 / 1e6)
+    # ingest: 10 ms of CPU at 256 MB (a 256/1769 share of a vCPU) + 2 calls of 7 ms = 83 ms billed
+    assert month.lambda_compute == pytest.approx(2160 * 0.083 * 0.25 * 0.0000133334)
+    # storage grows: month m holds m months of readings; the first year's mean is 6.5 months
+    monthly_bytes = 43200 * 420 + costs.SUMMARY_BYTES_PER_DAY * 30
+    assert month.dynamodb_storage == pytest.approx(monthly_bytes * 6.5 / 1e9 * 0.45)
+    assert month.storage_month_12 == pytest.approx(monthly_bytes * 12 / 1e9 * 0.45)
+    parts = ("api_gateway", "lambda_requests", "lambda_compute", "stream_compute", "dynamodb_writes")
+    parts += ("dynamodb_reads", "dynamodb_storage", "logs", "data_out", "shared")
+    assert month.total == pytest.approx(sum(getattr(month, p) for p in parts))
     assert "us-east-1" in month.prices_as_of
+
+
+def test_the_fleet_shares_the_fixed_costs():
+    small, large = costs.cost_per_device_month(300, 1, boards=10), costs.cost_per_device_month(300, 1, boards=100_000)
+    assert small.shared == pytest.approx(large.shared * 10_000)
+    assert small.total > large.total
+
+
+def test_storage_stops_growing_at_the_retention():
+    kept_90 = costs.cost_per_device_month(60, 20, retention_days=90)
+    monthly_bytes = 43200 * 420 + costs.SUMMARY_BYTES_PER_DAY * 30
+    assert kept_90.storage_month_12 == pytest.approx(monthly_bytes * 3 / 1e9 * 0.45), "3 months kept, not 12"
+    assert kept_90.dynamodb_storage < costs.cost_per_device_month(60, 20).dynamodb_storage
 
 
 def test_batching_cuts_the_per_request_parts():

@@ -30,9 +30,21 @@ CloudFormationLoader.add_multi_constructor("!", _tag)
 TEMPLATE = yaml.load(deploy.TEMPLATE.read_text(), Loader=CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
 
 
+def function_statements(function, logs=True):
+    """The statements of a function's own role (every function has one), `!If [cond,
+    statement, AWS::NoValue]` read as granted; without the log statement unless `logs`."""
+    role = TEMPLATE["Resources"][function]["Properties"]["Role"]["GetAtt"].removesuffix(".Arn")
+    listed = [
+        statement
+        for policy in TEMPLATE["Resources"][role]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    statements = [s["If"][1] if "If" in s else s for s in listed]
+    return [s for s in statements if logs or not s["Action"][0].startswith("logs:")]
+
+
 def actions(function):
-    statements = TEMPLATE["Resources"][function]["Properties"]["Policies"][0]["Statement"]
-    return {a for s in statements for a in s["Action"]}
+    return {a for s in function_statements(function, logs=False) for a in s["Action"]}
 
 
 def test_template_lints_clean():
@@ -54,19 +66,44 @@ def test_read_function_may_only_read():
 
 
 def test_the_dashboard_function_touches_no_table():
-    assert "Policies" not in TEMPLATE["Resources"]["DashboardFunction"]["Properties"]
+    assert actions("DashboardFunction") == set()
+
+
+FUNCTIONS = [name for name, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_has_its_own_role_logging_to_its_own_group_only(function):
+    properties = TEMPLATE["Resources"][function]["Properties"]
+    assert "Policies" not in properties, "SAM's role would carry AWS managed policies (any log group)"
+    role = TEMPLATE["Resources"][properties["Role"]["GetAtt"].removesuffix(".Arn")]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    others = [f for f in FUNCTIONS if f != function]
+    assert all(TEMPLATE["Resources"][f]["Properties"]["Role"] != properties["Role"] for f in others)
+    own_group = {"GetAtt": properties["LoggingConfig"]["LogGroup"]["Ref"] + ".Arn"}
+    logs = [s for s in function_statements(function) if any(a.startswith("logs:") for a in s["Action"])]
+    assert logs and all(s["Resource"] == own_group for s in logs)
+    assert {a for s in logs for a in s["Action"]} == {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def test_no_table_uses_the_paid_kms_key():
+    for name, resource in TEMPLATE["Resources"].items():
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            # absent: the AWS-owned key, free; SSEEnabled true would pick the AWS-managed KMS key, billed per request
+            assert "SSESpecification" not in resource["Properties"], name
 
 
 def test_every_statement_names_exact_table_arns():
     for function in ("IngestFunction", "ReadFunction"):
-        for statement in TEMPLATE["Resources"][function]["Properties"]["Policies"][0]["Statement"]:
+        for statement in function_statements(function, logs=False):
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             for resource in resources:
                 assert resource in (
                     {"GetAtt": "ReadingsTable.Arn"},
                     {"GetAtt": "DevicesTable.Arn"},
                     {"Sub": "${ReadingsTable.Arn}/index/by_time"},
-                    {"Sub": "${DevicesTable.Arn}/index/all_devices"},
+                    {"Sub": "${DevicesTable.Arn}/index/by_id"},
+                    {"Sub": "${DevicesTable.Arn}/index/by_last_seen"},
                     {"GetAtt": "AlertsTable.Arn"},
                 ), (function, resource)
 
@@ -102,8 +139,11 @@ def test_tables_match_the_store():
     assert readings["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert readings["LocalSecondaryIndexes"][0]["IndexName"] == "by_time"
     devices = TEMPLATE["Resources"]["DevicesTable"]["Properties"]
-    index = devices["GlobalSecondaryIndexes"][0]
-    assert index["IndexName"] == "all_devices" and "secret" not in index["Projection"]["NonKeyAttributes"]
+    indexes = {index["IndexName"]: index for index in devices["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by_id", "by_last_seen"}
+    for index in indexes.values():
+        assert index["KeySchema"][0] == {"AttributeName": "fleet_shard", "KeyType": "HASH"}
+        assert "secret" not in index["Projection"]["NonKeyAttributes"]
     assert set(TEMPLATE["Outputs"]) == {
         "ApiUrl",
         "ReadingsTableName",
@@ -115,14 +155,31 @@ def test_tables_match_the_store():
     }
 
 
+def test_bytecode_names_where_lambda_unpacks_the_zip(tmp_path):
+    if not deploy.compile_for_runtime(tmp_path):  # an empty staging directory: only whether it can
+        pytest.skip(f"no {deploy.RUNTIME_PYTHON} here: the zip carries source only")
+    archive = deploy.build_artifact(tmp_path / "build")
+    with zipfile.ZipFile(archive) as zf:
+        pyc = zf.read("cloud/__pycache__/ingest.cpython-312.pyc")
+    assert b"/var/task/cloud/ingest.py" in pyc and str(tmp_path).encode() not in pyc
+
+
 def test_artifact_is_cloud_only(tmp_path):
     archive = deploy.build_artifact(tmp_path)
     names = zipfile.ZipFile(archive).namelist()
     assert "cloud/ingest.py" in names and "cloud/read_api.py" in names and "cloud/stores/dynamodb.py" in names
-    assert all(n.startswith("cloud/") and (n.endswith(".py") or n.startswith("cloud/dashboard/static/")) for n in names)
-    assert not any("/local/" in n or "__pycache__" in n for n in names)
-    # ~38 KB of it the dashboard's files (their own 40 KB budget: tests/dashboard), never imported by a handler
-    assert archive.stat().st_size < 112 * 1024
+    sources = [n for n in names if "__pycache__" not in n]
+    static = "cloud/dashboard/static/"
+    assert all(n.startswith("cloud/") and (n.endswith(".py") or n.startswith(static)) for n in sources)
+    assert not any("/local/" in n for n in names)
+    # bytecode only for the Lambda runtime's Python, one file a module, when the build had that Python
+    bytecode = [n for n in names if "__pycache__" in n]
+    assert all(n.endswith(".cpython-312.pyc") for n in bytecode)
+    assert len(bytecode) in (0, sum(n.endswith(".py") for n in names))
+    # Sources: 106 KiB, ~38 KiB of it the dashboard's files (their own 40 KB budget:
+    # tests/dashboard), never imported by a handler. Bytecode adds ~145 KiB (compressed).
+    limit = 272 if bytecode else 112
+    assert archive.stat().st_size < limit * 1024
     assert deploy.build_artifact(tmp_path).read_bytes() == archive.read_bytes(), "the build is reproducible"
 
 
@@ -241,7 +298,10 @@ def test_deploy_against_moto_uploads_creates_then_updates_keeping_parameters(tmp
         s3 = session.client("s3")
         # the artifacts bucket deploy made, beside the stack's own (its releases)
         (bucket,) = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("dhtlink-artifacts-")]
-        assert bucket.startswith("dhtlink-artifacts-") and bucket.endswith("eu-west-1")
+        assert bucket.startswith("dhtlink-artifacts-eu-west-1-") and len(bucket.rsplit("-", 1)[1]) == 16, (
+            "a name nobody can predict (and take first in another account)"
+        )
+        assert deploy.artifact_bucket(s3, "eu-west-1", "123456789012") == bucket, "found again, not a second one"
         (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == archive.read_bytes()
         assert f"Bucket: {bucket}" in change_set["TemplateBody"] and f"Key: {key}" in change_set["TemplateBody"]
