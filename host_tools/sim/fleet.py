@@ -123,24 +123,34 @@ class OverlapCounter:
                 self._in_flight[device_id] -= 1
 
 
-def _drain(board: VirtualBoard, endpoint_url: str, scenario: dict[str, Any]) -> tuple[Summary, dict[str, int]]:
+def _drain(
+    board: VirtualBoard, endpoint_url: str, scenario: dict[str, Any], run_boots: dict[str, int]
+) -> tuple[Summary, dict[str, int]]:
     """Faults over: the board posts straight to the receiver, every wake, until its spool is
     empty and any update's switch is over. Returns the last summary and how all the drain's
-    wakes ended."""
+    wakes ended. run_boots: how the run's wakes ended, whose update cuts are not repeated."""
     config = json.loads((board.dir / "config.json").read_text())
     config.update(endpoint=endpoint_url + "/data", max_batch_delay_s=0)
     (board.dir / "config.json").write_text(json.dumps(config))
     # No more network faults, outages or random cuts; an update's cuts still fall where it is.
-    calm = {k: v for k, v in scenario.items() if k in ("seed", "t_mean", "ota_cuts")}
+    # Each phase of an update is cut once: a switch cut in the run's last wake is finished
+    # here, not cut again.
+    calm = {k: v for k, v in scenario.items() if k in ("seed", "t_mean")}
     (board.state_dir / "scenario.json").write_text(json.dumps(calm))
-    summary = run_board(board, DRAIN_STEP, calm)
-    boots = dict(summary.boots)
+    boots: dict[str, int] = {}
+
+    def uncut() -> list[str]:
+        done = {**run_boots, **boots}
+        return [phase for phase in scenario.get("ota_cuts", ()) if f"ota_cut_{phase}" not in done]
+
+    summary = run_board(board, DRAIN_STEP, {**calm, "ota_cuts": uncut()})
+    boots.update(summary.boots)
     for _ in range(DRAIN_ROUNDS):
         # Done when the spool is empty and no over-the-air switch is left half done (a cut
         # in its boot is finished by the next).
         if summary.still_spooled == 0 and not (board.dir / "ota.state").exists():
             break
-        summary = run_board(board, DRAIN_STEP, calm)
+        summary = run_board(board, DRAIN_STEP, {**calm, "ota_cuts": uncut()})
         for status, count in summary.boots.items():
             boots[status] = boots.get(status, 0) + count
     return summary, boots
@@ -178,7 +188,7 @@ class Fleet:
             summary = run_board(board, self.cycles, self.scenarios[device_id], progress)
             if not drain_to:
                 return summary, {"run": summary.boots}
-            drained, drain_boots = _drain(board, drain_to, self.scenarios[device_id])
+            drained, drain_boots = _drain(board, drain_to, self.scenarios[device_id], summary.boots)
             return drained, {"run": summary.boots, "drain": drain_boots}
 
         # Every board at once: each wake is its own process, so the OS shares the cores.
