@@ -70,25 +70,22 @@ class Fleet:
 FLEETS = (Fleet("A", 60, 20), Fleet("B", 300, 1))
 
 
-class _Loader:
+def load_template(text: str) -> Any:
     """cloud/template.yaml with its !Ref, !GetAtt, !Sub ... read as plain values."""
+    import yaml
 
-    @staticmethod
-    def load(text: str) -> Any:
-        import yaml
+    class Loader(yaml.SafeLoader):
+        pass
 
-        class Loader(yaml.SafeLoader):
-            pass
+    def tag(loader: Any, suffix: str, node: Any) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            return {suffix: loader.construct_scalar(node)}
+        if isinstance(node, yaml.SequenceNode):
+            return {suffix: loader.construct_sequence(node, deep=True)}
+        return {suffix: loader.construct_mapping(node, deep=True)}
 
-        def tag(loader: Any, suffix: str, node: Any) -> Any:
-            if isinstance(node, yaml.ScalarNode):
-                return {suffix: loader.construct_scalar(node)}
-            if isinstance(node, yaml.SequenceNode):
-                return {suffix: loader.construct_sequence(node, deep=True)}
-            return {suffix: loader.construct_mapping(node, deep=True)}
-
-        Loader.add_multi_constructor("!", tag)
-        return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    Loader.add_multi_constructor("!", tag)
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass(frozen=True)
@@ -107,7 +104,7 @@ class Stack:
 
     @classmethod
     def from_template(cls, path: Path = TEMPLATE) -> "Stack":
-        template = _Loader.load(path.read_text())
+        template = load_template(path.read_text())
         parameters, resources = template["Parameters"], template["Resources"]
         globals_ = template["Globals"]["Function"]
         memory, timeout = {}, {}

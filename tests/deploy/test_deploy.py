@@ -6,28 +6,14 @@ from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 from moto import mock_aws
 
 from cloud.protocol import token_sha256
 from cloud.stores.dynamodb import create_tables
 from host_tools.cli import deploy, main
+from host_tools.models.capacity import load_template
 
-
-class CloudFormationLoader(yaml.SafeLoader):
-    """Reads !Ref, !GetAtt, !Sub ... as plain values, enough to inspect the template."""
-
-
-def _tag(loader, suffix, node):
-    if isinstance(node, yaml.ScalarNode):
-        return {suffix: loader.construct_scalar(node)}
-    if isinstance(node, yaml.SequenceNode):
-        return {suffix: loader.construct_sequence(node, deep=True)}
-    return {suffix: loader.construct_mapping(node, deep=True)}
-
-
-CloudFormationLoader.add_multi_constructor("!", _tag)
-TEMPLATE = yaml.load(deploy.TEMPLATE.read_text(), Loader=CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+TEMPLATE = load_template(deploy.TEMPLATE.read_text())
 
 
 def function_statements(function, logs=True):
