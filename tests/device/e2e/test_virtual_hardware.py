@@ -167,14 +167,20 @@ def test_sim_cli_names_the_bad_option(capsys, monkeypatch):
 
 def test_sim_counts_the_readings_a_board_took_after_a_seq_conflict(tmp_path, monkeypatch, capsys):
     """A second board under the same id starts from seq 0: the receiver's 409 renumbers it
-    past the first board's 21 readings, which moves next_seq but takes no reading."""
+    past the first board's 21 readings, which moves next_seq but takes no reading. The second
+    board senses its own values (another scenario seed): with the first board's seed its readings
+    repeat the first board's, and any that fall in the same second are true duplicates by the
+    protocol's rule (same seq, same content), stored once."""
     observability.set_output(io.StringIO())
     with LocalEndpoint(tmp_path / "endpoint") as endpoint:
         monkeypatch.setenv("DHTLINK_SECRET", endpoint.add_device("cli-01"))
         argv = ["sim", "--endpoint", endpoint.url, "--device", "cli-01", "--cycles", "25", "--batch-size", "10"]
         summaries = []
         for run in range(2):
-            assert cli.main([*argv, "--dir", str(tmp_path / f"board-{run}"), "--json"]) == 0
+            scenario = tmp_path / f"scenario-{run}.json"
+            scenario.write_text(json.dumps({"seed": run + 1}))
+            board = ["--dir", str(tmp_path / f"board-{run}"), "--scenario", str(scenario)]
+            assert cli.main([*argv, *board, "--json"]) == 0
             summaries.append(json.loads(capsys.readouterr().out))
         stored = endpoint.store.query_readings("cli-01", limit=100)[0]
     observability.set_output(None)
