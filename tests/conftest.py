@@ -2,6 +2,7 @@
 
 import io
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 # clone has no ../shared. tests/test_vectors_copy.py keeps it equal to the design's copy.
 VECTORS_FILE = REPO / "tests" / "fixtures" / "signing-vectors.json"
 SHARED = Path(os.environ.get("DHTLINK_SHARED", REPO.parent / "shared"))
+
+# A suite started in the background by a non-interactive shell (`make test &`, a CI runner)
+# inherits SIGINT ignored, and so would every `dhtlink serve` it starts: the tests that stop
+# one as Ctrl-C does would wait for it forever. A handler here is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
