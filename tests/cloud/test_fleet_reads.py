@@ -15,17 +15,23 @@ from cloud.protocol import token_sha256
 from cloud.stores.sqlite import SQLiteStore
 from tests.cloud.helpers import DEVICE, SECRET, body_of, get_event, post_event, reading
 
-NOW = int(time.time())
+
+@pytest.fixture
+def now():
+    # Taken when the test runs, not at collection: the reads below use the real clock
+    # (the CSV's default end, staleness), and a loaded run can start a test minutes later.
+    return int(time.time())
 
 
 @pytest.fixture
-def db(tmp_path):
+def db(tmp_path, now):
     store = SQLiteStore(tmp_path / "s.sqlite3")
-    store.add_device(DEVICE, SECRET, NOW)
-    store.add_device("never-seen", SECRET, NOW)
+    store.add_device(DEVICE, SECRET, now)
+    store.add_device("never-seen", SECRET, now)
     for start in range(0, 2500, 100):  # 2,500 readings, more than two store pages
-        batch = body_of([reading(seq, ts=NOW - 3000 + seq) for seq in range(start, start + 100)], status={"fw": "1"})
-        assert ingest.handle(post_event(batch), store, NOW, 400 * 86400)["statusCode"] == 200
+        batch = body_of([reading(seq, ts=now - 3000 + seq) for seq in range(start, start + 100)], status={"fw": "1"})
+        answer = ingest.handle(post_event(batch, timestamp=now), store, now, 400 * 86400)
+        assert answer["statusCode"] == 200
     return store
 
 
@@ -60,8 +66,8 @@ def test_one_device_by_id_or_none(db):
     assert json.loads(call(db, get_event("/devices", device_id="nobody"))[1]) == {"devices": [], "next_cursor": None}
 
 
-def test_csv_is_one_answer_oldest_first(db):
-    event = get_event("/data/csv", device_id=DEVICE, **{"from": str(NOW - 2900), "to": str(NOW)})
+def test_csv_is_one_answer_oldest_first(db, now):
+    event = get_event("/data/csv", device_id=DEVICE, **{"from": str(now - 2900), "to": str(now)})
     event["headers"]["accept-encoding"] = "gzip, deflate"
     answer, body = call(db, event)
     assert answer["statusCode"] == 200 and answer["headers"]["content-encoding"] == "gzip"
@@ -69,8 +75,8 @@ def test_csv_is_one_answer_oldest_first(db):
     rows = list(csv.DictReader(io.StringIO(body)))
     assert [int(r["seq"]) for r in rows] == list(range(100, 2500))
     first = rows[0]
-    assert first["time_utc"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - 2900))
-    assert int(first["unix_s"]) == NOW - 2900
+    assert first["time_utc"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 2900))
+    assert int(first["unix_s"]) == now - 2900
     plain, text = call(db, get_event("/data/csv", device_id=DEVICE))
     assert "content-encoding" not in plain["headers"] and text.count("\n") == 2501
 
