@@ -29,6 +29,7 @@ class Script:
     statuses: list[int] = field(default_factory=list)  # answered in turn; then `then`
     then: int = 204
     hang_s: float = 0.0  # > 0: wait this long before answering (a dead receiver)
+    gate: threading.Event | None = None  # answer only once the test sets it (a receiver held busy)
 
 
 class WebhookReceiver:
@@ -55,6 +56,8 @@ class WebhookReceiver:
                     status = receiver.script.statuses.pop(0) if receiver.script.statuses else receiver.script.then
                 if receiver.script.hang_s:
                     time.sleep(receiver.script.hang_s)
+                if receiver.script.gate is not None:
+                    receiver.script.gate.wait()
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
