@@ -40,7 +40,9 @@ def build(data_dir: Path, now: int) -> SQLiteStore:
         end = now - quiet_h * 3600 - 30
         times = range(end - 30 * DAY, end + 1, STEP)
         if outage_days:
-            start = now - outage_days * DAY
+            # Mid-hour, so the hour summaries either side of it hold readings whatever the
+            # time of day the test runs: the chart shows the outage as OUTAGE_H empty hours.
+            start = (now - outage_days * DAY) // 3600 * 3600 + 1800
             times = [ts for ts in times if not start <= ts < start + OUTAGE_H * 3600]
         readings = [Reading(seq, ts, *weather(ts, index * 3)) for seq, ts in enumerate(times)]
         db = store._connect()
