@@ -192,8 +192,12 @@ class Fleet:
             return drained, {"run": summary.boots, "drain": drain_boots}
 
         # Every board at once: each wake is its own process, so the OS shares the cores.
-        with ThreadPoolExecutor(min(len(self.ids), 64)) as pool:
-            return dict(zip(self.ids, pool.map(one, self.ids), strict=True))
+        try:
+            with ThreadPoolExecutor(min(len(self.ids), 64)) as pool:
+                return dict(zip(self.ids, pool.map(one, self.ids), strict=True))
+        finally:
+            if self.view:
+                self.view.close()  # every bar ends its line before the report is printed below them
 
 
 def run_bench(

@@ -20,7 +20,7 @@ def free_port():
 
 def test_serve_prints_url_and_token_and_stops_cleanly(tmp_path):
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data"), "PORT": str(port)}
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data"), "LISTEN_PORT": str(port)}
     process = subprocess.Popen([DHTLINK, "serve"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         first = process.stdout.readline()
@@ -54,7 +54,7 @@ def test_port_in_use_is_one_clear_line(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [DHTLINK, "serve", "--port", str(port)],
+            [DHTLINK, "serve", "--listen", str(port)],
             capture_output=True,
             text=True,
             timeout=20,
@@ -74,7 +74,7 @@ def test_the_console_shows_json_log_lines_and_the_metrics_go_to_their_file(tmp_p
     add = subprocess.run([DHTLINK, "devices", "add", "d1", "--json"], env=env, capture_output=True, text=True)
     secret = json.loads(add.stdout)["secret"]
     process = subprocess.Popen(
-        [DHTLINK, "serve", "-p", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        [DHTLINK, "serve", "--listen", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     try:
         banner = []
