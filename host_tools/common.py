@@ -43,7 +43,8 @@ def duration(option: str, text: str, lo: float, hi: float, whole: float = 1) -> 
         bare = "" if match.group(2) else " (a bare number is seconds)"
         raise UsageError(f"{option} must be from {format_duration(lo)} to {format_duration(hi)}, got {text}{bare}")
     if seconds % whole:
-        raise UsageError(f"{option} must be a whole number of {format_duration(whole)[1:] or 's'}, got {text}")
+        unit = {86400: "days", 3600: "hours", 60: "minutes"}.get(int(whole), "seconds")
+        raise UsageError(f"{option} must be a whole number of {unit} (e.g. {format_duration(whole * 3)}), got {text}")
     return int(seconds)
 
 
@@ -197,8 +198,25 @@ def data_dir_options() -> argparse.ArgumentParser:
 def aws_options(what: str) -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--aws", action="store_true", help=f"{what} (boto3 credentials)")
-    parent.add_argument("--stack", default="dhtlink", help="CloudFormation stack name with --aws (default dhtlink)")
+    parent.add_argument(
+        "--stack", metavar="NAME", default="dhtlink", help="CloudFormation stack name with --aws (default dhtlink)"
+    )
+    add_aws_account_options(parent)
     return parent
+
+
+def add_aws_account_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--region and --profile for every verb that may call AWS; main() hands them to boto3."""
+    parser.add_argument("--region", default=None, help="AWS region (default $AWS_REGION or the profile's)")
+    parser.add_argument("--profile", default=None, help="AWS named profile (default $AWS_PROFILE)")
+
+
+def apply_aws_account(args: argparse.Namespace) -> None:
+    """The AWS account options as boto3 reads them: every session made later uses them."""
+    if getattr(args, "profile", None):
+        os.environ["AWS_PROFILE"] = args.profile
+    if getattr(args, "region", None):
+        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
 
 
 def json_options(what: str = "print JSON instead of text") -> argparse.ArgumentParser:

@@ -80,8 +80,14 @@ def dht_pin(option: str, text: str) -> int:
 
 
 SETTINGS = (
-    Setting("--sensor", "sensor.type", one_of("DHT22", "DHT11"), "sensor type (default DHT22)"),
-    Setting("--pin", "sensor.pin", dht_pin, "GPIO of the sensor's data line (default 4; one an ESP32 can drive)"),
+    Setting("--sensor", "sensor.type", one_of("DHT22", "DHT11"), "sensor type (default DHT22)", metavar="TYPE"),
+    Setting(
+        "--pin",
+        "sensor.pin",
+        dht_pin,
+        "GPIO of the sensor's data line: 4 or D4 (default 4; one an ESP32 can drive)",
+        metavar="GPIO",
+    ),
     Setting(
         "--interval",
         "interval_s",
@@ -89,7 +95,7 @@ SETTINGS = (
         f"time between readings: {DURATION_HELP} (default 60s)",
         metavar="DURATION",
     ),
-    Setting("--batch-size", "batch_size", whole(1, 100), "readings per POST (default 20)"),
+    Setting("--batch-size", "batch_size", whole(1, 100), "readings per POST (default 20)", metavar="N"),
     Setting(
         "--max-batch-delay",
         "max_batch_delay_s",
@@ -98,7 +104,13 @@ SETTINGS = (
         metavar="DURATION",
     ),
     Setting("--mode", "mode", one_of("deep_sleep", "always_on"), "deep_sleep (battery) or always_on"),
-    Setting("--spool-max", "spool_max", whole(10, 100000), "readings kept on the board while offline (default 5000)"),
+    Setting(
+        "--spool-max",
+        "spool_max",
+        whole(10, 100000),
+        "readings kept on the board while offline (default 5000)",
+        metavar="N",
+    ),
 )
 
 

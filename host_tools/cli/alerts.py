@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--webhook", metavar="URL", help="POST signed JSON here (https://; http:// only to loopback)")
     add.add_argument("--webhook-file", type=Path, help="read the webhook URL from this file (keeps it out of history)")
     add.add_argument("--email", action="store_true", help="publish to the stack's alerts SNS topic (e-mail)")
-    add.add_argument("--name", help="a label shown in notifications")
+    add.add_argument("--name", metavar="TEXT", help="a label shown in notifications")
     add.add_argument("--json", action="store_true", help='print {"rule": ..., "webhook_secret": ...}')
 
     actions.add_parser("list", parents=[*common, json_options()], help="list rules and each one's last delivery")

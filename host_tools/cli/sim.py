@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--interval", metavar="DURATION", default="60s", help=f"time between readings: {DURATION_HELP} (default 60s)"
     )
-    parser.add_argument("--batch-size", type=int, default=20, help="readings per POST (default 20)")
+    parser.add_argument("--batch-size", metavar="N", type=int, default=20, help="readings per POST (default 20)")
     parser.add_argument("--scenario", type=Path, default=None, help="JSON scenario (docs/virtual-board.md)")
     parser.add_argument("--heap", default="64k", help="the firmware's heap budget (default 64k)")
     parser.add_argument("--dir", type=Path, default=None, help="board directory to keep (default: a temp dir)")

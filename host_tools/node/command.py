@@ -26,7 +26,10 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", dest="device_id", metavar="ID", help="the id registered with `dhtlink devices add`")
     parser.add_argument("--device-id", dest="device_id", help=argparse.SUPPRESS)  # the old spelling
     parser.add_argument(
-        "--secret-file", type=Path, help="file holding the device secret (mode 600), or `devices add --json` output"
+        "--secret-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the device secret (mode 600), or `devices add --json` output",
     )
     parser.add_argument(
         "--endpoint",
@@ -34,7 +37,7 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
         help="the receiver's base URL, e.g. http://192.168.1.10:8080 (the node POSTs to it + /data; "
         "a URL ending in /data works too)",
     )
-    parser.add_argument("--sensor", default="DHT22", help="DHT22 (default) or DHT11")
+    parser.add_argument("--sensor", metavar="TYPE", default="DHT22", help="DHT22 (default) or DHT11")
     parser.add_argument(
         "--simulate",
         action="store_true",
@@ -42,20 +45,25 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pin",
+        metavar="GPIO",
         default="D4",
         help="the data line's GPIO: a number (4) or a Blinka board pin name (D4, the default; = GPIO4)",
     )
     parser.add_argument(
         "--interval", metavar="DURATION", default="60s", help=f"time between readings: {DURATION_HELP} (default 60s)"
     )
-    parser.add_argument("--batch-size", type=int, default=20, help="readings per request, 1-100 (default 20)")
+    parser.add_argument(
+        "--batch-size", metavar="N", type=int, default=20, help="readings per request, 1-100 (default 20)"
+    )
     parser.add_argument(
         "--max-batch-delay",
         metavar="DURATION",
         default="5m",
         help=f"send a partial batch once its oldest reading is this old: {DURATION_HELP} (default 5m)",
     )
-    parser.add_argument("--spool-max", type=int, default=100_000, help="readings kept while offline (default 100000)")
+    parser.add_argument(
+        "--spool-max", metavar="N", type=int, default=100_000, help="readings kept while offline (default 100000)"
+    )
     parser.add_argument(
         "--state-dir",
         type=Path,
