@@ -35,7 +35,7 @@ NOT_RUN = {
     "make repl": "interactive: the terminal belongs to mpremote",
     "read -rs DHTLINK_SECRET": "a person pastes the secret; the test exports it",
     "dhtlink devices list --aws": "needs a deployed stack (tests/cloud/test_devices_aws.py runs it on moto)",
-    "dhtlink logs --follow": "runs until Ctrl-C (tests/cli/test_logs.py drives it)",
+    "dhtlink logs -f": "runs until Ctrl-C (tests/cli/test_logs.py drives it)",
     "dhtlink serve": "make serve above runs the same command",
     "dhtlink node": "reads a DHT on a Pi's GPIO (tests/node runs it on simulated pins)",
     "dhtlink alerts add": "a webhook receiver or an SNS topic (tests/cloud/test_alert_*.py run them)",
