@@ -154,7 +154,14 @@ def test_short_chaos_bench_loses_nothing_and_stores_nothing_twice(tmp_path, caps
             assert figures["produced"] >= 60
     assert report["lost"] == 0 and report["duplicates_stored"] == 0
     assert report["stored"] >= 120
-    assert "Where to look next" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Where to look next" in printed
+    # It ends with the dashboard's address, and no read token for a command line.
+    last = printed.strip().splitlines()[-1]
+    assert last.split()[0] == "dashboard" and "http://127.0.0.1:" in last
+    assert "--token" not in printed
+    if report["dropped"]:
+        assert "expected from the power cuts and outages injected" in printed
 
 
 def test_bad_flags(capsys):

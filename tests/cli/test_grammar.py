@@ -61,7 +61,7 @@ def test_each_idea_has_one_spelling_in_every_help():
 
 def test_no_two_listed_options_differ_by_a_suffix_that_names_the_same_idea():
     stems = defaultdict(set)
-    for path, flag, _ in listed_options():
+    for _path, flag, _ in listed_options():
         if flag.startswith("--"):
             stem = flag
             for suffix in SAME_IDEA_SUFFIXES:
