@@ -32,7 +32,6 @@ class Seen:
     data_dir: Path
     duplicates_absorbed: int = 0  # re-sent readings the receiver answered as duplicates
     faults: dict[str, int] = field(default_factory=dict)  # injected by the chaos proxy, by kind
-    read_token: str = ""
     endpoint: str = ""  # the receiver, when the fleet ran against one it did not start
 
 
@@ -63,7 +62,6 @@ class Report:
     chaos_faults: dict[str, int] = field(default_factory=dict)
     per_device: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_dir: str = ""
-    read_token: str = field(default="", repr=False)  # shown in "where to look next", kept out of JSON
     endpoint: str = ""  # the receiver, when the fleet ran against one it did not start
     pi_nodes: int = 0  # Linux nodes (dhtlink node) flown beside the boards
     store: str = "sqlite"
@@ -125,7 +123,6 @@ def summarize(asked: Asked, results: dict[str, DeviceResult], seen: Seen) -> Rep
         chaos_faults=seen.faults,
         per_device={k: asdict(v) for k, v in results.items()},
         data_dir=str(seen.data_dir.resolve()),
-        read_token=seen.read_token,
         endpoint=seen.endpoint,
     )
 
@@ -139,9 +136,7 @@ def _store_line(report: Report) -> str:
 
 
 def as_json(report: Report) -> dict[str, Any]:
-    out = asdict(report)
-    del out["read_token"]
-    return out
+    return asdict(report)
 
 
 def _drop_causes(drops: dict[str, int]) -> str:

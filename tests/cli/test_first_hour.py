@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pty
+import shlex
 import stat
 import subprocess
 import sys
@@ -103,3 +104,42 @@ def test_the_provisioning_probe_is_an_info_line_and_a_bad_batch_still_a_warning(
         ("INFO", "provisioning probe answered"),
         ("WARNING", "request rejected"),
     ]
+
+
+def test_make_provision_again_passes_only_what_it_is_given():
+    """A second `make provision` changes what it names and keeps the rest: no `--device ""`."""
+    printed = subprocess.run(
+        ["make", "-s", "-n", "-C", str(Path(__file__).resolve().parents[2]), "provision", "WIFI_SSID=new"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k not in ("DEVICE_ID", "ENDPOINT", "PORT")},
+    ).stdout
+    (command,) = [line for line in printed.replace("\\\n", " ").splitlines() if "dhtlink provision" in line]
+    assert shlex.split(command)[1:] == ["provision", "--wifi-ssid", "new"]
+
+
+def test_devices_list_prints_dates_as_query_devices_does(tmp_path, capsys, monkeypatch):
+    import time
+
+    import requests
+
+    from cloud import observability, signing
+    from cloud.local import LocalEndpoint
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    observability.set_output(io.StringIO())
+    try:
+        with LocalEndpoint(tmp_path) as endpoint:
+            secret = endpoint.add_device("d1")
+            endpoint.add_device("d2")
+            now = int(time.time())
+            body = json.dumps({"device_id": "d1", "readings": [{"seq": 0, "ts": now, "t": 20, "h": 50}]}).encode()
+            headers = signing.signed_headers(secret, "d1", now, "/data", body)
+            assert requests.post(endpoint.url + "/data", data=body, headers=headers, timeout=5).ok
+    finally:
+        observability.set_output(None)
+    assert main(["devices", "list"]) == 0
+    rows = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
+    assert rows["d2"].startswith("last seen - ")
+    assert time.strftime("last seen %Y-%m-%d ", time.gmtime(now)) in rows["d1"] and "Z " in rows["d1"]

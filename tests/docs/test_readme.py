@@ -57,8 +57,6 @@ NOT_RUN = {
     "dhtlink node$": "names the verb; docs/pi-node.md's commands run it",
     "dhtlink node --simulate$": "names the option; docs/pi-node.md runs it in full",
     "dhtlink serve --host ADDR": "placeholders: `make serve` above runs the same command",
-    "dhtlink query range --device greenhouse-01 --from 2026-12-01 --to 2026-12-07T18:00": "a span of dates "
-    "the board did not measure in yet; the bare form runs",
     "dhtlink provision --sensor": "re-provisions a board whose app is running; mpremote's raw paste to a "
     "cycling virtual board fails now and then on a loaded machine (tests/cli/test_provision_settings.py runs it)",
 }
