@@ -77,6 +77,7 @@ lint: $(STAMP)
 
 # The local endpoint: 127.0.0.1:$(LISTEN_PORT) (default 8080), data in $(DATA_DIR) (default .dhtlink).
 serve: $(STAMP)
+	$(if $(filter-out /%,$(PORT)),@echo "note: PORT=$(PORT) is a board's serial port; the endpoint's TCP port is LISTEN_PORT=" >&2)
 	$(DHTLINK) serve $(if $(HOST),--host $(HOST)) $(if $(LISTEN_PORT),--listen $(LISTEN_PORT))
 
 # The main job: local endpoint + a fleet of virtual boards running the real firmware.

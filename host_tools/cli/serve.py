@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mqtt.add_argument(
         "--mqtt-ca", type=Path, metavar="FILE", help="CA certificate for mqtts:// (default: the system's)"
     )
+    parser.add_argument(
+        "--aws", action="store_true", help="serve over the deployed stack's tables (boto3 credentials): --store dynamodb"
+    )
     add_store_options(parser)
     parser.set_defaults(func=run)
 
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from cloud.local import LocalEndpoint
     from cloud.local.server import CONNECTION_CAP
     from cloud.stores.sqlite import StoreDamaged
-    from host_tools.errors import CommandError
+    from host_tools.errors import CommandError, UsageError
 
     if args.old_port is not None:
         warn_renamed("serve -p/--port", "--listen (-p is the serial port of the board verbs)")
@@ -115,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
     cap = CONNECTION_CAP if args.max_connections is None else args.max_connections
     if not 1 <= cap <= 100_000:
         raise CommandError(f"--max-connections must be from 1 to 100000, got {cap}")
-    choice = store_choice(args)
+    if args.aws and args.store == "sqlite":
+        raise UsageError("--aws is the deployed stack's DynamoDB tables: leave out --store sqlite")
+    choice = store_choice(args, dynamodb=args.aws)
     new_bridge = mqtt_bridge(args, data)
     # The SQLite store is the endpoint's own (store=None): it opens the file under DATA_DIR.
     store, warnings = open_store(choice, data) if choice.kind == "dynamodb" else (None, [])

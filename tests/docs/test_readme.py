@@ -46,6 +46,7 @@ NOT_RUN = {
     "dhtlink provision --device greenhouse-01 --aws": "a real board and a deployed stack (tests/cli, moto)",
     "dhtlink deploy": "needs AWS (tests/deploy/test_deploy.py runs it on moto)",
     "dhtlink query devices --endpoint https://": "a deployed stack (tests/bench/test_query.py runs query)",
+    "dhtlink serve --aws": "a deployed stack (tests/cloud/test_serve_dynamodb.py runs serve over DynamoDB)",
     "dhtlink serve --store dynamodb": "a deployed stack or DynamoDB Local (tests/cloud/test_serve_dynamodb.py)",
     "dhtlink serve --host 0.0.0.0 --mqtt": "an MQTT broker on the LAN (tests/homeassistant runs mosquitto)",
     "dhtlink serve --mqtt": "an MQTT broker (tests/homeassistant/test_serve_mqtt.py runs mosquitto)",
@@ -314,8 +315,9 @@ def test_the_readme_commands_run_against_a_virtual_board_and_a_local_endpoint(tm
     assert any(c.startswith("dhtlink sim") for c in session.ran)
     assert any(c.startswith("dhtlink query range") for c in session.ran)
     assert any(c.startswith("dhtlink alerts test") for c in session.ran) and webhook.received
-    assert (tmp_path / "myboard").stat().st_mode & 0o077 == 0, "the virtual board's flash is its owner's only"
-    assert (tmp_path / "myboard" / "config.json").stat().st_mode & 0o077 == 0
+    # The virtual boards' flash is their owner's only: config.json holds the secret and Wi-Fi password.
+    assert (tmp_path / "myboard").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "cable" / "config.json").stat().st_mode & 0o077 == 0, "make provision wrote it"
 
 
 @pytest.mark.slow
