@@ -63,7 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mqtt-ca", type=Path, metavar="FILE", help="CA certificate for mqtts:// (default: the system's)"
     )
     parser.add_argument(
-        "--aws", action="store_true", help="serve over the deployed stack's tables (boto3 credentials): --store dynamodb"
+        "--aws",
+        action="store_true",
+        help="serve over the deployed stack's tables (boto3 credentials): --store dynamodb",
     )
     add_store_options(parser)
     parser.set_defaults(func=run)
