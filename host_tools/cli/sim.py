@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Boot a virtual ESP32 running device/ under MicroPython for N wake cycles, posting to "
         "ENDPOINT. Sleep is skipped, so an hour of 60 s cycles takes seconds; the board keeps real dates "
         "so any receiver accepts them. The device secret comes from --secret-file, $DHTLINK_SECRET or a prompt. "
-        "Exits 1 when the receiver stored none of the readings sent, or refused or lost any.",
+        "Exits 1 when the receiver stored none of the readings sent, or refused any for good.",
     )
     parser.add_argument(
         "--secret-file",
