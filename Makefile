@@ -1,7 +1,9 @@
 # dhtlink: every target creates the virtual environment (.venv) on first use.
-# Ports and options pass through variables: make flash PORT=/dev/ttyUSB0, make serve PORT=9000.
+# Options pass through variables: PORT is a board's serial port (make flash PORT=/dev/ttyUSB0), LISTEN_PORT
+# the local endpoint's TCP port (make serve LISTEN_PORT=9000).
 
 PYTHON ?= python3
+SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
@@ -21,10 +23,17 @@ venv: $(STAMP)
 
 # '.[dev]': every extra of pyproject.toml (tools, bench, pi) and the test tools.
 $(STAMP): pyproject.toml
+	@echo "Installing dhtlink and its tools into $(VENV): about 1.5 minutes from pip's cache, 3-5 from the"
+	@echo "network (the first time, and again only when pyproject.toml changes)."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(VENV)/device-stubs $(DEVICE_STUBS)
+	@$(BIN)/python -m pip install --quiet --upgrade pip==26.3
+	@echo "[1/2] dhtlink with its dependencies (each package as pip fetches it):"
+	@set -o pipefail; $(BIN)/python -m pip install -e '.[dev]' 2>&1 | tee $(VENV)/pip-install.log \
+		| sed -un 's/^Collecting \([^ ]*\).*/  \1/p; s/^Successfully installed.*/  installed/p' \
+		|| { tail -25 $(VENV)/pip-install.log; echo "pip failed: its whole log is $(VENV)/pip-install.log"; exit 1; }
+	@echo "[2/2] MicroPython's ESP32 type stubs (for make lint)"
+	@$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(VENV)/device-stubs $(DEVICE_STUBS)
+	@echo "Ready: source $(VENV)/bin/activate (or call $(DHTLINK)); dhtlink --help lists the commands."
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -66,9 +75,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --config-file mypy-device.ini device
 
-# The local endpoint: 127.0.0.1:$(PORT) (default 8080), data in $(DATA_DIR) (default .dhtlink).
+# The local endpoint: 127.0.0.1:$(LISTEN_PORT) (default 8080), data in $(DATA_DIR) (default .dhtlink).
 serve: $(STAMP)
-	$(DHTLINK) serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+	$(if $(filter-out /%,$(PORT)),@echo "note: PORT=$(PORT) is a board's serial port; the endpoint's TCP port is LISTEN_PORT=" >&2)
+	$(DHTLINK) serve $(if $(HOST),--host $(HOST)) $(if $(LISTEN_PORT),--listen $(LISTEN_PORT))
 
 # The main job: local endpoint + a fleet of virtual boards running the real firmware.
 bench: $(STAMP)
@@ -79,9 +89,9 @@ flash: $(STAMP)
 	$(DHTLINK) flash $(if $(PORT),--port $(PORT)) $(if $(FIRMWARE),--firmware $(FIRMWARE)) $(if $(ERASE),--erase)
 
 provision: $(STAMP)
-	$(DHTLINK) provision $(if $(PORT),--port $(PORT)) --device "$(DEVICE_ID)" --wifi-ssid "$(WIFI_SSID)" \
-		$(if $(WIFI_PASSWORD_FILE),--wifi-password-file $(WIFI_PASSWORD_FILE)) --endpoint "$(ENDPOINT)" \
-		$(if $(AWS),--aws)
+	$(DHTLINK) provision $(if $(PORT),--port $(PORT)) $(if $(DEVICE_ID),--device "$(DEVICE_ID)") \
+		$(if $(WIFI_SSID),--wifi-ssid "$(WIFI_SSID)") $(if $(WIFI_PASSWORD_FILE),--wifi-password-file $(WIFI_PASSWORD_FILE)) \
+		$(if $(ENDPOINT),--endpoint "$(ENDPOINT)") $(if $(AWS),--aws)
 
 repl: $(STAMP)
 	$(DHTLINK) repl $(if $(PORT),--port $(PORT))

@@ -38,9 +38,12 @@ def handle(event: dict[str, Any], store: Store, now: float, retention_s: int) ->
         # two writes left `received` short for good (the re-send finds only duplicates).
         stored = store.store_batch(device, batch.readings, batch.status, received_at, received_at + retention_s)
     except protocol.Reject as reject:
+        # `dhtlink provision` proves the endpoint with a signed batch of no readings: its 400 is
+        # the expected answer, not a problem for whoever reads the log.
+        probe = signer is not None and reject.error == "bad_batch_size" and protocol.holds_no_readings(body)
         log(
-            "WARNING",
-            "request rejected",
+            "INFO" if probe else "WARNING",
+            "provisioning probe answered" if probe else "request rejected",
             route="POST /data",
             device_id=device_id,
             status=reject.status,

@@ -203,6 +203,15 @@ def json_depth(body: bytes) -> int:
     return max(itertools.accumulate(_BRACKET_STEP[b] for b in brackets), default=0)
 
 
+def holds_no_readings(body: bytes) -> bool:
+    """A batch whose readings list is empty: what `dhtlink provision` sends to probe an endpoint."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and document.get("readings") == []
+
+
 def parse_body(body: bytes, device_id: str, now: float, retention_s: int) -> Batch:
     if json_depth(body) > MAX_JSON_DEPTH:
         raise Reject(400, "invalid_json", f"JSON nests deeper than {MAX_JSON_DEPTH} levels")

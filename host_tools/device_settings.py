@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from host_tools.common import DURATION_HELP, duration
 from host_tools.errors import UsageError
 
 
@@ -19,17 +20,25 @@ class Setting:
     parse: Callable[[str, str], Any]
     help: str
     remote: bool = True  # may be changed by `dhtlink devices set` (see docs/protocol.md)
+    metavar: str = "VALUE"
 
 
-def whole(lo: int, hi: int, unit: str = "") -> Callable[[str, str], int]:
+def whole(lo: int, hi: int) -> Callable[[str, str], int]:
     def parse(option: str, text: str) -> int:
         try:
             value = int(text, 10)
         except ValueError:
-            raise UsageError(f"{option} must be a whole number{unit}, got {text!r}") from None
+            raise UsageError(f"{option} must be a whole number, got {text!r}") from None
         if not lo <= value <= hi:
-            raise UsageError(f"{option} must be from {lo} to {hi}{unit}, got {value}")
+            raise UsageError(f"{option} must be from {lo} to {hi}, got {value}")
         return value
+
+    return parse
+
+
+def seconds(lo: int, hi: int) -> Callable[[str, str], int]:
+    def parse(option: str, text: str) -> int:
+        return duration(option, text, lo, hi)
 
     return parse
 
@@ -58,10 +67,12 @@ PIN_WHY = (
 
 
 def dht_pin(option: str, text: str) -> int:
+    # D4 and GPIO4 as a DevKit's silkscreen and `dhtlink node --pin` spell it: GPIO 4.
+    number = text.strip().upper().removeprefix("GPIO").removeprefix("D")
     try:
-        pin = int(text, 10)
+        pin = int(number, 10)
     except ValueError:
-        raise UsageError(f"{option} must be a GPIO number, got {text!r}") from None
+        raise UsageError(f"{option} must be a GPIO number such as 4 (or D4), got {text!r}") from None
     if pin in DHT_PINS:
         return pin
     why = next((text for pins, text in PIN_WHY if pin in pins), "does not exist on an ESP32")
@@ -69,18 +80,37 @@ def dht_pin(option: str, text: str) -> int:
 
 
 SETTINGS = (
-    Setting("--sensor", "sensor.type", one_of("DHT22", "DHT11"), "sensor type (default DHT22)"),
-    Setting("--pin", "sensor.pin", dht_pin, "GPIO of the sensor's data line (default 4; one an ESP32 can drive)"),
-    Setting("--interval", "interval_s", whole(2, 86400, " seconds"), "seconds between readings (default 60)"),
-    Setting("--batch-size", "batch_size", whole(1, 100), "readings per POST (default 20)"),
+    Setting("--sensor", "sensor.type", one_of("DHT22", "DHT11"), "sensor type (default DHT22)", metavar="TYPE"),
+    Setting(
+        "--pin",
+        "sensor.pin",
+        dht_pin,
+        "GPIO of the sensor's data line: 4 or D4 (default 4; one an ESP32 can drive)",
+        metavar="GPIO",
+    ),
+    Setting(
+        "--interval",
+        "interval_s",
+        seconds(2, 86400),
+        f"time between readings: {DURATION_HELP} (default 60s)",
+        metavar="DURATION",
+    ),
+    Setting("--batch-size", "batch_size", whole(1, 100), "readings per POST (default 20)", metavar="N"),
     Setting(
         "--max-batch-delay",
         "max_batch_delay_s",
-        whole(0, 7 * 86400, " seconds"),
-        "send a partial batch once its oldest reading is this old (default 1200)",
+        seconds(0, 7 * 86400),
+        f"send a partial batch once its oldest reading is this old: {DURATION_HELP} (default 20m)",
+        metavar="DURATION",
     ),
     Setting("--mode", "mode", one_of("deep_sleep", "always_on"), "deep_sleep (battery) or always_on"),
-    Setting("--spool-max", "spool_max", whole(10, 100000), "readings kept on the board while offline (default 5000)"),
+    Setting(
+        "--spool-max",
+        "spool_max",
+        whole(10, 100000),
+        "readings kept on the board while offline (default 5000)",
+        metavar="N",
+    ),
 )
 
 
@@ -91,7 +121,9 @@ def add_arguments(parser: argparse.ArgumentParser, remote: bool = False) -> None
         if remote and not setting.remote:
             continue
         dest = setting.option[2:].replace("-", "_")
-        parser.add_argument(setting.option, dest=f"setting_{dest}", default=None, metavar="VALUE", help=setting.help)
+        parser.add_argument(
+            setting.option, dest=f"setting_{dest}", default=None, metavar=setting.metavar, help=setting.help
+        )
 
 
 def parse_settings(args: argparse.Namespace) -> dict[str, Any]:

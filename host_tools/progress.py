@@ -10,6 +10,9 @@ import sys
 import threading
 from typing import Any, TextIO
 
+# `dhtlink -q`: no progress at all, only each command's answer and its errors.
+quiet = False
+
 
 class Task:
     def __init__(self, progress: "Progress", name: str, total: int, unit: str, position: int) -> None:
@@ -20,7 +23,7 @@ class Task:
         self.done = 0
         self.reported: set[int] = set()
         self.bar: Any = None
-        if progress.tty:
+        if progress.tty and not quiet:
             from tqdm import tqdm
 
             self.bar = tqdm(
@@ -41,6 +44,8 @@ class Task:
             step, self.done = done - self.done, done
             if self.bar is not None:
                 self.bar.update(step)
+                return
+            if quiet:
                 return
             quarter = min(4, done * 4 // self.total)
             if quarter and quarter not in self.reported:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from host_tools.common import add_aws_account_options
 from host_tools.dynamodb_server import LOCAL_SESSION
 from host_tools.errors import CommandError, UsageError
 
@@ -44,6 +45,7 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"take the table names from this CloudFormation stack's outputs (default {DEFAULT_STACK})",
     )
+    add_aws_account_options(group)
     group.add_argument(
         "--create-tables",
         action="store_true",

@@ -123,7 +123,7 @@ class Notifier:
             wait = self.backoff_s * 2 ** (attempt - 1)
             try:
                 status, retry_after = self._post_once(url, target, secret["webhook_secret"], body)
-            except (OSError, http.client.HTTPException) as error:
+            except (OSError, http.client.HTTPException, ValueError) as error:  # ValueError: a name IDNA refuses
                 result.update(status=None, error=_failure(error))
             else:
                 result.update(status=status)

@@ -31,6 +31,7 @@ MIN_STALE_S = 60
 RULE_ID = re.compile(r"[a-z0-9]{8}")
 MAX_NAME = 80
 MAX_URL = 2048
+HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -136,6 +137,8 @@ def check_webhook_url(url: Any, field: str = "webhook") -> str:
     host = parts.hostname or ""
     if parts.scheme not in ("https", "http") or not host:
         raise InvalidRule(field, "must be an https:// URL (e.g. https://hooks.example.com/...)")
+    if not _is_host(host):
+        raise InvalidRule(field, "must name a real host, e.g. https://hooks.example.com/... (not a placeholder)")
     if parts.scheme == "http" and not _is_loopback(host):
         raise InvalidRule(field, "must use https:// (plain http:// only to a loopback address such as 127.0.0.1)")
     try:
@@ -143,6 +146,17 @@ def check_webhook_url(url: Any, field: str = "webhook") -> str:
     except ValueError:
         raise InvalidRule(field, "has a port that is not a number from 1 to 65535") from None
     return url
+
+
+def _is_host(host: str) -> bool:
+    """An IP address, or a DNS name whose labels are letters, digits and inner hyphens."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    return len(host) <= 253 and all(HOST_LABEL.fullmatch(label) for label in labels)
 
 
 def _is_loopback(host: str) -> bool:

@@ -7,11 +7,14 @@ returns the exit status. The work itself is in library functions that tests call
 
 import argparse
 import importlib
+import logging
 import re
 import sys
 from typing import Any, NoReturn
 
 from cloud import __version__
+from host_tools import progress
+from host_tools.common import apply_aws_account
 from host_tools.errors import CommandError, UsageError
 
 VERB_MODULES = (
@@ -75,6 +78,13 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="dhtlink", description="Flash, provision, serve and bench-test dhtlink sensor nodes.")
     parser.add_argument("--version", action="version", version=f"dhtlink {__version__}")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars or lines, only answers and errors"
+    )
+    loudness.add_argument(
+        "-v", "--verbose", action="store_true", help="log what the tools do at INFO (AWS calls, connections)"
+    )
     subparsers = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
     for name in VERB_MODULES:
         importlib.import_module(name if "." in name else f"host_tools.cli.{name}").register(subparsers)
@@ -83,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    apply_aws_account(args)
+    if args.quiet:
+        progress.quiet = True
+    if args.verbose:
+        # INFO, never DEBUG: botocore's DEBUG log holds request bodies, and a registry write holds a secret.
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     try:
         return args.func(args) or 0
     except UsageError as error:

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from host_tools.common import aws_options, data_dir_options, json_options
+from host_tools.common import DURATION_HELP, aws_options, data_dir_options, json_options, warn_renamed, when
 from host_tools.errors import CommandError, UsageError
 
 EPILOG = """examples:
   dhtlink alerts add --device greenhouse-01 --metric t --above 30 --for 10m --webhook https://hooks.example.com/x
-  dhtlink alerts add --all-devices --stale 30m --email
-  dhtlink alerts add --all-devices --metric sensor_errors --rising 5 --for 1h --webhook-file hook.url
+  dhtlink alerts add --all --stale 30m --email
+  dhtlink alerts add --all --metric sensor_errors --rising 5 --for 1h --webhook-file hook.url
 """
 
 
@@ -37,17 +37,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     who = add.add_mutually_exclusive_group(required=True)
-    who.add_argument("--device", help="the device the rule watches")
-    who.add_argument("--all-devices", action="store_true", help="watch every device, present and future")
+    who.add_argument("--device", metavar="ID", help="the device the rule watches")
+    who.add_argument("--all", action="store_true", help="watch every device, present and future")
+    who.add_argument("--all-devices", action="store_true", help=argparse.SUPPRESS)  # the old spelling
     add.add_argument("--metric", help="t or h (with --above/--below); sensor_errors, dropped or gaps (with --rising)")
     add.add_argument("--above", help="open when the metric is above this value")
     add.add_argument("--below", help="open when the metric is below this value")
     add.add_argument(
-        "--for", dest="for_", metavar="DURATION", help="how long it must hold (e.g. 10m); window of --rising"
+        "--for",
+        dest="for_",
+        metavar="DURATION",
+        help=f"how long it must hold; the window of --rising ({DURATION_HELP})",
     )
     add.add_argument("--hysteresis", help="how far back it must come to clear (default 1 for t, 3 for h)")
     add.add_argument(
-        "--stale", metavar="DURATION", help="open when a device has not delivered for this long (e.g. 30m)"
+        "--stale", metavar="DURATION", help=f"open when a device has not delivered for this long ({DURATION_HELP})"
     )
     add.add_argument(
         "--rising", nargs="?", const="1", metavar="N", help="open when the counter rose by N (default 1) within --for"
@@ -55,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--webhook", metavar="URL", help="POST signed JSON here (https://; http:// only to loopback)")
     add.add_argument("--webhook-file", type=Path, help="read the webhook URL from this file (keeps it out of history)")
     add.add_argument("--email", action="store_true", help="publish to the stack's alerts SNS topic (e-mail)")
-    add.add_argument("--name", help="a label shown in notifications")
+    add.add_argument("--name", metavar="TEXT", help="a label shown in notifications")
     add.add_argument("--json", action="store_true", help='print {"rule": ..., "webhook_secret": ...}')
 
     actions.add_parser("list", parents=[*common, json_options()], help="list rules and each one's last delivery")
@@ -93,7 +97,9 @@ def _webhook_url(args: argparse.Namespace) -> str | None:
 
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
-    spec: dict[str, Any] = {"device": "*" if args.all_devices else args.device, "email": args.email}
+    if args.all_devices:
+        warn_renamed("--all-devices", "--all")
+    spec: dict[str, Any] = {"device": "*" if args.all or args.all_devices else args.device, "email": args.email}
     for key, value in (
         ("metric", args.metric),
         ("above", args.above),
@@ -113,10 +119,6 @@ def _flag(field: str) -> str:
     return {"rule_id": "RULE", "device": "--device"}.get(field, "--" + field.replace("_", "-"))
 
 
-def _when(ts: int | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts)) if ts else "-"
-
-
 def _delivery(delivery: dict[str, Any] | None) -> str:
     if not delivery:
         return "never sent"
@@ -126,7 +128,7 @@ def _delivery(delivery: dict[str, Any] | None) -> str:
             result = delivery[channel]
             outcome = "ok" if result["ok"] else result.get("error") or f"HTTP {result.get('status')}"
             parts.append(f"{channel} {outcome}")
-    return f"{_when(delivery.get('at'))} " + ", ".join(parts)
+    return f"{when(delivery.get('at'))} " + ", ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,7 +158,12 @@ def _run(args: argparse.Namespace) -> int:
                 return 0
             print(f"added rule {rule.rule_id}: {rule.describe()}")
             if rule.email and not _topic_arn(args.aws, args.stack):
-                where = "deploy with `dhtlink deploy --alert-email ADDRESS`" if args.aws else "set ALERTS_TOPIC_ARN"
+                where = (
+                    "deploy with `dhtlink deploy --alert-email ADDRESS`"
+                    if args.aws
+                    else "deploy with `dhtlink deploy --alert-email ADDRESS`, then set ALERTS_TOPIC_ARN to the "
+                    "stack's AlertsTopicArn output for `dhtlink serve` (with AWS credentials)"
+                )
                 print(f"note: no alerts SNS topic yet, so e-mail deliveries will fail: {where}", file=sys.stderr)
             if secret:
                 print(f"webhook signing secret: {secret.webhook_secret}")
@@ -184,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
             if not events:
                 print("no alert events in the last 30 days")
             for event in events:
-                print(f"{_when(event['at'])}  {event['type']:<7} {event['text']}  [{_delivery(event.get('delivery'))}]")
+                print(f"{when(event['at'])}  {event['type']:<7} {event['text']}  [{_delivery(event.get('delivery'))}]")
         else:
             notifier = Notifier(store, topic_arn=_topic_arn(args.aws, args.stack), backoff_s=0.5)
             delivery = alerts_admin.send_test(store, args.rule_id, notifier)

@@ -4,7 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
-from host_tools.common import base_url
+from host_tools.common import DURATION_HELP, add_aws_account_options, base_url, duration, warn_renamed
 from host_tools.errors import CommandError, UsageError
 from host_tools.sim.fleet import run_bench
 from host_tools.sim.report import as_json, render
@@ -19,8 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Fails (exit 1) if any reading was lost or stored twice.",
     )
     parser.add_argument("--devices", type=int, default=5, help="number of boards (default 5)")
-    parser.add_argument("--hours", type=float, default=24, help="simulated hours (default 24)")
-    parser.add_argument("--interval", type=int, default=60, help="seconds between readings (default 60)")
+    parser.add_argument(
+        "--duration", metavar="DURATION", default=None, help=f"simulated time to run: {DURATION_HELP} (default 24h)"
+    )
+    parser.add_argument("--hours", type=float, default=None, help=argparse.SUPPRESS)  # the old spelling
+    parser.add_argument(
+        "--interval", metavar="DURATION", default="60s", help=f"time between readings: {DURATION_HELP} (default 60s)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed for sensor noise and faults (default 1)")
     parser.add_argument(
         "--chaos", action="store_true", help="faults between boards and endpoint, Wi-Fi outages and power cuts"
@@ -51,24 +56,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="where to keep the run (default .dhtlink/bench-*)")
     parser.add_argument(
         "--endpoint",
+        metavar="URL",
         default=None,
         help="run against this receiver's base URL instead (a `dhtlink serve` whose $DATA_DIR is "
         "this one's, or a deployed stack with --aws); no proxy, boards keep real dates",
     )
     parser.add_argument("--aws", action="store_true", help="with --endpoint: register and verify in the stack")
-    parser.add_argument("--stack", default="dhtlink", help="with --aws: the stack name (default dhtlink)")
+    parser.add_argument(
+        "--stack", metavar="NAME", default="dhtlink", help="with --aws: the stack name (default dhtlink)"
+    )
+    add_aws_account_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.devices <= 500:
         raise UsageError("--devices must be from 1 to 500")
-    if not 0 < args.hours <= 24 * 31:
-        raise UsageError("--hours must be more than 0 and at most 744")
-    if not 2 <= args.interval <= 86400:
-        raise UsageError("--interval must be from 2 to 86400 seconds")
-    if args.hours * 3600 < args.interval:
-        raise UsageError("--hours must cover at least one --interval")
+    if args.hours is not None:
+        if args.duration is not None:
+            raise UsageError("--hours is the old spelling of --duration: give one of them")
+        warn_renamed("--hours H", "--duration Hh")
+        args.duration = f"{args.hours:g}h"
+    hours = duration("--duration", args.duration or "24h", 60, 31 * 86400) / 3600
+    interval = duration("--interval", args.interval, 2, 86400)
+    if hours * 3600 < interval:
+        raise UsageError("--duration must cover at least one --interval")
     if not 0 <= args.pi_nodes <= 100:
         raise UsageError("--pi-nodes must be from 0 to 100")
     if args.dynamodb_endpoint is not None:
@@ -94,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--aws goes with --endpoint (the deployed stack's ApiUrl)")
     report = run_bench(
         args.devices,
-        args.hours,
-        args.interval,
+        hours,
+        interval,
         args.seed,
         args.chaos,
         args.data_dir,

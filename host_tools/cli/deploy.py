@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud.protocol import token_sha256
+from host_tools.common import add_aws_account_options, duration, warn_renamed
 from host_tools.errors import CommandError, UsageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -262,18 +263,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with boto3 (credentials from the usual AWS environment). Without credentials it stops after "
         "building and validating.",
     )
-    parser.add_argument("--stack", default="dhtlink", help="stack name (default dhtlink)")
-    parser.add_argument("--region", default=None, help="AWS region (default from the AWS environment)")
+    parser.add_argument("--stack", metavar="NAME", default="dhtlink", help="stack name (default dhtlink)")
+    add_aws_account_options(parser)
     parser.add_argument("--bucket", default=None, help="S3 bucket for the artifact (default: one per account)")
     parser.add_argument(
-        "--retention-days", type=int, default=None, help="keep readings this many days (default 400; kept on update)"
+        "--retention",
+        metavar="DURATION",
+        default=None,
+        help="keep readings this long, in whole days, e.g. 400d (default 400d; kept on update)",
     )
     parser.add_argument(
-        "--log-retention-days",
-        type=int,
+        "--log-retention",
+        metavar="DURATION",
         default=None,
-        help=f"keep Lambda logs this many days, one of {', '.join(map(str, LOG_RETENTION_DAYS))} (default 30)",
+        help=f"keep Lambda logs this long, one of {', '.join(f'{d}d' for d in LOG_RETENTION_DAYS)} (default 30d)",
     )
+    # The old spellings, in days; unlisted.
+    parser.add_argument("--retention-days", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--log-retention-days", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--alarm-email", default=None, help="send alarm notifications here ('' for none)")
     parser.add_argument(
         "--alert-email", default=None, help="send sensor alerts of `dhtlink alerts add --email` here ('' for none)"
@@ -301,12 +308,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _days(option: str, value: str | None, old_option: str, old_value: str | None) -> int | None:
+    """Whole days from a DURATION (or from the old option's bare number of days)."""
+    if old_value is not None:
+        if value is not None:
+            raise UsageError(f"{old_option} is the old spelling of {option}: give one of them")
+        warn_renamed(f"{old_option} N", f"{option} Nd")
+        value = f"{old_value}d" if old_value.isdigit() else old_value
+    if value is None:
+        return None
+    return duration(option, value, 86400, 36500 * 86400, whole=86400) // 86400
+
+
 def settings_from(args: argparse.Namespace) -> dict[str, str | None]:
     """The stack parameters the flags set, validated up front; None keeps the deployed value."""
-    if args.retention_days is not None and not 1 <= args.retention_days <= 36500:
-        raise UsageError("--retention-days must be a whole number of days from 1 to 36500")
-    if args.log_retention_days is not None and args.log_retention_days not in LOG_RETENTION_DAYS:
-        raise UsageError(f"--log-retention-days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}")
+    retention = _days("--retention", args.retention, "--retention-days", args.retention_days)
+    log_retention = _days("--log-retention", args.log_retention, "--log-retention-days", args.log_retention_days)
+    if retention is not None and not 1 <= retention <= 36500:
+        raise UsageError(f"--retention must be from 1d to 36500d, got {retention}d")
+    if log_retention is not None and log_retention not in LOG_RETENTION_DAYS:
+        raise UsageError(f"--log-retention must be one of {', '.join(f'{d}d' for d in LOG_RETENTION_DAYS)}")
     if args.api_rate_limit is not None and not 1 <= args.api_rate_limit <= 10000:
         raise UsageError("--api-rate-limit must be 1 to 10000 requests a second (more needs an AWS quota increase)")
     if args.api_burst_limit is not None and not 1 <= args.api_burst_limit <= 5000:
@@ -316,8 +337,8 @@ def settings_from(args: argparse.Namespace) -> dict[str, str | None]:
             raise UsageError(f"{flag} {address!r} is not an e-mail address")
     return {
         "ReadToken": secrets.token_urlsafe(32) if args.rotate_read_token else None,
-        "RetentionDays": None if args.retention_days is None else str(args.retention_days),
-        "LogRetentionDays": None if args.log_retention_days is None else str(args.log_retention_days),
+        "RetentionDays": None if retention is None else str(retention),
+        "LogRetentionDays": None if log_retention is None else str(log_retention),
         "AlarmEmail": args.alarm_email,
         "AlertEmail": args.alert_email,
         "HomeAssistant": args.home_assistant,

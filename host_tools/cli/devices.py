@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from host_tools import device_settings, store_options
-from host_tools.common import data_dir, data_dir_options, json_options
+from host_tools.common import data_dir, data_dir_options, json_options, when
 from host_tools.errors import CommandError, UsageError
 from host_tools.store_options import add_store_options
 
@@ -97,7 +97,7 @@ def _print_devices(rows: list[dict], as_json: bool) -> None:
         health = row["health"]
         labels = " · ".join(label for label in (row["name"], row["room"]) if label)
         print(
-            f"{row['device_id']:<24} {f'({labels}) ' if labels else ''}last_seen={row['last_seen'] or '-'} "
+            f"{row['device_id']:<24} {f'({labels}) ' if labels else ''}last seen {when(row['last_seen'])} "
             f"received={health['received']} missing={health['missing']} {_shadow(row['settings'])}"
         )
 

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print the app's log (log.1.txt, then log.txt) with UTC times; --follow keeps printing "
         "new lines as the board writes them, each once.",
     )
-    parser.add_argument("--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
     parser.set_defaults(func=run)
 
 

@@ -12,6 +12,8 @@ from host_tools.common import (
     data_dir_options,
     device_options,
     endpoint_options,
+    lan_address,
+    unreachable_by_a_board,
 )
 from host_tools.errors import UsageError
 from host_tools.serial.files import MANIFEST
@@ -74,6 +76,31 @@ def _kept(option: str, given: Any, old: dict[str, Any] | None, key: str) -> Any:
     raise UsageError(f"{option} is required: the board has no config.json to keep it from")
 
 
+def check_reachable(endpoint: str, port: str, option: str = "--endpoint") -> None:
+    """A board on Wi-Fi sends to the endpoint from its own network: loopback and listen-all
+    addresses reach nothing there. Only a virtual board (a pseudo-terminal on this machine)
+    shares this computer's loopback."""
+    unreachable = unreachable_by_a_board(endpoint)
+    if unreachable is None:
+        return
+    why, loopback = unreachable
+    if loopback and _virtual(port):
+        return
+    lan = lan_address()
+    example = f"http://{lan}:PORT" if lan else "http://192.168.1.20:8080"
+    raise UsageError(
+        f"{option} {endpoint}: {why}, which a board on Wi-Fi cannot reach. Give this computer's LAN address "
+        f"instead, e.g. {example} (run `dhtlink serve --host 0.0.0.0`, which prints it), or a deployed "
+        "stack's ApiUrl"
+    )
+
+
+def _virtual(port: str) -> bool:
+    import os
+
+    return os.path.realpath(port).startswith("/dev/pts/")
+
+
 def run(args: argparse.Namespace) -> int:
     from host_tools import registry
     from host_tools.serial.board import Board
@@ -89,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     settings = device_settings.parse_settings(args)
     password = wifi_password(args.wifi_password_file) if args.wifi_ssid is not None else None
     port = choose(args.port)
+    if given_endpoint is not None:
+        check_reachable(given_endpoint, port)
     with Board(port) as board:  # opened before registering: no identity is minted for a board that isn't there
         old = read_board_config(board)
         device_id = _kept("--device", args.device, old, "device_id")
@@ -98,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             endpoint = ingest_url(endpoint, "config.json's endpoint")
         except (registry.InvalidDeviceId, UsageError) as error:
             raise UsageError(f"the board's config.json: {error}; pass the option to replace it") from None
+        check_reachable(endpoint, port, "the board's config.json: endpoint")
         if args.wifi_ssid is not None:
             wifi = [{"ssid": args.wifi_ssid, "password": password}]
         else:

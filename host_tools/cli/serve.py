@@ -9,7 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from host_tools.common import data_dir, data_dir_options, default_port, tcp_port
+from host_tools.common import (
+    data_dir,
+    data_dir_options,
+    default_listen_port,
+    lan_address,
+    listen_address,
+    warn_renamed,
+)
 from host_tools.store_options import add_store_options, open_store, store_choice
 
 SCHEDULE_S = 60  # the scheduled alert handler's period here (5 minutes in AWS)
@@ -21,13 +28,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         parents=[data_dir_options()],
         help="run the Lambda handlers on a local HTTP endpoint",
-        description="Serve POST /data and the read API on HOST:PORT with the same handlers as the Lambda "
+        description="Serve POST /data and the read API on --listen [HOST:]PORT with the same handlers as the Lambda "
         "functions; data (registry, readings, read token) in --data-dir, or in DynamoDB tables with --store "
         "dynamodb (a deployed stack's, for debugging it; DynamoDB Local or moto_server with --dynamodb-endpoint). "
         "Set $READ_TOKEN to choose the read token.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for boards on the LAN)")
-    parser.add_argument("-p", "--port", default=None, help="TCP port (default $PORT or 8080)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface, for boards on the LAN)"
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="[HOST:]PORT",
+        default=None,
+        help="TCP port to listen on, or HOST:PORT (default $LISTEN_PORT, else 8080)",
+    )
+    # -p/--port is the board's serial port in every other verb: the old spelling here, unlisted.
+    parser.add_argument("-p", "--port", dest="old_port", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--max-connections",
         type=int,
@@ -45,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mqtt.add_argument("--mqtt-password-file", type=Path, metavar="FILE", help="file holding the broker password")
     mqtt.add_argument(
         "--mqtt-ca", type=Path, metavar="FILE", help="CA certificate for mqtts:// (default: the system's)"
+    )
+    parser.add_argument(
+        "--aws",
+        action="store_true",
+        help="serve over the deployed stack's tables (boto3 credentials): --store dynamodb",
     )
     add_store_options(parser)
     parser.set_defaults(func=run)
@@ -88,20 +109,27 @@ def run(args: argparse.Namespace) -> int:
     from cloud.local import LocalEndpoint
     from cloud.local.server import CONNECTION_CAP
     from cloud.stores.sqlite import StoreDamaged
-    from host_tools.errors import CommandError
+    from host_tools.errors import CommandError, UsageError
 
-    port = tcp_port(args.port or default_port())
+    if args.old_port is not None:
+        warn_renamed("serve -p/--port", "--listen (-p is the serial port of the board verbs)")
+    host, port = listen_address(args.listen or args.old_port or default_listen_port(), args.host)
+    data = data_dir(args.data_dir)
+    if data.exists() and not data.is_dir():
+        raise CommandError(f"--data-dir {data} is a file, not a folder: name a folder (it is created if missing)")
     cap = CONNECTION_CAP if args.max_connections is None else args.max_connections
     if not 1 <= cap <= 100_000:
         raise CommandError(f"--max-connections must be from 1 to 100000, got {cap}")
-    choice = store_choice(args)
-    new_bridge = mqtt_bridge(args, data_dir(args.data_dir))
+    if args.aws and args.store == "sqlite":
+        raise UsageError("--aws is the deployed stack's DynamoDB tables: leave out --store sqlite")
+    choice = store_choice(args, dynamodb=args.aws)
+    new_bridge = mqtt_bridge(args, data)
     # The SQLite store is the endpoint's own (store=None): it opens the file under DATA_DIR.
-    store, warnings = open_store(choice, data_dir(args.data_dir)) if choice.kind == "dynamodb" else (None, [])
+    store, warnings = open_store(choice, data) if choice.kind == "dynamodb" else (None, [])
     try:
         endpoint = LocalEndpoint(
-            data_dir(args.data_dir),
-            host=args.host,
+            data,
+            host=host,
             port=port,
             read_token=os.environ.get("READ_TOKEN"),
             connection_cap=cap,
@@ -110,10 +138,19 @@ def run(args: argparse.Namespace) -> int:
     except StoreDamaged as damaged:
         raise CommandError(str(damaged)) from None
     except OSError as error:
-        raise CommandError(f"cannot listen on {args.host}:{port}: {error.strerror}; pick another with --port") from None
+        if error.filename is not None:  # the data folder, not the socket
+            raise CommandError(
+                f"--data-dir {data}: cannot use {error.filename}: {error.strerror}; name a folder you can write"
+            ) from None
+        raise CommandError(f"cannot listen on {host}:{port}: {error.strerror}; pick another with --listen") from None
+    board_url = endpoint.url
+    if host in ("0.0.0.0", "::", ""):
+        # Every interface: a board needs this machine's address on its network, never 0.0.0.0.
+        lan = lan_address()
+        board_url = f"http://{lan}:{endpoint.port}" if lan else f"http://THIS-COMPUTER'S-LAN-ADDRESS:{endpoint.port}"
     print(f"dhtlink local endpoint on {endpoint.url}", flush=True)
-    print(f"  boards POST to   {endpoint.url}/data", flush=True)
-    print(f"  dashboard        {endpoint.url}/   (sign in with the token below)", flush=True)
+    print(f"  boards POST to   {board_url}/data   (provision --endpoint {board_url})", flush=True)
+    print(f"  dashboard        {board_url}/   (sign in with the token below)", flush=True)
     print(f"  read token       {endpoint.read_token}   (Authorization: Bearer ...; set READ_TOKEN to choose it)")
     print(f"  data             {choice.describe(endpoint.data_dir)}", flush=True)
     for warning in warnings:

@@ -7,7 +7,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from host_tools.common import DATA_PATH, base_url, checked_device, device_options, endpoint_options, json_options
+from host_tools.common import (
+    DATA_PATH,
+    DURATION_HELP,
+    base_url,
+    checked_device,
+    device_options,
+    duration,
+    endpoint_options,
+    json_options,
+)
 from host_tools.errors import CommandError, UsageError
 from host_tools.progress import Progress
 from host_tools.sim.run import simulate
@@ -24,12 +33,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run one virtual board with the real firmware against an endpoint",
         description="Boot a virtual ESP32 running device/ under MicroPython for N wake cycles, posting to "
         "ENDPOINT. Sleep is skipped, so an hour of 60 s cycles takes seconds; the board keeps real dates "
-        "so any receiver accepts them. The secret may come from $DHTLINK_SECRET instead of --secret.",
+        "so any receiver accepts them. The device secret comes from --secret-file, $DHTLINK_SECRET or a prompt. "
+        "Exits 1 when the receiver stored none of the readings sent, or refused any for good.",
     )
-    parser.add_argument("--secret", default=None, help="the device secret (64 hex); default $DHTLINK_SECRET")
+    parser.add_argument(
+        "--secret-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the device secret (mode 600), or `devices add --json` output; else $DHTLINK_SECRET, "
+        "else a prompt (never on the command line)",
+    )
+    # A secret typed as an option lands in shell history and `ps`: refused with the way to give it.
+    parser.add_argument("--secret", help=argparse.SUPPRESS)
     parser.add_argument("--cycles", type=int, default=60, help="wake cycles to run (default 60)")
-    parser.add_argument("--interval", type=int, default=60, help="seconds between readings (default 60)")
-    parser.add_argument("--batch-size", type=int, default=20, help="readings per POST (default 20)")
+    parser.add_argument(
+        "--interval", metavar="DURATION", default="60s", help=f"time between readings: {DURATION_HELP} (default 60s)"
+    )
+    parser.add_argument("--batch-size", metavar="N", type=int, default=20, help="readings per POST (default 20)")
     parser.add_argument("--scenario", type=Path, default=None, help="JSON scenario (docs/virtual-board.md)")
     parser.add_argument("--heap", default="64k", help="the firmware's heap budget (default 64k)")
     parser.add_argument("--dir", type=Path, default=None, help="board directory to keep (default: a temp dir)")
@@ -50,18 +70,39 @@ def _load_scenario(path: Path | None) -> dict[str, Any]:
     return scenario
 
 
-def run(args: argparse.Namespace) -> int:
-    from cloud.protocol import SECRET
+def device_secret(args: argparse.Namespace) -> str:
+    """The secret from --secret-file, $DHTLINK_SECRET or a prompt at a terminal; never an option's value."""
+    import getpass
+    import sys
 
-    secret = args.secret or os.environ.get("DHTLINK_SECRET", "")
-    checked_device(args.device)
+    from cloud.protocol import SECRET
+    from host_tools.node.command import read_secret
+
+    if args.secret is not None:
+        raise UsageError(
+            "--secret would put the device secret in shell history and the process list: "
+            "use --secret-file FILE or $DHTLINK_SECRET (or leave both out to be asked)"
+        )
+    if args.secret_file is not None:
+        return read_secret(args.secret_file, args.device)
+    secret = os.environ.get("DHTLINK_SECRET", "")
+    if not secret and sys.stdin.isatty():
+        secret = getpass.getpass(f"{args.device}'s secret (`dhtlink devices add` printed it; not shown): ").strip()
     if not SECRET.fullmatch(secret):
-        raise UsageError("--secret (or $DHTLINK_SECRET) must be the device's 64 lowercase hex characters")
+        raise UsageError(
+            "the device secret must be its 64 lowercase hex characters: give it with --secret-file FILE, "
+            "$DHTLINK_SECRET or at the prompt"
+        )
+    return secret
+
+
+def run(args: argparse.Namespace) -> int:
+    checked_device(args.device)
+    secret = device_secret(args)
     endpoint = base_url(args.endpoint) + DATA_PATH
     if not 1 <= args.cycles <= 100000:
         raise UsageError("--cycles must be from 1 to 100000")
-    if not 2 <= args.interval <= 86400:
-        raise UsageError("--interval must be from 2 to 86400 seconds")
+    interval = duration("--interval", args.interval, 2, 86400)
     if not 1 <= args.batch_size <= 100:
         raise UsageError("--batch-size must be from 1 to 100")
     scenario = _load_scenario(args.scenario)
@@ -78,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             args.device,
             secret,
             args.cycles,
-            args.interval,
+            interval,
             scenario,
             args.heap,
             args.dir,
@@ -103,5 +144,12 @@ def run(args: argparse.Namespace) -> int:
             f"delivered none of {summary.readings_taken} readings in {summary.requests} "
             f"request{'s' if summary.requests != 1 else ''}: "
             f"{summary.last_error or 'no answer the board could verify'}"
+        )
+    refused = summary.drops.get("drop_poison", 0)
+    if refused:
+        # The receiver answered that these readings can never be stored: the board dropped them.
+        raise CommandError(
+            f"the receiver refused {refused} of {summary.readings_taken} readings as invalid and the board dropped "
+            f"them: {summary.last_error or 'see the receiver log'}"
         )
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cloud.protocol import DEVICE_ID, SECRET
-from host_tools.common import DATA_PATH, base_url
+from host_tools.common import DATA_PATH, DURATION_HELP, base_url, duration
 from host_tools.errors import CommandError, UsageError
 
 # Where a simulated node keeps its spool unless told: beside `dhtlink serve`'s .dhtlink data.
@@ -26,7 +26,10 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", dest="device_id", metavar="ID", help="the id registered with `dhtlink devices add`")
     parser.add_argument("--device-id", dest="device_id", help=argparse.SUPPRESS)  # the old spelling
     parser.add_argument(
-        "--secret-file", type=Path, help="file holding the device secret (mode 600), or `devices add --json` output"
+        "--secret-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the device secret (mode 600), or `devices add --json` output",
     )
     parser.add_argument(
         "--endpoint",
@@ -34,19 +37,33 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
         help="the receiver's base URL, e.g. http://192.168.1.10:8080 (the node POSTs to it + /data; "
         "a URL ending in /data works too)",
     )
-    parser.add_argument("--sensor", default="DHT22", help="DHT22 (default) or DHT11")
+    parser.add_argument("--sensor", metavar="TYPE", default="DHT22", help="DHT22 (default) or DHT11")
     parser.add_argument(
         "--simulate",
         action="store_true",
         help="read a simulated DHT22 instead of the GPIO (no Blinka needed): try a node against `dhtlink serve`",
     )
-    parser.add_argument("--pin", default="D4", help="Blinka board pin name of the data line (default D4 = GPIO4)")
-    parser.add_argument("--interval", type=int, default=60, help="seconds between readings (default 60)")
-    parser.add_argument("--batch-size", type=int, default=20, help="readings per request, 1-100 (default 20)")
     parser.add_argument(
-        "--max-batch-delay", type=int, default=300, help="send a partial batch once its oldest reading is this old (s)"
+        "--pin",
+        metavar="GPIO",
+        default="D4",
+        help="the data line's GPIO: a number (4) or a Blinka board pin name (D4, the default; = GPIO4)",
     )
-    parser.add_argument("--spool-max", type=int, default=100_000, help="readings kept while offline (default 100000)")
+    parser.add_argument(
+        "--interval", metavar="DURATION", default="60s", help=f"time between readings: {DURATION_HELP} (default 60s)"
+    )
+    parser.add_argument(
+        "--batch-size", metavar="N", type=int, default=20, help="readings per request, 1-100 (default 20)"
+    )
+    parser.add_argument(
+        "--max-batch-delay",
+        metavar="DURATION",
+        default="5m",
+        help=f"send a partial batch once its oldest reading is this old: {DURATION_HELP} (default 5m)",
+    )
+    parser.add_argument(
+        "--spool-max", metavar="N", type=int, default=100_000, help="readings kept while offline (default 100000)"
+    )
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -144,12 +161,13 @@ def node_config(args: argparse.Namespace):
     endpoint = base_url(args.endpoint) + DATA_PATH
     if args.sensor not in KINDS:
         raise UsageError(f"--sensor must be DHT22 or DHT11, got {args.sensor!r}")
-    if not PIN_NAME.match(args.pin):
+    pin = f"D{args.pin}" if args.pin.isdigit() else args.pin  # a GPIO number, as `provision --pin` takes
+    if not PIN_NAME.match(pin):
         raise UsageError(f"--pin must be a board pin name such as D4, got {args.pin!r}")
+    interval_s = duration("--interval", args.interval, 2, 86400)
+    max_batch_delay_s = duration("--max-batch-delay", args.max_batch_delay, 0, 7 * 86400)
     for option, low, high in (
-        ("interval", 2, 86400),
         ("batch_size", 1, 100),
-        ("max_batch_delay", 0, 7 * 86400),
         ("spool_max", 100, 10_000_000),
     ):
         if not low <= getattr(args, option) <= high:
@@ -159,10 +177,10 @@ def node_config(args: argparse.Namespace):
         endpoint=endpoint,
         secret=read_secret(args.secret_file, args.device_id),
         sensor=args.sensor,
-        pin=args.pin,
-        interval_s=args.interval,
+        pin=pin,
+        interval_s=interval_s,
         batch_size=args.batch_size,
-        max_batch_delay_s=args.max_batch_delay,
+        max_batch_delay_s=max_batch_delay_s,
         spool_max=args.spool_max,
         state_dir=chosen_state_dir(args),
         simulate=args.simulate,

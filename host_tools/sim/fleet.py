@@ -192,8 +192,12 @@ class Fleet:
             return drained, {"run": summary.boots, "drain": drain_boots}
 
         # Every board at once: each wake is its own process, so the OS shares the cores.
-        with ThreadPoolExecutor(min(len(self.ids), 64)) as pool:
-            return dict(zip(self.ids, pool.map(one, self.ids), strict=True))
+        try:
+            with ThreadPoolExecutor(min(len(self.ids), 64)) as pool:
+                return dict(zip(self.ids, pool.map(one, self.ids), strict=True))
+        finally:
+            if self.view:
+                self.view.close()  # every bar ends its line before the report is printed below them
 
 
 def run_bench(
@@ -298,7 +302,6 @@ def run_bench(
             else:
                 flown = fly(secrets, local.url, drain_to=None)
             totals = local.totals
-            read_token = local.read_token
             update = ota_outcome(local.store, offer, ids) if offer else {}
             if store == "dynamodb":
                 stored_rows = readings_in_tables(db, tables[0])
@@ -309,7 +312,7 @@ def run_bench(
         observability.set_output(None)
         log_file.close()
     results = {d: verify(stored_rows.get(d, []), d, *flown[d]) for d in ids + pi_ids}
-    seen = Seen(time.monotonic() - started, root, totals.get("duplicates", 0), faults, read_token)
+    seen = Seen(time.monotonic() - started, root, totals.get("duplicates", 0), faults)
     report = summarize(asked, results, seen)
     report.pi_nodes = pi_nodes
     report.store = store

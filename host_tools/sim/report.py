@@ -32,7 +32,6 @@ class Seen:
     data_dir: Path
     duplicates_absorbed: int = 0  # re-sent readings the receiver answered as duplicates
     faults: dict[str, int] = field(default_factory=dict)  # injected by the chaos proxy, by kind
-    read_token: str = ""
     endpoint: str = ""  # the receiver, when the fleet ran against one it did not start
 
 
@@ -63,7 +62,6 @@ class Report:
     chaos_faults: dict[str, int] = field(default_factory=dict)
     per_device: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_dir: str = ""
-    read_token: str = field(default="", repr=False)  # shown in "where to look next", kept out of JSON
     endpoint: str = ""  # the receiver, when the fleet ran against one it did not start
     pi_nodes: int = 0  # Linux nodes (dhtlink node) flown beside the boards
     store: str = "sqlite"
@@ -125,7 +123,6 @@ def summarize(asked: Asked, results: dict[str, DeviceResult], seen: Seen) -> Rep
         chaos_faults=seen.faults,
         per_device={k: asdict(v) for k, v in results.items()},
         data_dir=str(seen.data_dir.resolve()),
-        read_token=seen.read_token,
         endpoint=seen.endpoint,
     )
 
@@ -139,14 +136,23 @@ def _store_line(report: Report) -> str:
 
 
 def as_json(report: Report) -> dict[str, Any]:
-    out = asdict(report)
-    del out["read_token"]
-    return out
+    return asdict(report)
 
 
 def _drop_causes(drops: dict[str, int]) -> str:
     named = [f"{DROP_NAMES.get(cause, cause)} {count}" for cause, count in drops.items() if count]
     return f"({', '.join(named)})" if named else "(none: no spool overflow, no reading without a clock, no poison)"
+
+
+def _drop_verdict(report: Report) -> str:
+    """Whether the drops are the designed outcome of the faults the run injected."""
+    if not report.dropped:
+        return ""
+    if report.drops.get("unexplained") or report.clock_forgotten:
+        return ": NOT expected (below)"
+    if report.drops.get("drop_poison"):
+        return ": the receiver refused some (below)"
+    return ": expected from the power cuts and outages injected (below)" if report.chaos else ": see below"
 
 
 # What each drop cause means, for a person reading the report.
@@ -192,7 +198,7 @@ def render(report: Report) -> str:
         f"  duplicates absorbed      {report.duplicates_absorbed}   (re-sent, answered as duplicates, stored once)",
         f"  duplicates stored        {report.duplicates_stored}",
         f"  lost                     {report.lost}",
-        f"  dropped, accounted       {report.dropped}   {_drop_causes(report.drops)}",
+        f"  dropped, accounted       {report.dropped}   {_drop_causes(report.drops)}{_drop_verdict(report)}",
         *_drop_lines(report),
         f"  unverified answers       {report.unverified}   (counted by the boards since power-on: kept, retried)",
         f"  requests per reading     {report.requests_per_reading}",
@@ -235,14 +241,13 @@ def render(report: Report) -> str:
             "(a batch write that began while the same board's was under way)"
         )
     first = next(iter(report.per_device), "bench-01")
-    # The token names this run's store: a query that reached another server would be refused, not answered.
-    look = f"--endpoint http://127.0.0.1:{LOOK_PORT} --token {report.read_token}"
     if report.endpoint:
         lines += [
             "",
             "Where to look next:",
             f"  boards' files  {report.data_dir}/boards",
             f"  a device       dhtlink query latest --device {first} --endpoint {report.endpoint}",
+            f"  dashboard      {report.endpoint}/",
         ]
         return "\n".join(lines)
     if report.store == "dynamodb":
@@ -253,13 +258,16 @@ def render(report: Report) -> str:
             f"  receiver log   {report.data_dir}/endpoint.log",
         ]
         return "\n".join(lines)
+    # The read token stays in its file: query finds it through --data-dir, the dashboard asks for it.
+    store = f"{report.data_dir}/endpoint"
+    look = f"--endpoint http://127.0.0.1:{LOOK_PORT} --data-dir {store}"
     lines += [
         "",
         "Where to look next:",
-        f"  data          {report.data_dir}",
-        f"  read API      dhtlink serve --data-dir {report.data_dir}/endpoint --port {LOOK_PORT}   (in another "
-        "terminal), then",
-        f"                dhtlink query devices {look}",
+        f"  data          {report.data_dir}   (receiver log: endpoint.log)",
+        f"  serve it      dhtlink serve --data-dir {store} --listen {LOOK_PORT}   (in another terminal), then",
+        f"  the fleet     dhtlink query devices {look}",
         f"  a device      dhtlink query latest --device {first} {look}",
+        f"  dashboard     http://127.0.0.1:{LOOK_PORT}/   (sign in with the read token in {store}/read-token)",
     ]
     return "\n".join(lines)

@@ -129,8 +129,8 @@ def test_short_chaos_bench_loses_nothing_and_stores_nothing_twice(tmp_path, caps
             "bench",
             "--devices",
             "2",
-            "--hours",
-            "1",
+            "--duration",
+            "1h",
             "--chaos",
             "--seed",
             "3",
@@ -154,7 +154,14 @@ def test_short_chaos_bench_loses_nothing_and_stores_nothing_twice(tmp_path, caps
             assert figures["produced"] >= 60
     assert report["lost"] == 0 and report["duplicates_stored"] == 0
     assert report["stored"] >= 120
-    assert "Where to look next" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Where to look next" in printed
+    # It ends with the dashboard's address, and no read token for a command line.
+    last = printed.strip().splitlines()[-1]
+    assert last.split()[0] == "dashboard" and "http://127.0.0.1:" in last
+    assert "--token" not in printed
+    if report["dropped"]:
+        assert "expected from the power cuts and outages injected" in printed
 
 
 def test_bad_flags(capsys):
@@ -172,8 +179,8 @@ def test_fleet_against_a_separately_served_endpoint(endpoint, tmp_path, capsys, 
                 "bench",
                 "--devices",
                 "2",
-                "--hours",
-                "0.5",
+                "--duration",
+                "30m",
                 "--endpoint",
                 endpoint.url,
                 "--data-dir",
@@ -201,6 +208,10 @@ def test_fleet_against_a_separately_served_endpoint(endpoint, tmp_path, capsys, 
         (["--endpoint", "x:8080"], "base URL"),
         (["--endpoint", "http://x", "--chaos"], "--chaos"),
         (["--aws"], "--endpoint"),
+        (["--duration", "6"], "--duration must be from 1m to 31d, got 6 (a bare number is seconds)"),
+        (["--duration", "32d"], "--duration must be from 1m to 31d"),
+        (["--duration", "1m", "--interval", "90s"], "--duration must cover at least one --interval"),
+        (["--duration", "1h", "--hours", "2"], "--hours is the old spelling of --duration"),
     ],
 )
 def test_endpoint_flag_errors(args, needle, capsys):
@@ -254,7 +265,7 @@ def test_bench_against_a_healthy_dhtlink_serve_exits_0(tmp_path):
     process, port = start_serve(data_dir)
     try:
         env = {**os.environ, "DATA_DIR": str(data_dir)}
-        argv = [DHTLINK, "bench", "--endpoint", f"http://127.0.0.1:{port}", "--devices", "3", "--hours", "2"]
+        argv = [DHTLINK, "bench", "--endpoint", f"http://127.0.0.1:{port}", "--devices", "3", "--duration", "2h"]
         argv += ["--data-dir", str(tmp_path / "run"), "--json-out", str(tmp_path / "report.json")]
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     finally:

@@ -24,7 +24,7 @@ def scan_tables(db):
 def test_fleet_on_dynamodb_loses_nothing_and_stores_nothing_twice(tmp_path, capsys, chaos):
     out = tmp_path / "report.json"
     with MotoServer() as server:
-        args = ["bench", "--store", "dynamodb", "--dynamodb-endpoint", server.url, "--devices", "4", "--hours", "1"]
+        args = ["bench", "--store", "dynamodb", "--dynamodb-endpoint", server.url, "--devices", "4", "--duration", "1h"]
         args += ["--seed", "3", "--data-dir", str(tmp_path / "run"), "--json-out", str(out)]
         status = main([*args, "--chaos"] if chaos else args)
         printed = capsys.readouterr()

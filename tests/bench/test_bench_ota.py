@@ -44,7 +44,7 @@ def test_bench_ota_fails_when_a_board_rolls_the_release_back(tmp_path, monkeypat
         return outcome
 
     monkeypatch.setattr(fleet, "ota_outcome", one_rolled_back)
-    args = ["bench", "--devices", "2", "--hours", "0.5", "--ota", "--data-dir", str(tmp_path / "run")]
+    args = ["bench", "--devices", "2", "--duration", "30m", "--ota", "--data-dir", str(tmp_path / "run")]
     assert main(args) == 1
     captured = capsys.readouterr()
     assert "runs on 1 of 2 boards; rolled back on 1" in captured.out

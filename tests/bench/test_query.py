@@ -21,12 +21,13 @@ def filled(endpoint):
     return endpoint, now
 
 
-def test_latest_table(filled, capsys):
+def test_latest_table(filled, capsys, tmp_path):
     endpoint, _ = filled
-    argv = ["query", "latest", "--device", "attic", "--endpoint", endpoint.url, "--token", endpoint.read_token]
+    (tmp_path / "token").write_text(endpoint.read_token + "\n")
+    argv = ["query", "latest", "--device", "attic", "--endpoint", endpoint.url, "--token-file", str(tmp_path / "token")]
     assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["SEQ", "MEASURED", "(UTC)", "T", "C", "H", "%"]
+    assert out[0].split() == ["SEQ", "MEASURED", "T", "C", "H", "%"]
     assert out[1].split()[0] == "44" and "24.4" in out[1]
 
 
@@ -55,6 +56,29 @@ def test_range_follows_cursors_up_to_the_limit(filled, capsys, monkeypatch):
     assert [i["seq"] for i in items] == list(range(44, 4, -1))
 
 
+def test_range_takes_iso_times_as_utc_or_with_their_zone(filled, capsys, monkeypatch):
+    import datetime as dt
+
+    endpoint, now = filled
+    monkeypatch.setenv("READ_TOKEN", endpoint.read_token)
+    first, last = now - 3000 + 60, now - 3000 + 120  # seqs 1 and 2
+    iso = dt.datetime.fromtimestamp(first, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    in_berlin = dt.datetime.fromtimestamp(last, dt.timezone(dt.timedelta(hours=1))).isoformat()
+    argv = ["query", "range", "--device", "attic", "--endpoint", endpoint.url, "--json"]
+    assert main([*argv, "--from", iso, "--to", in_berlin]) == 0
+    assert [i["seq"] for i in json.loads(capsys.readouterr().out)] == [2, 1]
+    assert main([*argv, "--from", "yesterday"]) == 2
+    err = capsys.readouterr().err
+    assert "--from must be a time: ISO 8601" in err and "Traceback" not in err
+
+
+def test_a_token_on_the_command_line_is_refused_without_echo(filled, capsys):
+    endpoint, _ = filled
+    assert main(["query", "devices", "--endpoint", endpoint.url, "--token", endpoint.read_token]) == 2
+    err = capsys.readouterr().err
+    assert "--token-file" in err and endpoint.read_token not in err
+
+
 def test_devices_from_the_local_token_file(filled, capsys, monkeypatch):
     endpoint, _ = filled
     monkeypatch.setenv("DATA_DIR", str(endpoint.data_dir))
@@ -78,14 +102,13 @@ def test_data_dir_option_names_the_token_file(filled, capsys, monkeypatch, tmp_p
 @pytest.mark.parametrize(
     ("args", "status", "needle"),
     [
-        (["devices", "--token", "wrong"], 1, "refused the read token"),
-        (["latest", "--device", "nobody", "--token", "x"], 1, "404 not_found"),
+        (["devices"], 1, "refused the read token"),
+        (["latest", "--device", "nobody"], 1, "404 not_found"),
     ],
 )
-def test_errors(filled, capsys, args, status, needle):
+def test_errors(filled, capsys, monkeypatch, args, status, needle):
     endpoint, _ = filled
-    if "wrong" not in args:
-        args = [*args[:-2], "--token", endpoint.read_token]
+    monkeypatch.setenv("READ_TOKEN", "wrong" if args == ["devices"] else endpoint.read_token)
     assert main(["query", *args, "--endpoint", endpoint.url]) == status
     assert needle in capsys.readouterr().err
 

@@ -107,7 +107,7 @@ def test_bad_setting_is_named_before_any_board_is_opened(capsys):
     # The port does not exist: the option's error must come first.
     assert main(["provision", "--port", "/dev/no-such-port", "--interval", "1"]) == 2
     err = capsys.readouterr().err
-    assert "--interval must be from 2 to 86400 seconds, got 1" in err and "no-such-port" not in err
+    assert "--interval must be from 2s to 1d, got 1 (a bare number is seconds)" in err and "no-such-port" not in err
 
 
 def post(endpoint, device_id, secret, seqs):

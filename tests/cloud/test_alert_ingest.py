@@ -159,8 +159,11 @@ def test_cli_add_list_test_history_remove(tmp_path, monkeypatch, capsys):
         (["--device", DEVICE, "--metric", "t", "--above", "30"], "--webhook: a rule needs somewhere to notify"),
         (["--device", DEVICE, "--metric", "t", "--above", "30", "--webhook", "http://example.com/x"], "--webhook:"),
         (["--device", "ghost", "--stale", "1h", "--email"], "--device: no device ghost"),
-        (["--all-devices", "--stale", "soon", "--email"], "--stale: must be a duration"),
-        (["--all-devices", "--metric", "t", "--rising", "--email"], "--metric: must be one of sensor_errors"),
+        (["--all", "--stale", "soon", "--email"], "--stale: must be a duration"),
+        (["--all", "--metric", "t", "--rising", "--email"], "--metric: must be one of sensor_errors"),
+        # The README's placeholder typed as is: refused at once, not a traceback at `alerts test`.
+        (["--all", "--stale", "1h", "--webhook", "https://..."], "--webhook: must name a real host"),
+        (["--all", "--stale", "1h", "--webhook", "https://hooks..example.com/x"], "--webhook: must name a real host"),
     ],
 )
 def test_cli_refuses_bad_rules_naming_the_flag(tmp_path, monkeypatch, capsys, argv, message):
@@ -192,9 +195,29 @@ def admin_store(tmp_path):
 def test_cli_says_when_email_has_nowhere_to_go(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("ALERTS_TOPIC_ARN", raising=False)
-    code, out, err = run_cli(capsys, "add", "--all-devices", "--stale", "1h", "--email")
+    code, out, err = run_cli(capsys, "add", "--all", "--stale", "1h", "--email")
     assert code == 0 and "any device: no delivery for 1h" in out
     assert "no alerts SNS topic yet" in err and "ALERTS_TOPIC_ARN" in err
     monkeypatch.setenv("ALERTS_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:alerts")
-    code, _, err = run_cli(capsys, "add", "--all-devices", "--stale", "2h", "--email")
+    code, _, err = run_cli(capsys, "add", "--all", "--stale", "2h", "--email")
     assert code == 0 and "no alerts SNS topic" not in err
+
+
+def test_a_webhook_stored_before_the_host_check_fails_its_test_in_one_line(tmp_path, monkeypatch, capsys):
+    from cloud.alerts import rules
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(rules, "_is_host", lambda host: True)  # an older dhtlink let it through
+    assert run_cli(capsys, "add", "--all", "--stale", "1h", "--webhook", "https://...")[0] == 0
+    monkeypatch.undo()
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    rule_id = admin.list_rules(admin_store(tmp_path))[0]["rule_id"]
+    code, out, err = run_cli(capsys, "test", rule_id)
+    assert code == 1 and "delivery failed" in err and "Traceback" not in out + err
+
+
+def test_all_devices_is_the_old_spelling_of_all(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ALERTS_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:alerts")
+    code, out, err = run_cli(capsys, "add", "--all-devices", "--stale", "1h", "--email")
+    assert code == 0 and "any device" in out and "--all-devices is now --all" in err

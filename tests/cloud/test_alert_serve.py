@@ -20,7 +20,7 @@ def test_serve_sends_a_signed_webhook_when_a_reading_crosses_a_rule(tmp_path):
     store = registry.local_store(data)
     secret = registry.add_device(store, "porch")
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(data), "PORT": str(port)}
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(data), "LISTEN_PORT": str(port)}
     with WebhookReceiver() as receiver:
         _rule, key = alerts_admin.add_rule(store, {"device": "porch", "metric": "t", "below": 2}, receiver.url)
         receiver.secret = key.webhook_secret

@@ -32,7 +32,7 @@ def test_alerts_against_a_deployed_stack(aws_env, capsys):
                 "AlertsTopicArn": {"Value": topic},
             }
         )
-        assert main(["alerts", "add", "--aws", "--all-devices", "--stale", "30m", "--email", "--json"]) == 0
+        assert main(["alerts", "add", "--aws", "--all", "--stale", "30m", "--email", "--json"]) == 0
         out, err = capsys.readouterr()
         rule_id = json.loads(out)["rule"]["rule_id"]
         assert "no alerts SNS topic" not in err

@@ -151,7 +151,7 @@ def test_a_damaged_store_is_refused_in_one_line(tmp_path, how):
     with pytest.raises(StoreDamaged) as refused:
         SQLiteStore(path)
     assert str(path) in str(refused.value) and "backup" in str(refused.value)
-    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(path.parent), "PORT": "0"}
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(path.parent), "LISTEN_PORT": "0"}
     run = subprocess.run([DHTLINK, "serve"], capture_output=True, text=True, env=env, timeout=30)
     assert run.returncode == 1
     assert run.stderr.count("\n") == 1 and str(path) in run.stderr and "Traceback" not in run.stderr
@@ -194,7 +194,7 @@ def test_a_wal_deleted_after_a_kill_is_refused_not_ignored(tmp_path):
     wal = data_dir / (STORE_FILE + "-wal")
     assert wal.stat().st_size > 0  # the acknowledged reading lives there until a checkpoint
     wal.unlink()
-    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(data_dir), "PORT": "0"}
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(data_dir), "LISTEN_PORT": "0"}
     run = subprocess.run([DHTLINK, "serve"], capture_output=True, text=True, env=env, timeout=30)
     assert run.returncode == 1 and run.stderr.count("\n") == 1
     assert "-wal is missing" in run.stderr and "put it back" in run.stderr

@@ -158,7 +158,7 @@ def test_the_receiver_refuses_dynalite_in_one_line(dynalite, store, tmp_path, ca
         f"table {store.readings} has no time to live on expires_at: readings will never expire"
     ]
     flags = ["--dynamodb-endpoint", dynalite, "--readings-table", store.readings, "--devices-table", store.devices]
-    assert main(["serve", "--store", "dynamodb", "--port", "0", *flags]) == 1
+    assert main(["serve", "--store", "dynamodb", "--listen", "0", *flags]) == 1
     err = capsys.readouterr().err
     assert "does not run TransactWriteItems" in err and err.count("\n") == 1
     assert json.dumps(err)  # one readable line, nothing else

@@ -97,7 +97,12 @@ def _free_port() -> int:
 def start_serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     """`dhtlink serve` on a free loopback port; returns once it answers."""
     port = _free_port()
-    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(data_dir), "PORT": str(port), "READ_TOKEN": hostile.READ_TOKEN}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATA_DIR": str(data_dir),
+        "LISTEN_PORT": str(port),
+        "READ_TOKEN": hostile.READ_TOKEN,
+    }
     process = subprocess.Popen(
         [DHTLINK, "serve", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )

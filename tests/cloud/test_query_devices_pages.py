@@ -29,4 +29,6 @@ def _query_all(tmp_path):
             [(f"node-{n:04d}", "00" * 32) for n in range(1203)],
         )
         db.execute("COMMIT")
-        assert main(["query", "devices", "--endpoint", endpoint.url, "--token", endpoint.read_token, "--json"]) == 0
+        token_file = tmp_path / "token"
+        token_file.write_text(endpoint.read_token)
+        assert main(["query", "devices", "--endpoint", endpoint.url, "--token-file", str(token_file), "--json"]) == 0

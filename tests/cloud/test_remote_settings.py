@@ -104,7 +104,7 @@ def test_devices_set_and_list_locally(tmp_path, monkeypatch, capsys):
     assert main(["devices", "list"]) == 0
     assert "settings v1 pending (board runs v0)" in capsys.readouterr().out
     assert main(["devices", "set", "attic", "--interval", "1"]) == 2
-    assert "--interval must be from 2 to 86400 seconds, got 1" in capsys.readouterr().err
+    assert "--interval must be from 2s to 1d, got 1 (a bare number is seconds)" in capsys.readouterr().err
     assert main(["devices", "set", "attic"]) == 2
     assert "nothing to set" in capsys.readouterr().err
     assert main(["devices", "set", "nobody", "--pin", "5"]) == 1

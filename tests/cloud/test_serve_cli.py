@@ -20,7 +20,7 @@ def free_port():
 
 def test_serve_prints_url_and_token_and_stops_cleanly(tmp_path):
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data"), "PORT": str(port)}
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data"), "LISTEN_PORT": str(port)}
     process = subprocess.Popen([DHTLINK, "serve"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         first = process.stdout.readline()
@@ -54,7 +54,7 @@ def test_port_in_use_is_one_clear_line(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [DHTLINK, "serve", "--port", str(port)],
+            [DHTLINK, "serve", "--listen", str(port)],
             capture_output=True,
             text=True,
             timeout=20,
@@ -74,7 +74,7 @@ def test_the_console_shows_json_log_lines_and_the_metrics_go_to_their_file(tmp_p
     add = subprocess.run([DHTLINK, "devices", "add", "d1", "--json"], env=env, capture_output=True, text=True)
     secret = json.loads(add.stdout)["secret"]
     process = subprocess.Popen(
-        [DHTLINK, "serve", "-p", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        [DHTLINK, "serve", "--listen", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     try:
         banner = []
@@ -100,3 +100,54 @@ def test_the_console_shows_json_log_lines_and_the_metrics_go_to_their_file(tmp_p
     assert logged and all("_aws" not in json.loads(line) for line in logged)
     metrics = [json.loads(line) for line in (tmp_path / "data" / "metrics.jsonl").read_text().splitlines()]
     assert metrics and all("_aws" in record for record in metrics)
+
+
+def test_listening_on_every_interface_tells_boards_the_lan_address(tmp_path):
+    from host_tools.common import lan_address
+
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data")}
+    process = subprocess.Popen(
+        [DHTLINK, "serve", "--host", "0.0.0.0", "--listen", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        banner = [process.stdout.readline() for _ in range(3)]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    boards = next(line for line in banner if "boards POST to" in line)
+    assert "0.0.0.0" not in boards
+    assert (lan_address() or "LAN-ADDRESS") in boards
+
+
+def test_a_bad_data_dir_is_named_not_blamed_on_the_port(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for data_dir, says in ((a_file, "is a file, not a folder"), (a_file / "below", "Not a directory")):
+        done = subprocess.run(
+            [DHTLINK, "serve", "--data-dir", str(data_dir), "--listen", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+        assert done.returncode == 1 and f"--data-dir {data_dir}" in done.stderr and says in done.stderr
+        assert "listen" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_old_port_option_still_works_with_a_warning(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [DHTLINK, "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path)},
+        )
+    assert "serve -p/--port is now --listen" in done.stderr and f"cannot listen on 127.0.0.1:{port}" in done.stderr

@@ -120,7 +120,7 @@ def test_serve_stores_signed_posts_in_the_tables(moto_server, tmp_path, capsys):
     port = free_port()
     env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data"), "READ_TOKEN": "t" * 32}
     process = subprocess.Popen(
-        [DHTLINK, "serve", "--port", str(port), *flags],
+        [DHTLINK, "serve", "--listen", str(port), *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

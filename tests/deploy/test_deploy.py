@@ -366,7 +366,7 @@ def test_the_deploy_command_prints_the_outputs_and_the_board_url(tmp_path, monke
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setattr(deploy, "BUILD", tmp_path / "build")
     with mock_aws():
-        assert main(["deploy", "--region", "eu-west-1", "--stack", "dhtlink-cli", "--retention-days", "90"]) == 0
+        assert main(["deploy", "--region", "eu-west-1", "--stack", "dhtlink-cli", "--retention", "90d"]) == 0
         parameters = boto3.client("cloudformation", region_name="eu-west-1").describe_stacks(StackName="dhtlink-cli")
     given = {p["ParameterKey"]: p["ParameterValue"] for p in parameters["Stacks"][0]["Parameters"]}
     assert given["RetentionDays"] == "90"
@@ -378,8 +378,10 @@ def test_the_deploy_command_prints_the_outputs_and_the_board_url(tmp_path, monke
 @pytest.mark.parametrize(
     "flags, option",
     [
-        (["--retention-days", "0"], "--retention-days"),
-        (["--log-retention-days", "2"], "--log-retention-days"),
+        (["--retention", "0"], "--retention must be from 1d to 36500d, got 0 (a bare number is seconds)"),
+        (["--retention", "36h"], "--retention must be a whole number of days"),
+        (["--retention-days", "0"], "--retention must be from 1d"),  # the old spelling, still checked
+        (["--log-retention", "2d"], "--log-retention must be one of 1d, 3d"),
         (["--alarm-email", "not an address"], "--alarm-email"),
     ],
 )

@@ -28,7 +28,7 @@ class Serve:
     def __init__(self, data: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        environment = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(data), "PORT": str(self.port), **(env or {})}
+        environment = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(data), "LISTEN_PORT": str(self.port), **(env or {})}
         self.process = subprocess.Popen(
             [DHTLINK, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
         )
@@ -155,7 +155,7 @@ def test_mqtts_verifies_the_broker_against_the_named_ca(tmp_path, serve):
     ],
 )
 def test_a_bad_broker_url_is_refused_before_anything_starts(tmp_path, url, expected):
-    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data"), "PORT": str(free_port())}
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data"), "LISTEN_PORT": str(free_port())}
     done = subprocess.run([DHTLINK, "serve", "--mqtt", url], capture_output=True, text=True, env=env, timeout=30)
     assert done.returncode == 2
     assert expected in done.stderr

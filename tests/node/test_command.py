@@ -70,7 +70,7 @@ def test_no_secret_option_on_the_command_line(capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--pin", "4"], "--pin must be a board pin name such as D4"),
+        (["--pin", "4;"], "--pin must be a board pin name such as D4"),  # a bare 4 is GPIO 4: D4
         (["--sensor", "AM2320"], "--sensor must be DHT22 or DHT11"),
         (["--interval", "1"], "--interval must be from 2"),
         (["--batch-size", "101"], "--batch-size must be from 1 to 100"),
@@ -86,6 +86,9 @@ def test_options_are_checked_up_front(secret_file, capsys, extra, message):
 def test_no_gpio_pin_here_is_a_clear_error(secret_file, tmp_path, capsys):
     # This host: Blinka loads, but knows no D4.
     assert main(node_args(secret_file, "--state-dir", str(tmp_path / "state"))) == 2
+    assert "--pin D4: this board has no such pin" in capsys.readouterr().err
+    # The GPIO number, as `provision --pin` takes it, is the same pin.
+    assert main(node_args(secret_file, "--pin", "4", "--state-dir", str(tmp_path / "state"))) == 2
     assert "--pin D4: this board has no such pin" in capsys.readouterr().err
 
 

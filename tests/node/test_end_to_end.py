@@ -101,7 +101,7 @@ def test_real_serve_process_killed_and_restarted(tmp_path, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, DATA_DIR=str(data), PORT=str(port))
+    env = dict(os.environ, DATA_DIR=str(data), LISTEN_PORT=str(port))
     serve = [sys.executable, "-m", "host_tools.cli", "serve"]
 
     def start_serve():

@@ -54,7 +54,7 @@ def test_cli_loads_with_the_core_install_alone(argv):
 
 def test_a_verb_of_another_extra_says_which_to_install(tmp_path):
     done = subprocess.run(
-        node_only("serve", "--port", "9", "--data-dir", str(tmp_path)), capture_output=True, text=True, timeout=120
+        node_only("serve", "--listen", "9", "--data-dir", str(tmp_path)), capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 1
     assert "dhtlink serve: this command needs the tools extra" in done.stderr
@@ -153,7 +153,7 @@ def test_simulated_node_against_serve_killed_and_restarted_loses_nothing(tmp_pat
     secret_file.write_text(secret)
     port = free_port()
     serve = subprocess.Popen(
-        [sys.executable, "-m", "host_tools.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "host_tools.cli", "serve", "--listen", str(port)],
         env=dict(os.environ, DATA_DIR=str(data)),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

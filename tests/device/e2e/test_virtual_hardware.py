@@ -156,13 +156,24 @@ def test_sim_cli_reports_what_the_store_holds(tmp_path, monkeypatch, capsys):
     assert [r["seq"] for r in stored] == list(range(20, -1, -1))
 
 
-def test_sim_cli_names_the_bad_option(capsys, monkeypatch):
+def test_sim_cli_names_the_bad_option(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("DHTLINK_SECRET", raising=False)
-    argv = ["sim", "--endpoint", "http://127.0.0.1:9", "--device", "x", "--secret", "00" * 32]
+    argv = ["sim", "--endpoint", "http://127.0.0.1:9", "--device", "x"]
+    assert cli.main(argv) == 2  # no secret, and no terminal to ask at
+    assert "--secret-file FILE, $DHTLINK_SECRET" in capsys.readouterr().err
+    assert cli.main([*argv, "--secret", "00" * 32]) == 2
+    err = capsys.readouterr().err
+    assert "shell history" in err and "00" * 32 not in err
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("00" * 32)
+    secret_file.chmod(0o600)
+    argv += ["--secret-file", str(secret_file)]
     assert cli.main([*argv, "--cycles", "0"]) == 2
     assert "--cycles" in capsys.readouterr().err
-    assert cli.main(["sim", "--endpoint", "http://127.0.0.1:9", "--device", "x"]) == 2
-    assert "DHTLINK_SECRET" in capsys.readouterr().err
+    assert cli.main([*argv, "--interval", "1h30"]) == 2
+    assert "--interval must be a duration (90s, 10m, 6h or 30d" in capsys.readouterr().err
+    assert cli.main([*argv, "--interval", "2d"]) == 2
+    assert "--interval must be from 2s to 1d, got 2d" in capsys.readouterr().err
 
 
 def test_sim_counts_the_readings_a_board_took_after_a_seq_conflict(tmp_path, monkeypatch, capsys):
