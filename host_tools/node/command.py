@@ -207,7 +207,11 @@ def run_node(config, verbose: bool = False) -> int:
 
     # Under systemd (INVOCATION_ID set) the journal stamps each line itself.
     stamp = "" if os.environ.get("INVOCATION_ID") else "%(asctime)s "
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=stamp + "%(levelname)s %(message)s")
+    # force: `dhtlink -v` (and node's own -v, which sets the same flag) has already set up
+    # logging at INFO for the other verbs; a node's log is its own, and -v shows every reading.
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format=stamp + "%(levelname)s %(message)s", force=True
+    )
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     try:
         spool = Spool(config.state_dir, config.spool_max)
