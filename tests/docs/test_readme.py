@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from host_tools import cli, ota
+from tests.cli.conftest import UNCONFINED
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -171,6 +172,7 @@ def test_the_readme_commands_run_against_a_virtual_board_and_a_local_endpoint(tm
             "http://127.0.0.1:8080": endpoint,
             "http://192.168.1.20:8080": endpoint,
             "/dev/pts/N": env.get("DHTLINK_PORT", "/dev/pts/N"),
+            "myboard/.vboard/tty": env.get("DHTLINK_PORT", "myboard/.vboard/tty"),
             "myboard": str(tmp_path / "myboard"),
             "ENDPOINT=http://192.168.1.20:8080": f"ENDPOINT={endpoint}",
             "0.2.0": ota.app_version(),  # the README's next release: here the one `ota publish` made
@@ -185,7 +187,9 @@ def test_the_readme_commands_run_against_a_virtual_board_and_a_local_endpoint(tm
     try:
         # The board on the cable for the README's real-board commands; its `dhtlink vboard` section
         # then starts a fresh one, which the later commands use.
-        process, first = started([DHTLINK, "vboard", "--dir", str(tmp_path / "cable")], env, tmp_path, "/dev/")
+        process, first = started(
+            [DHTLINK, "vboard", "--dir", str(tmp_path / "cable"), *UNCONFINED], env, tmp_path, "/tty"
+        )
         background.append(process)
         env["DHTLINK_PORT"] = first.strip().splitlines()[0]
         for command in commands():
@@ -201,7 +205,7 @@ def test_the_readme_commands_run_against_a_virtual_board_and_a_local_endpoint(tm
                     process, _ = started([DHTLINK, *argv], env, tmp_path, "Ctrl-C stops it")
                     background.append(process)
                 elif words[:2] == ["dhtlink", "vboard"]:
-                    process, first = started([DHTLINK, *words[1:]], env, tmp_path, "/dev/")
+                    process, first = started([DHTLINK, *words[1:], *UNCONFINED], env, tmp_path, "/tty")
                     background.append(process)
                     env["DHTLINK_PORT"] = first.strip().splitlines()[0]
                 elif words[0] == "make":
