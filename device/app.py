@@ -212,6 +212,14 @@ def main():
     if _exists(SAFE):
         _safe_mode("SAFE file present")
         return
+    if config.needs_wifi():
+        # Unprovisioned: Improv Wi-Fi on the serial line until a host gives it a network,
+        # then on into the app in the same boot (docs/dhtlink-up.md).
+        import improv
+
+        improv.Improv(FW).serve()
+        del improv, sys.modules["improv"]
+        gc.collect()
     rtc = rtc_load()
     cause = machine.reset_cause()
     # The ESP32 port's causes (ports/esp32/modmachine.c, mp_machine_reset_cause): power-on,

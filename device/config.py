@@ -135,6 +135,16 @@ def _read(path):
         raise ConfigError("%s is not valid JSON: re-run `dhtlink provision`" % path) from None
 
 
+def needs_wifi(path=PATH):
+    """No config.json, or one without Wi-Fi networks (`dhtlink up` writes the identity first):
+    the board listens for Improv Wi-Fi instead of starting the app."""
+    try:
+        cfg = _read(path)
+    except ConfigError:
+        return False  # damaged: the app's start names it
+    return cfg is None or (isinstance(cfg, dict) and not cfg.get("wifi"))
+
+
 def merge(cfg, remote):
     # cfg with remote settings ({"v": n, "interval_s": ..., "sensor.pin": ...}) applied,
     # as a new dict; a key the board does not take remotely is an error, never skipped.

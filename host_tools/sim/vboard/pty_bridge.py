@@ -48,15 +48,28 @@ from host_tools.sim.vboard.board import (
     sandbox_available,
 )
 
-CTRL_A, CTRL_B = 0x01, 0x02
+CTRL_A, CTRL_B, CTRL_C = 0x01, 0x02, 0x03
 
 
 def _board_side_tty(fd: int) -> None:
-    # Raw like a UART (no echo, no line editing, no \n -> \r\n), but Ctrl-C still signals.
+    # Raw like a UART (no echo, no line editing, no \n -> \r\n); Ctrl-C is the bridge's
+    # (PtyBridge._to_board), as the interrupt character is the UART driver's on the chip.
     tty.setraw(fd)
-    attrs = termios.tcgetattr(fd)
-    attrs[3] |= termios.ISIG
-    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+def _interrupt_char_on(pid: int) -> bool:
+    """Whether MicroPython's interrupt character is Ctrl-C now: the Unix port catches SIGINT
+    exactly while it is (unix_mphal.c, mp_hal_set_interrupt_char), as the ESP32's UART
+    driver compares each byte with it (uart.c): while code runs, unless the code switched
+    it off with micropython.kbd_intr(-1)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signal.SIGINT - 1) & 1)
+    except OSError:
+        pass
+    return False
 
 
 class PtyBridge:
@@ -123,6 +136,18 @@ class PtyBridge:
             if in_raw:
                 self.pending = bytes([CTRL_A]) + self.pending
 
+    def _to_board(self, data: bytes) -> None:
+        """Host bytes into the board's UART: a Ctrl-C while the interrupt character is on
+        interrupts (SIGINT: KeyboardInterrupt) and is not queued, as in the ESP32's UART
+        driver (ports/esp32/uart.c); otherwise it is data, as for Improv Wi-Fi's packets."""
+        assert self.process is not None
+        while CTRL_C in data and _interrupt_char_on(self.process.pid):
+            head, _, data = data.partition(bytes([CTRL_C]))
+            os.write(self.board_fd, head)
+            os.killpg(self.process.pid, signal.SIGINT)
+        if data:
+            os.write(self.board_fd, data)
+
     def _host_bytes(self, data: bytes) -> None:
         for byte in data:
             if byte == CTRL_A:
@@ -161,7 +186,7 @@ class PtyBridge:
                 if self.booting:
                     self.pending += data
                 else:
-                    os.write(self.board_fd, data)
+                    self._to_board(data)
             if self.board_fd in readable:
                 try:
                     data = os.read(self.board_fd, 4096)
@@ -172,7 +197,7 @@ class PtyBridge:
                     if self.booting and b"\n" in data:
                         self.booting = False
                         if self.pending:
-                            os.write(self.board_fd, self.pending)
+                            self._to_board(self.pending)
                             self.pending = b""
             assert self.process is not None
             status = self.process.poll()
