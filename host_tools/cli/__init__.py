@@ -15,6 +15,7 @@ from cloud import __version__
 from host_tools.errors import CommandError, UsageError
 
 VERB_MODULES = (
+    "up",
     "serve",
     "devices",
     "alerts",
