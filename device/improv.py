@@ -14,6 +14,7 @@
 # Ctrl-C is recognised here instead: a 3 anywhere but at a packet's type byte raises
 # KeyboardInterrupt with the interrupt character back on, as a Ctrl-C at a running
 # program does, so mpremote and every dhtlink tool reach the REPL as before.
+import gc
 import json
 import micropython
 import select
@@ -44,7 +45,7 @@ def packet(kind, data):
 def result(command, strings):
     data = bytearray()
     for s in strings:
-        b = s.encode()
+        b = s.encode() if isinstance(s, str) else s
         data.append(len(b))
         data.extend(b)
     return packet(4, bytes((command, len(data))) + data)
@@ -102,19 +103,19 @@ class Improv:
         return ("dhtlink", self.fw, chip, name, impl.name, "%d.%d.%d" % impl.version[:3])
 
     def scan(self):
-        """The board's own scan: one network per SSID, its strongest access point, strongest first."""
+        """The board's own scan: {ssid: (rssi, security)}, one entry per network (its
+        strongest access point), hidden ones left out. Clients sort it."""
         w = self.wlan
         w.active(True)
         try:
             found = w.scan()
         except OSError:
-            found = []
+            return {}
         best = {}
         for ssid, _bssid, _ch, rssi, security, hidden in found:
             if ssid and not hidden and (ssid not in best or rssi > best[ssid][0]):
                 best[ssid] = (rssi, security)
-        nets = sorted(best.items(), key=lambda kv: -kv[1][0])
-        return [(ssid.decode("utf-8", "replace"), str(rssi), "YES" if sec else "NO") for ssid, (rssi, sec) in nets]
+        return best
 
     def join(self, ssid, password):
         w = self.wlan
@@ -158,8 +159,11 @@ class Improv:
         elif command == DEVICE_INFO:
             self.send(result(DEVICE_INFO, self.info()))
         elif command == SCAN:
-            for net in self.scan():
-                self.send(result(SCAN, net))
+            best = self.scan()
+            gc.collect()  # the scan's list: one tuple per access point
+            for ssid in best:
+                rssi, security = best[ssid]
+                self.send(result(SCAN, (ssid, str(rssi), "YES" if security else "NO")))
             self.send(result(SCAN, ()))
         elif command == WIFI_SETTINGS:
             creds = wifi_settings(args)

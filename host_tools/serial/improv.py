@@ -126,8 +126,10 @@ class Improv:
         return dict(zip(keys, self._call(REQUEST_INFO, b"", timeout), strict=False))
 
     def scan(self, timeout: float = 30) -> list[Network]:
+        """The networks the board sees, strongest first."""
         found = self._call(REQUEST_SCAN, b"", timeout, many=True)
-        return [Network(ssid, int(rssi), secured != "NO") for ssid, rssi, secured in found]
+        networks = [Network(ssid, int(rssi), secured != "NO") for ssid, rssi, secured in found]
+        return sorted(networks, key=lambda network: -network.rssi)
 
     def provision(self, ssid: str, password: str, timeout: float = 40) -> str | None:
         """Send the network; the board's redirect URL (its dashboard) once it has joined."""

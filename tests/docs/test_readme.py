@@ -33,6 +33,8 @@ NOT_RUN = {
     "make bench BENCH_ARGS=": "a longer fleet run with chaos (tests/bench runs chaos)",
     "make serve HOST=0.0.0.0": "listens on the LAN",
     "make flash FIRMWARE=": "esptool writes a real chip's flash",
+    "dhtlink up": "a board on USB and a person choosing a network (tests/serial/test_dhtlink_up.py runs it on an "
+    "emulated blank chip)",
     "make repl": "interactive: the terminal belongs to mpremote",
     "read -rs DHTLINK_SECRET": "a person pastes the secret; the test exports it",
     "dhtlink devices list --aws": "needs a deployed stack (tests/cloud/test_devices_aws.py runs it on moto)",

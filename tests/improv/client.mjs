@@ -16,6 +16,13 @@ try {
     await client.provision(ssid, process.env.IMPROV_PASSWORD, 60000);
     say({ step: "provision", state: client.state, nextUrl: client.nextUrl ?? null });
   } catch (error) {
+    // The board sends the error, then the state it is back in: wait for that state.
+    if (client.state === 3) {
+      await new Promise((settle) => {
+        client.addEventListener("state-changed", settle, { once: true });
+        setTimeout(settle, 5000);
+      });
+    }
     say({ step: "provision", state: client.state, error: String(error) });
   }
 } catch (error) {

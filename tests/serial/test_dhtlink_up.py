@@ -47,7 +47,8 @@ def test_up_takes_a_blank_chip_to_a_stored_reading_and_a_rerun_keeps_it(
     up = ["up", "-p", blank_chip.port, "--endpoint", endpoint.url, "--firmware", str(firmware)]
     assert main([*up, "--wifi-ssid", "home", "--no-browser"]) == 0
     out = capsys.readouterr().out
-    print(out)
+    with capsys.disabled():  # the phases' times, for docs/performance.md (pytest -s)
+        print("\n" + out)
     assert list(phases(out)) == ["detect", "flash", "upload", "register", "wifi", "reach"], out
     assert "the ROM bootloader: no MicroPython yet" in out
 
@@ -84,7 +85,7 @@ def test_up_takes_a_blank_chip_to_a_stored_reading_and_a_rerun_keeps_it(
 
     # Again, on the provisioned board: nothing flashed, nothing asked, identity and Wi-Fi kept.
     monkeypatch.delenv("DHTLINK_WIFI_PASSWORD")
-    assert main([*up[:4], "--no-browser"]) == 0
+    assert main([*up[:5], "--no-browser"]) == 0
     again = capsys.readouterr().out
     assert list(phases(again)) == ["detect", "upload", "register", "reach"], again
     assert "0 app files sent" in again and "kept its registered identity" in again
