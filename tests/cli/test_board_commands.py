@@ -6,8 +6,8 @@ import time
 import pytest
 
 from host_tools.cli import main
-from host_tools.serial.board import Board
 from host_tools.serial import firmware
+from host_tools.serial.board import Board
 from tests.cli.conftest import start_vboard
 
 
