@@ -162,3 +162,50 @@ def test_permission_and_missing_port_messages(monkeypatch):
     monkeypatch.setattr(up, "brltty_present", lambda: False)
     with pytest.raises(UsageError, match="charge-only cable"):
         up.chosen_port(None)
+
+
+def test_the_pinned_image_comes_from_the_cache_with_its_recorded_digest(tmp_path, monkeypatch):
+    import hashlib
+
+    from esptool import bin_image
+
+    from host_tools import up
+    from host_tools.errors import CommandError
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    image = build_image(cache, bin_image.ESP32FirmwareImage, up.FIRMWARE_NAME)
+    (cache / (up.FIRMWARE_NAME + ".sha256")).write_text(hashlib.sha256(image.read_bytes()).hexdigest() + "\n")
+    said: list[str] = []
+    assert up.pinned_firmware(said.append, cache) == image and said == [], "kept bytes: no download"
+
+    # Bytes that changed since they were checked are not used: downloaded again (refused here).
+    image.write_bytes(image.read_bytes() + b"\0")
+
+    def no_network(*_args, **_kwargs):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(up.urllib.request, "urlopen", no_network)
+    with pytest.raises(CommandError, match="download it by other means and pass --firmware FILE"):
+        up.pinned_firmware(said.append, cache)
+    assert said[0].endswith("changed since it was downloaded; downloading it again")
+
+
+def test_up_reuses_the_local_endpoint_listening_on_its_port(tmp_path, endpoint, capsys, monkeypatch):
+    from host_tools import up
+
+    prepare(tmp_path / "board", None)
+    process, board = start_vboard(tmp_path / "board")
+    try:
+        # The board reaches this computer at its LAN address; the test's endpoint listens on loopback.
+        monkeypatch.setattr(up, "lan_address", lambda: "127.0.0.1")
+        monkeypatch.setenv("PORT", endpoint.url.rsplit(":", 1)[1])
+        monkeypatch.setenv("DATA_DIR", str(endpoint.data_dir))
+        monkeypatch.setenv("DHTLINK_WIFI_PASSWORD", PASSWORD)
+        assert main(["up", "-p", board.port, "--wifi-ssid", "home", "--device", "reused", "--no-browser"]) == 0
+        out = capsys.readouterr().out
+        assert f"using the local endpoint already listening on port {endpoint.url.rsplit(':', 1)[1]}" in out
+        assert endpoint.store.latest_reading("reused")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
