@@ -212,14 +212,6 @@ def main():
     if _exists(SAFE):
         _safe_mode("SAFE file present")
         return
-    if config.needs_wifi():
-        # Unprovisioned: Improv Wi-Fi on the serial line until a host gives it a network,
-        # then on into the app in the same boot (docs/dhtlink-up.md).
-        import improv
-
-        improv.Improv(FW).serve()
-        del improv, sys.modules["improv"]
-        gc.collect()
     rtc = rtc_load()
     cause = machine.reset_cause()
     # The ESP32 port's causes (ports/esp32/modmachine.c, mp_machine_reset_cause): power-on,
@@ -240,7 +232,7 @@ def main():
         _safe_mode("%d crashing boots in a row" % CRASH_LIMIT)
         return
     try:
-        cfg = config.load()
+        cfg = config.load(improv_fw=FW)
     except config.ConfigError as e:
         print("dhtlink: not starting:", e)
         return

@@ -44,13 +44,22 @@ def wait_listening(port: str, timeout: float = 20) -> None:
         assert Improv(line).listen(timeout) == 2, "the board announces Improv's READY state when it starts listening"
 
 
+def stop(process: subprocess.Popen) -> None:
+    """End a `dhtlink vboard` (a loaded machine may take a while to schedule it)."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
 @pytest.fixture
 def unprovisioned(tmp_path):
     prepare(tmp_path / "board", IDENTITY)
     process, board = start_vboard(tmp_path / "board")
     yield board
-    process.terminate()
-    process.wait(timeout=10)
+    stop(process)
 
 
 def reference_client(board: VBoard, ssid: str, password: str) -> list[dict]:

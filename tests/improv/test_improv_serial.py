@@ -10,7 +10,7 @@ import serial
 from host_tools.serial.board import Board, probe
 from host_tools.serial.improv import Improv, ImprovError, rpc_packet
 from tests.cli.conftest import start_vboard
-from tests.improv.conftest import IDENTITY, PASSWORD, prepare, reference_client, wait_listening
+from tests.improv.conftest import IDENTITY, PASSWORD, prepare, reference_client, stop, wait_listening
 
 
 def read_packet(line: serial.Serial) -> bytes:
@@ -104,5 +104,4 @@ def test_a_board_with_no_config_at_all_listens_too_and_keeps_only_the_network(tm
             assert client.provision("cafe-guest", "") is None, "no dashboard to send the user to yet"
         assert json.loads((board.dir / "config.json").read_text()) == {"wifi": [{"ssid": "cafe-guest", "password": ""}]}
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)

@@ -16,7 +16,7 @@ import pytest
 from host_tools.cli import main
 from host_tools.serial.files import MANIFEST
 from tests.cli.conftest import start_vboard
-from tests.improv.conftest import ACCESS_POINTS, PASSWORD, prepare
+from tests.improv.conftest import ACCESS_POINTS, PASSWORD, prepare, stop
 from tests.serial.test_firmware_image import build_image
 from tests.serial.usb_esp32 import UsbEsp32
 
@@ -109,8 +109,7 @@ def test_a_wrong_wifi_password_is_named_and_nothing_is_kept(tmp_path, endpoint, 
         assert main([*args[:5], "--wifi-ssid", "office", "--device", "wrong-pw"]) == 2
         assert "does not see it (it sees home, cafe-guest)" in capsys.readouterr().err
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
 
 
 def test_a_firewalled_endpoint_is_named_with_its_fix(tmp_path, endpoint, capsys, monkeypatch):
@@ -130,8 +129,7 @@ def test_a_firewalled_endpoint_is_named_with_its_fix(tmp_path, endpoint, capsys,
         assert f"the board joined home but nothing reached {endpoint.url}/data within 15 s" in err
         assert f"sudo ufw allow {port}/tcp" in err and "--host 0.0.0.0" in err
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
 
 
 def test_a_port_where_nothing_answers_says_hold_boot(tmp_path, capsys, monkeypatch):
@@ -207,5 +205,4 @@ def test_up_reuses_the_local_endpoint_listening_on_its_port(tmp_path, endpoint, 
         assert f"using the local endpoint already listening on port {endpoint.url.rsplit(':', 1)[1]}" in out
         assert endpoint.store.latest_reading("reused")
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
