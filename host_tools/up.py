@@ -36,7 +36,6 @@ from host_tools.errors import CommandError, UsageError
 # beside it in the cache, so later runs use exactly the bytes checked the first time.
 FIRMWARE_NAME = "ESP32_GENERIC-20250809-v1.26.0.bin"
 FIRMWARE_URL = "https://micropython.org/resources/firmware/" + FIRMWARE_NAME
-FIRMWARE_SHA256: str | None = None  # not published by MicroPython; see above
 READING_WAIT_S = 90.0  # the app's first wake sends at once: Wi-Fi, a clock, one POST
 
 NO_DOWNLOAD_MODE = (
@@ -77,8 +76,6 @@ class Outcome:
     dashboard: str
     ssid: str | None
     phases: list[Phase] = field(default_factory=list)
-    flashed: bool = False
-    provisioned_now: bool = False
 
 
 @dataclass
@@ -117,10 +114,14 @@ def pinned_firmware(say: Callable[[str], Any], cache: Path | None = None) -> Pat
             f"cannot download {FIRMWARE_URL} ({error}); download it by other means and pass --firmware FILE"
         ) from None
     digest = hashlib.sha256(part.read_bytes()).hexdigest()
-    if FIRMWARE_SHA256 is not None and digest != FIRMWARE_SHA256:
+    try:
+        firmware_image.inspect(part)
+    except UsageError:
         part.unlink()
-        raise CommandError(f"the download of {FIRMWARE_NAME} is not the pinned image (SHA-256 {digest})")
-    firmware_image.inspect(part)  # an ESP32 image, not an error page
+        raise CommandError(
+            f"what {FIRMWARE_URL} sent is not an ESP32 image (a captive portal's page?); download it by other "
+            "means and pass --firmware FILE"
+        ) from None
     part.rename(path)
     recorded.write_text(digest + "\n")
     say(f"  SHA-256 {digest} (kept: later runs use exactly these bytes)")
@@ -352,8 +353,8 @@ def catch(port: str, wait_s: float, say: Callable[[str], Any] | None) -> Any:
         return None
 
 
-def detect(port: str, request: Request, clock: Clock, say: Callable[[str], Any]) -> tuple[Any, bool]:
-    """(the board caught at its REPL, whether MicroPython was written first). MicroPython
+def detect(port: str, request: Request, clock: Clock, say: Callable[[str], Any]) -> Any:
+    """The board caught at its REPL, MicroPython written first if it had none. MicroPython
     that answers at once is used; otherwise the ROM bootloader says what the flash holds:
     nothing (a blank chip), or a firmware image, which after esptool's reset is given a few
     seconds to answer as MicroPython before it is taken for another firmware and replaced.
@@ -362,19 +363,19 @@ def detect(port: str, request: Request, clock: Clock, say: Callable[[str], Any])
     board = catch(port, 3, None)
     if board is not None:
         clock.mark("detect", "MicroPython answers")
-        return board, False
+        return board
     header = rom_flash_header(port)
     if header is None:
         board = catch(port, request.board_wait_s, say)
         if board is None:
             raise CommandError(NO_DOWNLOAD_MODE.format(port=port))
         clock.mark("detect", "MicroPython answers after its sleep")
-        return board, False
+        return board
     if header[:1] == b"\xe9":
         board = catch(port, 10, None)
         if board is not None:
             clock.mark("detect", "MicroPython answers after a reset")
-            return board, False
+            return board
         what = "another firmware, not MicroPython: replacing it"
     else:
         what = "the ROM bootloader: no MicroPython yet"
@@ -385,7 +386,7 @@ def detect(port: str, request: Request, clock: Clock, say: Callable[[str], Any])
         raise CommandError(
             f"MicroPython was written to the board on {port} but does not answer: press its reset button"
         )
-    return board, True
+    return board
 
 
 def flash_micropython(port: str, request: Request, clock: Clock, say: Callable[[str], Any]) -> None:
@@ -431,7 +432,7 @@ def up(request: Request, choices: Choices, say: Callable[[str], Any]) -> Outcome
     port = chosen_port(request.port)
     check_openable(port)
     endpoint = receiver(request, say)
-    board, flashed = detect(port, request, clock, say)
+    board = detect(port, request, clock, say)
     with board:
         old = read_board_config(board) or {}
         uploaded = upload_app(board)
@@ -468,7 +469,7 @@ def up(request: Request, choices: Choices, say: Callable[[str], Any]) -> Outcome
         )
     clock.mark("reach", "the board's first reading is stored")
     dashboard = url or dashboard_url(endpoint, device_id)
-    return Outcome(device_id, endpoint, dashboard, ssid, clock.phases, flashed, provisioned_now=not wifi)
+    return Outcome(device_id, endpoint, dashboard, ssid, clock.phases)
 
 
 def _store(request: Request) -> Any:
