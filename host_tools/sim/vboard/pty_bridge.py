@@ -197,7 +197,7 @@ class PtyBridge:
                     if self.booting and b"\n" in data:
                         self.booting = False
                         if self.pending:
-                            self._to_board(self.pending)
+                            os.write(self.board_fd, self.pending)
                             self.pending = b""
             assert self.process is not None
             status = self.process.poll()
