@@ -17,7 +17,7 @@ MOSQUITTO := /usr/sbin/mosquitto
 # site-packages, where they would stand in for CPython's own modules.
 DEVICE_STUBS := micropython-esp32-esp32-generic-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
 
-.PHONY: venv emulators test test-fast test-browser chromium mosquitto lint serve bench flash repl provision deploy clean
+.PHONY: venv emulators improv-client test test-fast test-browser chromium mosquitto lint serve bench flash repl provision deploy clean
 
 venv: $(STAMP)
 
@@ -47,7 +47,18 @@ $(DYNALITE): $(EMULATORS)/package-lock.json
 	npm ci --prefix $(EMULATORS) --no-audit --no-fund --loglevel=error
 	@touch $@
 
-test: $(STAMP) $(CHROMIUM) $(MOSQUITTO) $(DYNALITE)
+# The Improv Wi-Fi reference client (improv-wifi-serial-sdk), pinned by tests/improv/package-lock.json:
+# the firmware's Improv is checked against it under node.
+IMPROV_CLIENT_DIR := tests/improv
+IMPROV_CLIENT := $(IMPROV_CLIENT_DIR)/node_modules/improv-wifi-serial-sdk/package.json
+
+improv-client: $(IMPROV_CLIENT)
+
+$(IMPROV_CLIENT): $(IMPROV_CLIENT_DIR)/package-lock.json
+	npm ci --prefix $(IMPROV_CLIENT_DIR) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: $(STAMP) $(CHROMIUM) $(MOSQUITTO) $(DYNALITE) $(IMPROV_CLIENT)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The dashboard in a real browser alone: make test-browser
@@ -66,7 +77,7 @@ $(MOSQUITTO):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto
 
-test-fast: $(STAMP) $(MOSQUITTO) $(DYNALITE)
+test-fast: $(STAMP) $(MOSQUITTO) $(DYNALITE) $(IMPROV_CLIENT)
 	$(BIN)/pytest -m 'not slow' $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -232,7 +232,7 @@ def main():
         _safe_mode("%d crashing boots in a row" % CRASH_LIMIT)
         return
     try:
-        cfg = config.load()
+        cfg = config.load(improv_fw=FW)
     except config.ConfigError as e:
         print("dhtlink: not starting:", e)
         return

@@ -135,6 +135,20 @@ def _read(path):
         raise ConfigError("%s is not valid JSON: re-run `dhtlink provision`" % path) from None
 
 
+def _improv(fw, path):
+    """No Wi-Fi yet (no config.json, or `dhtlink up`'s identity alone): Improv Wi-Fi on the
+    serial line until a host gives the board a network (device/improv.py keeps it in
+    config.json), then config.json read again, so the app starts in the same boot."""
+    import sys
+    import gc
+    import improv
+
+    improv.Improv(fw).serve()
+    del improv, sys.modules["improv"]
+    gc.collect()
+    return _read(path)
+
+
 def merge(cfg, remote):
     # cfg with remote settings ({"v": n, "interval_s": ..., "sensor.pin": ...}) applied,
     # as a new dict; a key the board does not take remotely is an error, never skipped.
@@ -153,12 +167,15 @@ def merge(cfg, remote):
     return out
 
 
-def load(path=PATH, remote=True):
-    """config.json, validated; with remote=True the remote settings in settings.json on
+def load(path=PATH, remote=True, improv_fw=None):
+    """config.json, validated (with improv_fw, the firmware version, a board without Wi-Fi
+    first gets it over Improv Wi-Fi); with remote=True the remote settings in settings.json on
     top (cfg["settings_v"] their version, 0 for none). settings.json was validated
     against config.json when it was received; should it no longer fit (config.json
     changed by hand), the board runs config.json alone and says why at the REPL."""
     cfg = _read(path)
+    if improv_fw and (cfg is None or (isinstance(cfg, dict) and not cfg.get("wifi"))):
+        cfg = _improv(improv_fw, path)
     if cfg is None:
         raise ConfigError("no %s on the board: run `dhtlink provision` to write it" % path)
     if not remote:

@@ -150,14 +150,24 @@ def checked_device(device_id: str, option: str = "--device") -> str:
 
 
 def board_options() -> argparse.ArgumentParser:
+    from host_tools.serial.board import WAKE_WAIT_S
+
     """-p/--port for every verb that talks to a board over a serial port."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
         "-p",
         "--port",
         default=None,
-        help="the board's serial port, e.g. /dev/ttyUSB0 or a virtual board's /dev/pts/N "
+        help="the board's serial port, e.g. /dev/ttyUSB0 or the path `dhtlink vboard` prints "
         "(default $DHTLINK_PORT, else the one ESP32 board attached)",
+    )
+    parent.add_argument(
+        "--wait",
+        type=float,
+        default=WAKE_WAIT_S,
+        metavar="SECONDS",
+        help="how long to wait for a board asleep between readings to wake (default 75: longer than the "
+        "app's default 60 s interval); serial input does not wake a sleeping ESP32",
     )
     return parent
 

@@ -18,6 +18,7 @@ from host_tools.common import apply_aws_account
 from host_tools.errors import CommandError, UsageError
 
 VERB_MODULES = (
+    "up",
     "serve",
     "devices",
     "alerts",

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         wait_for_repl(port)
     elif not probe(port):
         raise CommandError(MICROPYTHON_DOWNLOAD.format(port=port))
-    with Board(port) as board:
+    with Board(port, wait_s=args.wait) as board:
         result = upload_app(board)
         board.soft_reset()
     kind = ".mpy (mpy-cross)" if result.compiled else ".py (the board's MicroPython reads another bytecode)"

@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     port = choose(args.port)
     if given_endpoint is not None:
         check_reachable(given_endpoint, port)
-    with Board(port) as board:  # opened before registering: no identity is minted for a board that isn't there
+    # Opened before registering: no identity is minted for a board that isn't there.
+    with Board(port, wait_s=args.wait) as board:
         old = read_board_config(board)
         device_id = _kept("--device", args.device, old, "device_id")
         endpoint = _kept("--endpoint", given_endpoint, old, "endpoint")
@@ -146,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             hand_back_to_usb(board, device_id, args.aws, args.stack, settings, args.data_dir) if settings else []
         )
         has_app = board.exists(MANIFEST)
+        resumed = board.was_running  # handed back by a soft reset: the app reads the new config
     print(f"{device_id}: {what}; config.json written to {port} and verified")
     print(f"  wifi {wifi[0]['ssid']}, endpoint {endpoint}")
     if config.get("tls_ca"):
@@ -158,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  no longer set remotely: {', '.join(handed_back)} (removed from the registry's desired settings)")
     if next_seq is not None:
         print(f"  readings continue from seq {next_seq} (the registry has seen up to {max_seq})")
-    if has_app:
+    if has_app and resumed:
+        print("  the app restarted with the new config")
+    elif has_app:
         print("  `dhtlink reset` starts the app with the new config")
     else:
         print(f"  no app on the board yet: `dhtlink flash -p {port}` uploads it, and the app starts with this config")

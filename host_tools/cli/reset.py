@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from host_tools.serial.board import Board
 
     port = choose(args.port)
-    with Board(port) as board:
+    with Board(port, wait_s=args.wait) as board:
         if args.soft:
             board.soft_reset()
         else:

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from host_tools.serial.board import Board
 
     port = choose(args.port)
-    with Board(port) as board:
+    with Board(port, wait_s=args.wait) as board:
         if args.state == "on":
             board.write_file(SAFE, b"requested with dhtlink safe-mode on\n")
         else:

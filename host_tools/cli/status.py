@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from host_tools.serial.board import Board
 
     port = choose(args.port)
-    with Board(port) as board:
+    with Board(port, wait_s=args.wait) as board:
         status = read_status(board)
     if args.json:
         print(json.dumps(status, indent=2))

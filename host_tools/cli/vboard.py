@@ -17,6 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "status. Runs until killed. The board's flash is DIR, readable by you only (config.json holds secrets).",
     )
     parser.add_argument("--dir", type=Path, default=None, help="the board's filesystem (default: a new temp dir)")
+    parser.add_argument(
+        "--unconfined-board-can-reach-host",
+        dest="unconfined",
+        action="store_true",
+        help="start even where the OS sandbox cannot be built: code on the board can then read and write this "
+        "computer's files (docs/virtual-board.md)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -43,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     # Every file the board writes (config.json above all) is its owner's only, as on a board nobody else holds.
     os.umask(0o077)
     try:
-        pty_bridge.run(directory)
+        pty_bridge.run(directory, allow_unconfined=args.unconfined)
     except KeyboardInterrupt:
         pass
     return 0

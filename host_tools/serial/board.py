@@ -1,21 +1,63 @@
 """A board at the other end of a serial port: the verbs the host tools need, over
-mpremote's SerialTransport (raw REPL). Nothing here soft-resets the board on connect,
-so a running app and the REPL state survive a look at the board."""
+mpremote's SerialTransport (raw REPL).
+
+Opening a Board takes the board from its app and closing it hands it back as it was
+found, without a reset a user or the app would count:
+- catch: an awake board is interrupted with Ctrl-C. A board in deep sleep hears nothing
+  (the ESP32's UART is powered down), so a silent board is waited for: the first byte it
+  prints at its next wake (the ROM's reset line) is answered at once with Ctrl-C, inside
+  the wake. A board that stays silent gets a message saying what to do.
+- hold: the watchdog an app armed (machine.WDT) cannot be stopped on the ESP32 and keeps
+  running at the REPL (ports/esp32/machine_wdt.c); the ESP32 lets it be re-armed, so
+  while a tool holds the board it is re-armed with a long timeout (HOLD_WDT_MS).
+- release: a board that was running its app is soft-reset (Ctrl-D at the friendly REPL):
+  main.py runs again, the app arms its own watchdog with its own timeout, and the reset
+  reads SOFT_RESET, which the app never counts as a crash; RTC memory and the clock are
+  kept. A board that was found at its REPL is left there.
+"""
 
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from host_tools.errors import CommandError
 
-CONNECT_TIMEOUT_S = 10
+# Long enough for a board that sleeps the app's default 60 s between readings to wake.
+WAKE_WAIT_S = 75
+# The watchdog while a tool holds the board: long enough for any verb, short enough that
+# a board a killed tool left at the REPL goes back to work by itself.
+HOLD_WDT_MS = 30 * 60 * 1000
+# Seconds a board gets to answer Ctrl-C before it counts as silent (asleep, or busy).
+ANSWER_S = 0.5
 # MicroPython's own version ("1.29.0-preview"), not sys.version's leading "3.4.0", the
 # Python language level MicroPython implements.
 VERSION_EXPRESSION = (
     "'.'.join(str(p) for p in __import__('sys').implementation.version[:3])"
     " + ''.join('-' + str(p) for p in __import__('sys').implementation.version[3:] if p)"
+)
+# Re-arms the watchdog where the app arms one (app installed, not in safe mode); a board
+# without it gets no watchdog it never had.
+HOLD = """
+import os, machine
+def _hold():
+    names = os.listdir('/')
+    if 'SAFE' in names or not ('app.mpy' in names or 'app.py' in names):
+        return 0
+    machine.WDT(0, {ms})
+    return 1
+print(_hold())
+del _hold
+"""
+SILENT = (
+    "the board on {port} printed nothing for {wait:.0f} s and did not answer Ctrl-C. If it runs dhtlink's app it "
+    "is in deep sleep between readings, longer than that: retry with --wait SECONDS above its interval, or "
+    "press its reset button once and run the command within a few seconds (its readings are on flash and are "
+    "kept; RTC memory and the clock restart, and the app sets the clock again and dates the readings taken "
+    "before that at its next connection). Otherwise a program that ignores Ctrl-C is running, or this is not "
+    "MicroPython: `dhtlink flash --firmware` it"
 )
 
 
@@ -32,45 +74,97 @@ class BoardFiles(Protocol):
     def mpy_version(self) -> tuple[int, int]: ...
 
 
+def notice(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 class Board:
-    def __init__(self, port: str) -> None:
+    def __init__(self, port: str, wait_s: float = WAKE_WAIT_S, say: Callable[[str], Any] | None = notice) -> None:
         from mpremote.transport import TransportError
         from mpremote.transport_serial import SerialTransport
 
         self.port = port
+        self.say = say or (lambda _text: None)
+        self.was_running = False  # the app ran when the board was caught: release resumes it
+        self.watchdog_held = False
+        self.released = False
         try:
             self.transport = SerialTransport(port, baudrate=115200)
         except TransportError as error:
             raise CommandError(
                 f"cannot open {port}: {error}; is another program (a REPL, a monitor) holding it?"
             ) from None
-        if not self._enter_raw_repl(CONNECT_TIMEOUT_S):
-            self.transport.close()
-            raise CommandError(
-                f"the board on {port} does not answer: a program is running that ignores Ctrl-C, or this is "
-                "not MicroPython. Press its reset button and retry, or `dhtlink flash --firmware` it"
-            )
-
-    def _enter_raw_repl(self, timeout_s: float) -> bool:
-        """Interrupt whatever runs and enter the raw REPL, within a deadline: mpremote's own
-        entry can block for ever on a board that never answers."""
         serial = self.transport.serial
-        serial.timeout = 0.2
+        blocking = serial.timeout  # mpremote's own reads rely on it (raw-paste's window answer)
+        try:
+            serial.timeout = 0.05
+            entered = self._enter_raw_repl(wait_s)
+            serial.timeout = blocking
+            if not entered:
+                raise CommandError(SILENT.format(port=port, wait=wait_s))
+            self.watchdog_held = self.exec(HOLD.format(ms=HOLD_WDT_MS)).strip().endswith("1")
+        except BaseException:
+            self.transport.close()
+            raise
+
+    def _read_for(self, seconds: float) -> bytes:
+        serial = self.transport.serial
+        got = b""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            got += serial.read(max(1, serial.in_waiting))
+        return got
+
+    def _enter_raw_repl(self, wait_s: float) -> bool:
+        """Interrupt whatever runs and enter the raw REPL, catching a sleeping board at its
+        next wake, within a deadline: mpremote's own entry gives up after 10 s."""
+        serial = self.transport.serial
         # mpremote's exec expects the ">" prompt after the banner still unread: stop right before it.
         banner = b"raw REPL; CTRL-B to exit\r\n"
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + wait_s
+        waited = False
         while time.monotonic() < deadline:
             serial.write(b"\r\x03")
-            time.sleep(0.1)
-            serial.reset_input_buffer()
-            serial.write(b"\r\x01")
+            answer = self._read_for(ANSWER_S)
+            serial.write(b"\r\x01")  # a board left in the raw REPL answers this, not Ctrl-C
             seen = b""
-            retry_at = time.monotonic() + 2
-            while time.monotonic() < min(retry_at, deadline):
+            retry_at = time.monotonic() + 1
+            while time.monotonic() < min(retry_at, deadline) and not seen.endswith(banner):
                 seen += serial.read(1)
-                if seen.endswith(banner):
-                    self.transport.in_raw_repl = True
-                    return True
+            if b"KeyboardInterrupt" in answer + seen:
+                self.was_running = True
+            if seen.endswith(banner) and self._settle(banner):
+                self.transport.in_raw_repl = True
+                return True
+            if answer or seen:
+                continue
+            if not waited:
+                self.say(
+                    f"{self.port}: the board is silent, asleep between readings (serial input does not wake "
+                    f"an ESP32): catching its next wake (up to {wait_s:.0f} s)"
+                )
+                waited = True
+            # Anything it prints (the ROM's reset line at a wake) is answered at once.
+            while time.monotonic() < deadline and not serial.read(1):
+                pass
+        return False
+
+    def _settle(self, banner: bytes) -> bool:
+        """Ask for the raw REPL's banner once more once the board is quiet, until exactly its
+        ">" prompt is left unread: a slow board may still answer an earlier attempt, and
+        mpremote must find one prompt, not two."""
+        serial = self.transport.serial
+        for _ in range(5):
+            while self._read_for(0.3):
+                pass
+            serial.write(b"\x01")
+            seen = b""
+            until = time.monotonic() + 5
+            while time.monotonic() < until and not seen.endswith(banner):
+                seen += serial.read(1)
+            time.sleep(0.3)
+            if seen.endswith(banner) and serial.in_waiting == 1:
+                return True
         return False
 
     def __enter__(self) -> "Board":
@@ -80,11 +174,31 @@ class Board:
         self.close()
 
     def close(self) -> None:
+        """Hand the board back: its app running again if it was running when caught."""
+        from mpremote.transport import TransportError
+
         try:
-            if self.transport.in_raw_repl:
-                self.transport.exit_raw_repl()
+            if not self.released and self.was_running:
+                try:
+                    self.soft_reset()
+                except (TransportError, OSError):
+                    # The command's own error (a pulled cable, a second program) says what happened.
+                    self.say(f"{self.port}: the board could not be handed back; press its reset button")
+            elif not self.released:
+                if self.transport.in_raw_repl:
+                    self.transport.exit_raw_repl()
+                if self.watchdog_held:
+                    self.say(
+                        f"{self.port}: the board was at its REPL and is left there (its watchdog re-armed for "
+                        f"{HOLD_WDT_MS // 60000} min); `dhtlink reset --soft -p {self.port}` starts the app"
+                    )
         finally:
             self.transport.close()
+
+    def leave_at_repl(self) -> None:
+        """Leave the board at its friendly REPL, the watchdog still held, for another program."""
+        self.transport.exit_raw_repl()
+        self.released = True
 
     def exec(self, code: str) -> str:
         from mpremote.transport import TransportError
@@ -132,21 +246,24 @@ class Board:
         return value & 0xFF, (value >> 8) & 3
 
     def soft_reset(self) -> None:
-        """Ctrl-D at the friendly REPL: a fresh interpreter that runs boot.py and main.py."""
+        """Ctrl-D at the friendly REPL: a fresh interpreter that runs boot.py and main.py;
+        the watchdog keeps running through it (the app re-arms its own at start)."""
         self.transport.exit_raw_repl()
         self.transport.serial.write(b"\x04")
         self.transport.read_until(1, b"soft reboot\r\n", timeout=5)
+        self.released = True
 
     def hard_reset(self) -> None:
-        """machine.reset(): the chip reboots and runs boot.py and main.py."""
+        """machine.reset(): the chip reboots (stopping the watchdog) and runs boot.py and main.py."""
         self.transport.serial.write(b"import machine\r\nmachine.reset()\r\n\x04")
         self.transport.in_raw_repl = False
+        self.released = True
 
 
-def probe(port: str) -> str | None:
+def probe(port: str, wait_s: float = 2) -> str | None:
     """The MicroPython version answering on port, or None."""
     try:
-        with Board(port) as board:
+        with Board(port, wait_s=wait_s, say=None) as board:
             return str(board.eval(VERSION_EXPRESSION))
     except (CommandError, OSError):
         return None

@@ -1,5 +1,6 @@
-"""`dhtlink logs [--follow]`: the firmware's rotating log (log.1.txt, then log.txt), with
-each line's board time shown as an ISO 8601 UTC time."""
+"""`dhtlink logs`: the firmware's rotating log (log.1.txt, then log.txt), with each line's
+board time shown as an ISO 8601 UTC time; `dhtlink logs --follow`: what the board prints
+on its serial line, live, without interrupting it (as `esphome logs` does)."""
 
 import datetime as dt
 import re
@@ -11,9 +12,6 @@ from typing import Any
 from host_tools.serial.board import BoardFiles
 from host_tools.serial.files import LOG, OLD_LOG
 
-POLL_S = 2
-TAIL = 200  # bytes of what was printed that must be found again to place the new part
-KEEP = 16384  # bytes of what was printed to remember: more than both log files hold
 # Where the board's time.time() starts: 2000-01-01 on the ESP32 port, 1970 on the Unix port.
 EPOCH_PROBE = "import time\nprint(time.gmtime(0)[0])"
 EPOCH_2000 = 946684800
@@ -30,24 +28,8 @@ def epoch_offset(board: BoardFiles) -> int:
 
 
 def complete(text: bytes) -> bytes:
-    """The whole lines of text: a line caught while the board writes it waits for the next poll."""
+    """The whole lines of text: not a line the app was writing when it was interrupted."""
     return text[: text.rfind(b"\n") + 1]
-
-
-def added(previous: bytes, current: bytes) -> bytes:
-    """The whole lines current adds to previous, none of previous's again. The log only
-    grows, except that a rotation drops its oldest half, so the new part starts after
-    where previous's tail now stands. When that tail is gone (the two files were read on
-    either side of a rotation) the lines previous already held are left out."""
-    current = complete(current)
-    if not previous:
-        return current
-    tail = previous[-TAIL:]
-    at = current.rfind(tail)
-    if at >= 0:
-        return current[at + len(tail) :]
-    printed = set(previous.splitlines(keepends=True))
-    return b"".join(line for line in current.splitlines(keepends=True) if line not in printed)
 
 
 def with_iso_times(text: bytes, offset: int) -> str:
@@ -61,29 +43,67 @@ def with_iso_times(text: bytes, offset: int) -> str:
     return LINE_TIME.sub(iso, text).decode("utf-8", "replace")
 
 
-def follow(
-    open_board: Callable[[], Any],
-    once: bool,
-    write: Callable[[str], Any] | None = None,
-    sleep: Callable[[float], Any] = time.sleep,
-) -> None:
-    """Print the log, then (unless once) what each poll adds to it, every line once. The
-    board is opened for each poll only, so the app runs between polls. write defaults to
-    the sys.stdout of the moment (a test's capture, a redirect)."""
-    printed = b""
-    offset = None
-    while True:
-        with open_board() as board:
-            if offset is None:
-                offset = epoch_offset(board)
-            text = read_log(board)
-        new = added(printed, text)
-        if new:
-            (write or sys.stdout.write)(with_iso_times(new, offset))
-            sys.stdout.flush()
-        # What was printed, not what was read: a read torn by a rotation must not become
-        # the reference the next poll is placed against.
-        printed = (printed + new)[-KEEP:]
-        if once:
-            return
-        sleep(POLL_S)
+SILENCE_S = 0.5  # a part line the board printed and nothing after: shown after this long
+
+
+def open_passive(port: str) -> Any:
+    """The port opened without touching the board: DTR and RTS are set low before the port
+    opens, so a board whose auto-reset circuit wires them to EN and IO0 is not reset."""
+    import serial
+
+    from host_tools.errors import CommandError
+
+    uart = serial.Serial()
+    uart.port, uart.baudrate, uart.timeout, uart.exclusive = port, 115200, 0.1, True
+    uart.dtr = uart.rts = False
+    try:
+        uart.open()
+    except serial.SerialException as error:
+        raise CommandError(f"cannot open {port}: {error}; is another program (a REPL, a monitor) holding it?") from None
+    return uart
+
+
+def human_line(line: str, received: float) -> str:
+    """`[03:12:05] I sent 1 readings`: the host's local time the line arrived. An app log
+    line's own time (the board's clock: seconds since 2000 on the ESP32, since 1970 on the
+    Unix port) is shown only when the board's clock is off by more than a minute."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(received))
+    match = LIVE_TIME.match(line)
+    if match:
+        board = int(match.group(1))
+        board += EPOCH_2000 if board < EPOCH_2000 else 0  # unambiguous until 2030
+        line = line[match.end() :]
+        if abs(board - received) > 60:
+            when = dt.datetime.fromtimestamp(board, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            line += f"  (board clock {when})"
+    return f"[{stamp}] {line}"
+
+
+LIVE_TIME = re.compile(r"^(\d+) (?=[IWE] )")
+
+
+def watch(uart: Any, write: Callable[[str], Any] | None = None, until: Callable[[], bool] = lambda: False) -> None:
+    """Print each line the board prints, with the time it arrived, until `until()` (or
+    Ctrl-C). Nothing is sent to the board: its app runs and sleeps as if unwatched."""
+    pending = b""
+    last = time.monotonic()
+    while not until():
+        chunk = uart.read(max(1, uart.in_waiting))
+        now = time.monotonic()
+        if chunk:
+            pending += chunk
+            last = now
+        while b"\n" in pending or (pending and now - last > SILENCE_S):
+            line, _, pending = pending.partition(b"\n")
+            text = line.decode("utf-8", "replace").rstrip("\r")
+            if text:
+                (write or sys.stdout.write)(human_line(text, time.time()) + "\n")
+                sys.stdout.flush()
+
+
+def print_log(board: BoardFiles, write: Callable[[str], Any] | None = None) -> None:
+    """Print the stored log, oldest line first. write defaults to the sys.stdout of the
+    moment (a test's capture, a redirect)."""
+    text = complete(read_log(board))
+    (write or sys.stdout.write)(with_iso_times(text, epoch_offset(board)))
+    sys.stdout.flush()

@@ -1,22 +1,16 @@
-"""`dhtlink logs`: the code the command runs (follow), fed the reads a board gives."""
+"""`dhtlink logs`: the stored log's times, and the live lines `logs --follow` shows."""
 
-from contextlib import nullcontext
+import re
+import time
 
 from host_tools.serial import logs
 from host_tools.serial.files import LOG, OLD_LOG
 
 
 class LogBoard:
-    """A board whose log files change from one poll to the next, as the app writes them."""
-
-    def __init__(self, polls: list[dict[str, bytes]], epoch_year: str = "2000") -> None:
-        self.polls = polls
+    def __init__(self, files: dict[str, bytes], epoch_year: str = "2000") -> None:
+        self.files = files
         self.epoch_year = epoch_year
-        self.files: dict[str, bytes] = {}
-
-    def open(self):
-        self.files = self.polls.pop(0)
-        return nullcontext(self)
 
     def read_file(self, name: str) -> bytes | None:
         return self.files.get(name)
@@ -26,50 +20,59 @@ class LogBoard:
         return self.epoch_year + "\r\n"
 
 
-def follow(board: LogBoard, polls: int) -> str:
+def printed(board: LogBoard) -> str:
     out: list[str] = []
-    sleeps = iter(range(polls - 1))
-
-    def sleep(_: float) -> None:
-        if next(sleeps, None) is None:
-            raise KeyboardInterrupt
-
-    try:
-        logs.follow(board.open, once=polls == 1, write=out.append, sleep=sleep)
-    except KeyboardInterrupt:
-        pass
+    logs.print_log(board, write=out.append)  # type: ignore[arg-type]
     return "".join(out)
 
 
-def lines(start: int, stop: int) -> bytes:
-    return b"".join(b"%d I cycle %d\n" % (600 + n, n) for n in range(start, stop))
-
-
 def test_times_are_iso_utc_on_the_esp32_epoch_and_on_the_unix_one():
-    assert follow(LogBoard([{LOG: b"269 I boot 1\n"}]), 1) == "2000-01-01T00:04:29Z I boot 1\n"
-    unix = LogBoard([{LOG: b"1795389990 W wifi down\n"}], epoch_year="1970")
-    assert follow(unix, 1) == "2026-11-22T23:26:30Z W wifi down\n"
+    assert printed(LogBoard({LOG: b"269 I boot 1\n"})) == "2000-01-01T00:04:29Z I boot 1\n"
+    unix = LogBoard({LOG: b"1795389990 W wifi down\n"}, epoch_year="1970")
+    assert printed(unix) == "2026-11-22T23:26:30Z W wifi down\n"
 
 
-def test_follow_prints_every_line_once_across_a_rotation_and_a_torn_read():
-    first = lines(0, 30)
-    polls = [
-        {LOG: first},
-        {LOG: first + lines(30, 31) + b"631 I half a li"},  # a line caught while being written
-        {LOG: first + lines(30, 32)},
-        # read on either side of a rotation: the old log.1.txt, then the new, short log.txt
-        {OLD_LOG: lines(0, 10), LOG: lines(32, 33)},
-        {OLD_LOG: first + lines(30, 33), LOG: lines(33, 35)},
+def test_the_old_file_first_and_never_a_half_written_line():
+    board = LogBoard({OLD_LOG: b"1 I a\n", LOG: b"2 I b\n3 I half a li"})
+    assert printed(board).splitlines() == ["2000-01-01T00:00:01Z I a", "2000-01-01T00:00:02Z I b"]
+
+
+class Uart:
+    """What a board prints, in the pieces a serial port delivers it."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.pieces[0]) if self.pieces else 0
+
+    def read(self, _n: int) -> bytes:
+        if self.pieces:
+            return self.pieces.pop(0)
+        time.sleep(0.05)
+        return b""
+
+
+def test_live_lines_get_the_time_they_arrived_and_the_boards_clock_only_when_it_is_off():
+    now = int(time.time())
+    esp32_now = now - logs.EPOCH_2000
+    pieces = [
+        b"rst:0x5 (DEEPSLEEP_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n",
+        b"%d I read 21.5 C 40.1 %%, 3 un" % esp32_now,
+        b"sent\r\n%d I sent 3 readings\r\n" % now,
+        b"12 W clock not set\r\nno newline at the end",
     ]
-    printed = follow(LogBoard(polls), len(polls)).splitlines()
-    assert len(printed) == len(set(printed)) == 35
-    assert printed[-1].endswith("I cycle 34") and "half a li" not in "".join(printed)
-
-
-def test_added_keeps_to_whole_lines_and_what_is_new():
-    assert logs.added(b"", b"a\nb\npart") == b"a\nb\n"
-    assert logs.added(b"a\nb\n", b"a\nb\nc\n") == b"c\n"
-    # A rotation: log.txt becomes log.1.txt whole, the old log.1.txt is gone.
-    old_log1, old_log = lines(0, 40), lines(40, 80)
-    assert logs.added(old_log1 + old_log, old_log + b"fresh\n") == b"fresh\n"
-    assert logs.added(b"gone\n", b"unrelated\n") == b"unrelated\n"
+    uart = Uart(pieces)
+    out: list[str] = []
+    deadline = time.monotonic() + 5
+    logs.watch(uart, write=out.append, until=lambda: len(out) == 5 or time.monotonic() > deadline)
+    assert all(re.match(r"\[\d\d:\d\d:\d\d\] ", line) for line in out), out
+    body = [line[11:] for line in out]
+    assert body == [
+        "rst:0x5 (DEEPSLEEP_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\n",
+        "I read 21.5 C 40.1 %, 3 unsent\n",
+        "I sent 3 readings\n",
+        "W clock not set  (board clock 2000-01-01T00:00:12Z)\n",
+        "no newline at the end\n",
+    ]

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from host_tools import cli, ota
+from tests.cli.conftest import UNCONFINED
 from tests.cloud.webhook_receiver import WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +39,8 @@ NOT_RUN = {
     "make bench BENCH_ARGS=": "a longer fleet run with chaos (tests/bench runs chaos)",
     "make serve HOST=0.0.0.0": "listens on the LAN",
     "make flash FIRMWARE=": "esptool writes a real chip's flash",
+    "dhtlink up": "a board on USB and a person choosing a network (tests/serial/test_dhtlink_up.py runs it on an "
+    "emulated blank chip)",
     "make repl": "interactive: the terminal belongs to mpremote",
     "make deploy": "needs AWS (tests/deploy runs the deploy on moto)",
     "read -rs DHTLINK_SECRET": "a person pastes the secret; the test exports it",
@@ -210,6 +213,7 @@ class Session:
             "http://192.168.1.20:8080": self.endpoint,
             "ENDPOINT=http://192.168.1.20:8080": f"ENDPOINT={self.endpoint}",
             "/dev/pts/N": self.env.get("DHTLINK_PORT", "/dev/pts/N"),
+            "myboard/.vboard/tty": self.env.get("DHTLINK_PORT", "myboard/.vboard/tty"),
             "myboard": str(self.cwd / "myboard"),
             "0.2.0": ota.app_version(),  # the next release: here the one `ota publish` made
             "https://hooks.example.com/x": self.webhook.url,
@@ -237,7 +241,7 @@ class Session:
         self.start([DHTLINK, *argv], "Ctrl-C stops it")
 
     def vboard(self, argv: list[str]) -> None:
-        first = self.start([DHTLINK, *argv], "/dev/")
+        first = self.start([DHTLINK, *argv, *UNCONFINED], "/tty")
         self.env["DHTLINK_PORT"] = first.strip().splitlines()[0]
 
     def step(self, command: str, words: list[str]) -> None:

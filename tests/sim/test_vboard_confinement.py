@@ -111,21 +111,86 @@ def test_rm_r_root_empties_the_board_and_nothing_else(confined, tmp_path):
     assert mpremote(confined.port, "exec", "print(6 * 7)").stdout.strip() == "42", "the board still answers"
 
 
+# Block devices as MicroPython's docs give them (docs/reference/filesystem.rst): the simple
+# interface for FAT, the extended one (offsets, erase) for littlefs.
+RAMDISK = (
+    "import gc, os, vfs\n"
+    "class RAM:\n"
+    "    def __init__(self, blocks):\n"
+    "        self.data = bytearray(512 * blocks)\n"
+    "    def readblocks(self, n, buf):\n"
+    "        buf[:] = self.data[n * 512 : n * 512 + len(buf)]\n"
+    "    def writeblocks(self, n, buf):\n"
+    "        self.data[n * 512 : n * 512 + len(buf)] = buf\n"
+    "    def ioctl(self, op, arg):\n"
+    "        return {4: len(self.data) // 512, 5: 512}.get(op)\n"
+    "class Flash(RAM):\n"
+    "    def readblocks(self, n, buf, off=0):\n"
+    "        buf[:] = self.data[n * 512 + off : n * 512 + off + len(buf)]\n"
+    "    def writeblocks(self, n, buf, off=0):\n"
+    "        self.data[n * 512 + off : n * 512 + off + len(buf)] = buf\n"
+    "    def ioctl(self, op, arg):\n"
+    "        return 0 if op == 6 else RAM.ioctl(self, op, arg)\n"
+)
+
+
 def test_no_door_around_the_mount(confined):
-    code = (
-        "import os, vfs, sys\n"
+    code = RAMDISK + (
+        "import sys\n"
         "for name in ('system', 'getenv', 'VfsPosix', 'putenv'):\n"
         "    assert not hasattr(os, name), name\n"
         "assert not hasattr(vfs, 'VfsPosix')\n"
-        "try:\n"
-        "    vfs.mount(None, '/mnt')\n"
-        "except OSError as e:\n"
-        "    print('mount', e.errno)\n"
+        "flash = vfs.mount()[0][0]\n"
+        "for attempt in (lambda: vfs.mount(flash, '/'), lambda: os.mount(RAM(50), '/./x/..'),\n"
+        "                lambda: vfs.umount('/'), lambda: vfs.umount(flash), lambda: vfs.mount(RAM(50), '/'),\n"
+        "                lambda: os.umount('//')):\n"
+        "    try:\n"
+        "        attempt()\n"
+        "        print('ALLOWED')\n"
+        "    except OSError as e:\n"
+        "        print('refused', e.errno)\n"
         "print(sys.path)\n"
     )
     out = mpremote(confined.port, "exec", code).stdout.split()
-    assert out[:2] == ["mount", "1"]
-    assert "['',", out[2] and "'/lib']" in out[-1]
+    assert out[:12] == ["refused", "1"] * 6, "`/` stays the board's flash"
+    assert "['',", out[12] and "'/lib']" in out[-1]
+
+
+def test_user_filesystems_mount_as_on_an_esp32(confined, tmp_path):
+    """A RAM disk formatted as FAT or littlefs mounts beside the flash, and mpremote's own
+    `mount` of a host directory the user chose works; nothing of either lands on the flash."""
+    code = RAMDISK + (
+        "for kind, point, disk in ((vfs.VfsFat, '/fat', RAM(50)), (os.VfsLfs2, '/lfs', Flash(12))):\n"
+        "    gc.collect()\n"
+        "    kind.mkfs(disk)\n"
+        "    os.mount(kind(disk), point)\n"
+        "    with open(point + '/f.txt', 'w') as f:\n"
+        "        f.write('x' * 700)\n"
+        "    print(point, os.stat(point + '/f.txt')[6], os.listdir(point))\n"
+        "os.chdir('/fat')\n"
+        "print(os.getcwd(), open('f.txt').read(3), open('/lfs/f.txt').read(2))\n"
+        "os.chdir('/')\n"
+        "vfs.umount('/fat')\n"
+        "print(sorted(p for _, p in vfs.mount()))\n"
+    )
+    out = mpremote(confined.port, "exec", code).stdout.splitlines()
+    assert out[:3] == ["/fat 700 ['f.txt']", "/lfs 700 ['f.txt']", "/fat xxx xx"], out
+    assert out[3] == "['/', '/lfs']"
+    assert board_files(confined) == []
+    (tmp_path / "canary" / "mod.py").write_text("print('from the host', 6 * 7)\n")
+    code = "import mod; open('w.txt', 'w').write('ok')"
+    done = mpremote(confined.port, "mount", str(tmp_path / "canary"), "exec", code)
+    assert "from the host 42" in done.stdout
+    assert (tmp_path / "canary" / "w.txt").read_text() == "ok", "written through mpremote's mount"
+    (tmp_path / "canary" / "w.txt").unlink()  # the fixture's snapshot of the canary
+    (tmp_path / "canary" / "mod.py").unlink()
+
+
+def test_ls_shows_real_sizes(confined, tmp_path):
+    (tmp_path / "big.bin").write_bytes(b"z" * 5000)
+    mpremote(confined.port, "fs", "cp", str(tmp_path / "big.bin"), ":big.bin")
+    (tmp_path / "big.bin").unlink()
+    assert "5000 big.bin" in " ".join(mpremote(confined.port, "fs", "ls", ":").stdout.split())
 
 
 @pytest.mark.skipif(not vboard.sandbox_available(), reason="this host has no user and mount namespaces")
@@ -150,3 +215,14 @@ def test_the_os_sandbox_holds_when_the_first_wall_is_gone(confined, tmp_path):
     out = mpremote(confined.port, "exec", code).stdout
     assert "WROTE" not in out and out.count("refused") == 3
     assert "'etc'" not in out and "'usr'" not in out, "the host's root is not there at all"
+
+
+def test_vboard_refuses_to_start_unconfined_unless_told_the_risk(tmp_path, monkeypatch, capsys):
+    from host_tools.cli import main
+    from host_tools.sim.vboard import pty_bridge
+
+    monkeypatch.setattr(pty_bridge, "sandbox_available", lambda: False)
+    assert main(["vboard", "--dir", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot build the virtual board's OS sandbox" in err and "--unconfined-board-can-reach-host" in err
+    assert not (tmp_path / "b").exists(), "nothing started"

@@ -33,7 +33,7 @@ def wait_for(condition, timeout: float) -> bool:
     return condition()
 
 
-def test_keeps_cycling_and_answers_ctrl_c_and_reset(tmp_path, capsys):
+def test_keeps_cycling_and_tools_catch_it_awake_and_hand_it_back(tmp_path, capsys):
     directory = tmp_path / "board"
     directory.mkdir()
     (directory / "main.py").write_text(MAIN)
@@ -42,21 +42,75 @@ def test_keeps_cycling_and_answers_ctrl_c_and_reset(tmp_path, capsys):
         assert wait_for(lambda: len(wakes(directory)) >= 3, 15), wakes(directory)
         first = wakes(directory)
         assert first[0] == "1" and set(first[1:]) == {"4"}, "power-on, then wakes from deep sleep"
-        # Ctrl-C over the UART stops the cycle at the REPL, as on the chip.
+        # A tool catches the board in a wake, interrupts it and hands it back running.
+        assert main(["status", "--port", board.port]) == 0
+        assert "not installed" in capsys.readouterr().out
+        caught = len(wakes(directory))
+        assert wait_for(lambda: len(wakes(directory)) >= caught + 3, 15), "the board cycles again"
+        assert wakes(directory)[caught] == "5", "handed back by a soft reset, which no app counts as a crash"
+        # dhtlink reset: the chip reboots, runs main.py and cycles again.
+        assert main(["reset", "--port", board.port]) == 0
+        stopped = len(wakes(directory))
+        assert wait_for(lambda: len(wakes(directory)) >= stopped + 3, 15), wakes(directory)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+# One wake, then six seconds of deep sleep.
+SLEEPER = MAIN.replace("deepsleep(1000)", "deepsleep(6000)")
+
+
+def test_serial_input_does_not_wake_a_sleeping_board(tmp_path):
+    directory = tmp_path / "board"
+    directory.mkdir()
+    (directory / "main.py").write_text(SLEEPER)
+    process, board = start_vboard(directory)
+    try:
+        assert wait_for(lambda: len(wakes(directory)) >= 1, 15)
+        time.sleep(0.5)  # the wake is a few milliseconds: the board sleeps now
+        with open(board.port, "wb", buffering=0) as uart:
+            for _ in range(10):
+                uart.write(b"\r\x03\r\x01")
+                time.sleep(0.1)
+        time.sleep(2)
+        assert len(wakes(directory)) == 1, "bytes into a sleeping ESP32's UART are lost; only its timer wakes it"
+        assert wait_for(lambda: len(wakes(directory)) >= 2, 15), "the timer does"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+# Arms the watchdog at 2 s and returns to the REPL, as an app stopped with Ctrl-C does.
+WATCHED = """
+import machine
+with open("wakes.txt", "a") as f:
+    f.write("%d\\n" % machine.reset_cause())
+if machine.reset_cause() != machine.WDT_RESET:
+    machine.WDT(0, 2000)
+"""
+
+
+def test_the_watchdog_keeps_running_at_the_repl_and_through_a_soft_reset(tmp_path):
+    directory = tmp_path / "board"
+    directory.mkdir()
+    (directory / "main.py").write_text(WATCHED)
+    process, board = start_vboard(directory)
+    try:
+        assert wait_for(lambda: len(wakes(directory)) >= 2, 20), wakes(directory)
+        assert wakes(directory)[:2] == ["1", "3"], "the REPL does not feed it: a watchdog reset"
+        # Re-armed with a long timeout it stays quiet, through a soft reset too.
         done = subprocess.run(
-            [MPREMOTE, "connect", board.port, "resume", "exec", "print(6 * 7)"],
+            [MPREMOTE, "connect", board.port, "exec", "import machine; machine.WDT(0, 60000)"],
             capture_output=True,
             text=True,
             timeout=30,
             check=False,
         )
-        assert done.returncode == 0 and done.stdout.strip().endswith("42"), done.stdout + done.stderr
-        stopped = len(wakes(directory))
-        time.sleep(2.5)
-        assert len(wakes(directory)) == stopped, "the board waits at the REPL once interrupted"
-        # dhtlink reset: the chip reboots, runs main.py and cycles again.
-        assert main(["reset", "--port", board.port]) == 0
-        assert wait_for(lambda: len(wakes(directory)) >= stopped + 3, 15), wakes(directory)
+        assert done.returncode == 0, done.stdout + done.stderr
+        before = len(wakes(directory))
+        time.sleep(3)
+        assert len(wakes(directory)) == before
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -1,16 +1,24 @@
 """The virtual board on a pseudo-terminal, answering mpremote as an ESP32 does.
 
-Two pseudo-terminals: the host side, whose path tools open like /dev/ttyUSB0, and the
-board side, the controlling terminal of the MicroPython process (so Ctrl-C interrupts a
-running program as the UART's interrupt character does). The bridge copies bytes between
+Two pseudo-terminals: the host side, which tools open like /dev/ttyUSB0 through a link
+(BOARD_DIR/.vboard/tty: mpremote reads a path under /dev/pts/ as a QEMU console, without
+its timeouts, and would wait for ever on a board that is asleep), and the board side,
+the controlling terminal of the MicroPython process (so Ctrl-C interrupts a running
+program as the UART's interrupt character does). The bridge copies bytes between
 them and plays the chip around the process:
 - Ctrl-D in the raw REPL ends the Unix port; the bridge answers "soft reboot" and starts
   a fresh interpreter in the raw REPL, as a board does (main.py does not run then).
 - machine.deepsleep / reset / a watchdog end the process with 75 / 76 / 77; the bridge
   boots it again with boot.py and main.py, so a provisioned board keeps cycling on its
-  own in real time. A deep sleep lasts its real duration, unless the host sends
-  something first: then the board wakes at once, as if its reset button had been
-  pressed, so tools never wait out a long sleep.
+  own in real time. A deep sleep lasts its real duration, and what the host sends
+  meanwhile is lost: the UART is powered down with the rest of the chip, and only the
+  RTC timer (or the reset button) wakes it (ports/esp32/modmachine.c arms the timer
+  wake-up alone). Tools catch the board at its next wake (host_tools/serial/board.py).
+- The watchdog the app armed (machine.WDT, ports/esp32/machine_wdt.c: the ESP-IDF task
+  watchdog) cannot be stopped: it keeps running at the REPL, in the raw REPL and through
+  a soft reset, and only re-arming it with another timeout changes it. The bridge resets
+  the board when it goes unfed past its timeout, whatever the board is doing, as the
+  chip does, and the next boot reads WDT_RESET.
 - Host bytes are held while a board boots, until its first line (the ROM's reset line,
   or the REPL's banner): a Ctrl-C that reached the process before MicroPython handles
   SIGINT would kill it instead of interrupting main.py. After that, Ctrl-C interrupts
@@ -28,6 +36,7 @@ import time
 import tty
 from pathlib import Path
 
+from host_tools.errors import CommandError
 from host_tools.sim.vboard.board import (
     EXIT_DEEPSLEEP,
     EXIT_RESET,
@@ -36,17 +45,31 @@ from host_tools.sim.vboard.board import (
     VirtualBoard,
     _env,
     command,
+    sandbox_available,
 )
 
-CTRL_A, CTRL_B = 0x01, 0x02
+CTRL_A, CTRL_B, CTRL_C = 0x01, 0x02, 0x03
 
 
 def _board_side_tty(fd: int) -> None:
-    # Raw like a UART (no echo, no line editing, no \n -> \r\n), but Ctrl-C still signals.
+    # Raw like a UART (no echo, no line editing, no \n -> \r\n); Ctrl-C is the bridge's
+    # (PtyBridge._to_board), as the interrupt character is the UART driver's on the chip.
     tty.setraw(fd)
-    attrs = termios.tcgetattr(fd)
-    attrs[3] |= termios.ISIG
-    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+def _interrupt_char_on(pid: int) -> bool:
+    """Whether MicroPython's interrupt character is Ctrl-C now: the Unix port catches SIGINT
+    exactly while it is (unix_mphal.c, mp_hal_set_interrupt_char), as the ESP32's UART
+    driver compares each byte with it (uart.c): while code runs, unless the code switched
+    it off with micropython.kbd_intr(-1)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signal.SIGINT - 1) & 1)
+    except OSError:
+        pass
+    return False
 
 
 class PtyBridge:
@@ -54,7 +77,10 @@ class PtyBridge:
         self.board = board
         self.host_fd, self.host_slave = pty.openpty()
         tty.setraw(self.host_slave)
-        self.path = os.ttyname(self.host_slave)
+        self.path = str(board.state_dir / "tty")
+        board.state_dir.mkdir(parents=True, exist_ok=True)
+        Path(self.path).unlink(missing_ok=True)
+        os.symlink(os.ttyname(self.host_slave), self.path)
         self.process: subprocess.Popen[bytes] | None = None
         self.board_fd = -1
         self.raw_repl = False
@@ -88,16 +114,21 @@ class PtyBridge:
         self.board_fd = -1
         self.board.mark_reset(status)
         if status == EXIT_DEEPSLEEP:
+            self.pending = b""
             deadline = time.monotonic() + self.board.last_sleep_s()
-            while time.monotonic() < deadline and not self.pending:
-                readable, _, _ = select.select([self.host_fd], [], [], min(0.2, deadline - time.monotonic()))
+            while time.monotonic() < deadline:
+                readable, _, _ = select.select([self.host_fd], [], [], max(0.0, min(0.2, deadline - time.monotonic())))
                 if readable:
-                    self.pending += os.read(self.host_fd, 4096)
+                    self._host_bytes(os.read(self.host_fd, 4096))  # into a powered-down UART: lost
+            self.raw_repl = False
             self._start(run_main=True)
         elif status in (EXIT_RESET, EXIT_WDT, EXIT_SOFT_RESET):
+            self.pending = b""
+            self.raw_repl = False
             self._start(run_main=True)
         else:
-            # The Unix port ends on Ctrl-D; a board soft-resets instead.
+            # The Unix port ends on Ctrl-D; a board soft-resets instead, and then reads
+            # SOFT_RESET (is_soft_reset in ports/esp32/modmachine.c).
             self.board.soft_reboot()
             os.write(self.host_fd, b"soft reboot\r\n")
             in_raw = self.raw_repl
@@ -105,22 +136,57 @@ class PtyBridge:
             if in_raw:
                 self.pending = bytes([CTRL_A]) + self.pending
 
+    def _to_board(self, data: bytes) -> None:
+        """Host bytes into the board's UART: a Ctrl-C while the interrupt character is on
+        interrupts (SIGINT: KeyboardInterrupt) and is not queued, as in the ESP32's UART
+        driver (ports/esp32/uart.c); otherwise it is data, as for Improv Wi-Fi's packets."""
+        assert self.process is not None
+        while CTRL_C in data and _interrupt_char_on(self.process.pid):
+            head, _, data = data.partition(bytes([CTRL_C]))
+            os.write(self.board_fd, head)
+            os.killpg(self.process.pid, signal.SIGINT)
+        if data:
+            os.write(self.board_fd, data)
+
+    def _host_bytes(self, data: bytes) -> None:
+        for byte in data:
+            if byte == CTRL_A:
+                self.raw_repl = True
+            elif byte == CTRL_B:
+                self.raw_repl = False
+
+    def _watchdog_fired(self) -> bool:
+        """Reset the board if the watchdog armed on it went unfed past its timeout."""
+        assert self.process is not None
+        if not self.board._watchdog_expired():
+            return False
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._drain_board()
+        state = self.board._read_state()
+        state.pop("wdt", None)  # a chip reset stops it; the next boot's app arms it again
+        self.board._write_state(state)
+        # What the ESP-IDF task watchdog prints before it resets the chip.
+        os.write(
+            self.host_fd,
+            b"\r\nE (0) task_wdt: Task watchdog got triggered. The following tasks/users did not reset the "
+            b"watchdog in time:\r\nE (0) task_wdt:  - mpy_machine_wdt\r\n",
+        )
+        self._reboot(EXIT_WDT)
+        return True
+
     def serve(self) -> None:
         self._start(run_main=True)
         while True:
             fds = [self.host_fd, self.board_fd]
-            readable, _, _ = select.select(fds, [], [], 0.5)
+            readable, _, _ = select.select(fds, [], [], 0.2)
             if self.host_fd in readable:
                 data = os.read(self.host_fd, 4096)
-                for byte in data:
-                    if byte == CTRL_A:
-                        self.raw_repl = True
-                    elif byte == CTRL_B:
-                        self.raw_repl = False
+                self._host_bytes(data)
                 if self.booting:
                     self.pending += data
                 else:
-                    os.write(self.board_fd, data)
+                    self._to_board(data)
             if self.board_fd in readable:
                 try:
                     data = os.read(self.board_fd, 4096)
@@ -138,6 +204,8 @@ class PtyBridge:
             if status is not None:
                 self._drain_board()
                 self._reboot(status)
+            else:
+                self._watchdog_fired()
 
     def _drain_board(self) -> None:
         while True:
@@ -153,12 +221,23 @@ class PtyBridge:
             os.write(self.host_fd, data)
 
     def stop(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
 
-def run(directory: Path) -> None:
+UNCONFINED = (
+    "this host cannot build the virtual board's OS sandbox (no user and mount namespaces), so code on the "
+    "board could reach this computer's files through the MicroPython Unix port. Enable unprivileged user "
+    "namespaces (sysctl kernel.unprivileged_userns_clone=1, or run in a container that allows them), or, on a "
+    "machine you can afford to expose to what you run on the board, pass --unconfined-board-can-reach-host"
+)
+
+
+def run(directory: Path, allow_unconfined: bool = False) -> None:
+    if not allow_unconfined and not sandbox_available():
+        raise CommandError(UNCONFINED)
     board = VirtualBoard(directory)
     board.power_on_blank()
     bridge = PtyBridge(board)

@@ -45,8 +45,10 @@ class MicroPython:
         return subprocess.run(
             [*MICROPYTHON, "-X", f"heapsize={heap}", str(script)],
             cwd=self.workdir,
+            stdin=subprocess.DEVNULL,  # no host on the serial line (an unprovisioned board's Improv ends)
             capture_output=True,
             text=True,
+            errors="replace",  # Improv's packets are binary
             timeout=60,
             check=False,
         )

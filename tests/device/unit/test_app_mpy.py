@@ -139,7 +139,8 @@ def test_no_config_says_what_to_do_and_leaves_the_repl_free(mpy):
     board = Board(mpy, config=None)
     code, out = board.boot()
     assert code == 0
-    assert "no config.json on the board: run `dhtlink provision`" in out
+    assert "IMPROV\x01\x01\x01\x02" in out, "it offered Improv Wi-Fi (state READY) while it has no Wi-Fi"
+    assert "no config.json on the board: run `dhtlink provision`" in out, "then, no host on the line, says why"
     assert "returned to the REPL" in out
     assert "cause" not in board.hw()  # no reset, no deep sleep: no crash loop
 

@@ -8,9 +8,13 @@
 #   names anything outside. The chip's own state (.vboard/: RTC memory, clock) is not
 #   part of the flash: hidden from the board, reached only through read()/write() below.
 #   The doors around the mount are shut: `os`/`uos` and `vfs` are replaced by modules
-#   without mount, umount, VfsPosix, system or the environment; the host's VfsPosix
-#   objects live only in closures. This is the first wall; the OS sandbox that the host
-#   runs the process in (launch.py) is the second, for code that goes around MicroPython.
+#   without VfsPosix, system or the environment; the host's VfsPosix objects live only
+#   in closures. Mounting is the ESP32's (vfs.mount in extmod/vfs.c; VfsFat and VfsLfs2,
+#   the filesystems ports/esp32/mpconfigport.h builds in): any filesystem the board's
+#   code makes (a RAM disk, mpremote's `mount` of the host directory a user chose) can be
+#   mounted anywhere but over `/`, and a host filesystem (VfsPosix) never. This is the
+#   first wall; the OS sandbox that the host runs the process in (launch.py) is the
+#   second, for code that goes around MicroPython.
 # - Boot: boot.py then main.py, as the ESP32 port runs them; if main.py returns or
 #   raises (Ctrl-C included), the REPL follows. Deep sleep, reset and the watchdog end
 #   the process with SystemExit(75/76/77), which is never caught here.
@@ -133,10 +137,17 @@ def _flash(posix, root):
             return posix.open(host(full), mode)
 
         def ilistdir(self, path):
+            # (name, type, inode, size), as VfsLfs2 and VfsFat list: `mpremote fs ls` shows the size.
             full = norm(path)
             for entry in posix.ilistdir(host(full)):
                 if not (full == "/" and entry[0] == CHIP):
-                    yield entry
+                    size = 0
+                    if entry[1] != 0x4000:
+                        try:
+                            size = posix.stat(host(full.rstrip("/") + "/" + entry[0]))[6]
+                        except OSError:
+                            pass  # removed meanwhile, or a dangling link
+                    yield (entry[0], entry[1], entry[2], size)
 
         def stat(self, path):
             return posix.stat(host(norm(path)))
@@ -183,18 +194,40 @@ class _Module:
             setattr(self, attr, extra[attr])
 
 
-def _refuse(*args):
-    raise OSError(EPERM)
+def _mount_point(path):
+    # Absolute and normalised as the flash's paths are; `/` is the flash's and stays so.
+    if not isinstance(path, str) or "\0" in path:
+        raise OSError(EINVAL)
+    parts = []
+    for part in (path if path.startswith("/") else os.getcwd() + "/" + path).split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part and part != ".":
+            parts.append(part)
+    if not parts:
+        raise OSError(EPERM)
+    return "/" + "/".join(parts)
 
 
-def _mounts(flash):
-    # vfs.mount() lists the mounts, as on the ESP32 port; mounting anything is refused.
-    def mount(*args):
-        if args:
-            raise OSError(EPERM)
-        return [(flash, "/")]
+def _mounts(posix_type):
+    def mount(*args, **kwargs):
+        if not args:
+            return vfs.mount()  # the list of mounts, as on the ESP32 port
+        if len(args) < 2 or isinstance(args[0], posix_type):
+            raise OSError(EPERM)  # the host's own files are never the board's
+        return vfs.mount(args[0], _mount_point(args[1]), *args[2:], **kwargs)
 
-    return mount
+    def umount(target):
+        if isinstance(target, str):
+            target = _mount_point(target)
+        else:
+            for obj, point in vfs.mount():
+                if obj is target and point == "/":
+                    raise OSError(EPERM)
+        return vfs.umount(target)
+
+    return mount, umount
 
 
 def _lock_down(root):
@@ -202,6 +235,7 @@ def _lock_down(root):
     vfs.umount("/")
     vfs.mount(flash, "/")
     os.chdir("/")
+    mount, umount = _mounts(vfs.VfsPosix)
     # What os offers on an ESP32: files, dirs, urandom; no shell, no environment, no mounts.
     safe_os = _Module(
         "os",
@@ -220,12 +254,14 @@ def _lock_down(root):
             "unlink",
             "urandom",
             "errno",
+            "VfsFat",
+            "VfsLfs2",
         ),
         os,
-        mount=_refuse,
-        umount=_refuse,
+        mount=mount,
+        umount=umount,
     )
-    safe_vfs = _Module("vfs", (), vfs, mount=_mounts(flash), umount=_refuse)
+    safe_vfs = _Module("vfs", ("VfsFat", "VfsLfs2"), vfs, mount=mount, umount=umount)
     for name in ("os", "uos"):
         sys.modules[name] = safe_os
     for name in ("vfs", "uvfs"):

@@ -1,6 +1,9 @@
 # Virtual `network`: one station interface and the access points of the scenario.
 # Wi-Fi outages are time ranges in the scenario ("wifi_down"); while one lasts the
 # interface drops its association and the virtual socket module refuses traffic.
+# An access point with a "password" takes only that key (another one ends in
+# STAT_WRONG_PASSWORD, as the ESP32's station does after the 4-way handshake fails) and
+# scans as secured (WPA2-PSK, 3), or open (0) for ""; one without takes any key.
 import _board
 
 STA_IF = 0
@@ -36,6 +39,7 @@ class WLAN:
     def __init__(self, interface=STA_IF):
         self._active = False
         self._target = None
+        self._refused = False
         self._ready_ms = 0
 
     def active(self, on=None):
@@ -56,6 +60,7 @@ class WLAN:
         if not self._active:
             raise OSError("Wifi Not Started")
         self._target = self._find(ssid, bssid)
+        self._refused = self._target is not None and self._target.get("password", key or "") != (key or "")
         # Association takes longer without a known BSSID (a full scan first).
         cost = _board.scenario.get("connect_ms", 700 if bssid else 1500)
         self._ready_ms = _board.now_ms() + cost
@@ -70,6 +75,7 @@ class WLAN:
         up = (
             self._active
             and self._target is not None
+            and not self._refused
             and not _board.in_ranges("wifi_down")
             and _board.now_ms() >= self._ready_ms
         )
@@ -85,6 +91,8 @@ class WLAN:
             return STAT_GOT_IP
         if self._target is None or _board.in_ranges("wifi_down"):
             return STAT_NO_AP_FOUND
+        if self._refused and _board.now_ms() >= self._ready_ms:
+            return STAT_WRONG_PASSWORD
         return STAT_CONNECTING
 
     def scan(self):
@@ -99,7 +107,7 @@ class WLAN:
                 bytes.fromhex(ap["bssid"]),
                 ap.get("channel", 6),
                 ap.get("rssi", -61),
-                3,
+                0 if ap.get("password") == "" else 3,
                 False,
             )
             for ap in APS

@@ -5,6 +5,7 @@
 # resolver takes ("dns_ms" of the scenario) and fails while it does not answer
 # ("dns_fail" ranges). UDP to the access point's resolver (192.168.4.1:53) reaches a fake
 # DNS server answering from the scenario's "hosts" after "dns_ms" of board time.
+# "firewalled_ports": TCP ports whose connects a firewall between board and receiver drops.
 import usocket
 import _board
 
@@ -141,7 +142,19 @@ class _TCP:
         if _board.state.get("wifi") != "up":
             raise OSError(113, "EHOSTUNREACH: Wi-Fi is not connected")
         _count("connects", 1)
+        if isinstance(addr, tuple) and addr[1] in _board.scenario.get("firewalled_ports", ()):
+            # A firewall on the receiver's host that drops the board's packets: lwIP's connect
+            # gives up after its SYN retries, with no answer (ETIMEDOUT).
+            self._drop(ETIMEDOUT)
         self._s.connect(_real(addr))
+
+    def _drop(self, code):
+        import machine
+
+        wait = 1000 if self._timeout is None else int(self._timeout * 1000)
+        machine._check_wdt(wait)
+        _board.advance(wait)
+        raise OSError(code)
 
     def write(self, data):
         _count("bytes_out", len(data))
