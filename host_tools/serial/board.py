@@ -33,6 +33,8 @@ HOLD_WDT_MS = 30 * 60 * 1000
 # How often a catch sends Ctrl-C, Ctrl-A while the board has not entered the raw REPL:
 # a real app's wake (hundreds of ms at least) hears one.
 CATCH_EVERY_S = 0.05
+# How long a board that holds a command may stay silent before it counts as gone.
+ANSWER_TIMEOUT_S = 10
 # Silence after which a catch says it waits for the board's next wake.
 SILENT_AFTER_S = 1.0
 # MicroPython's own version ("1.29.0-preview"), not sys.version's leading "3.4.0", the
@@ -99,11 +101,12 @@ class Board:
                 f"cannot open {port}: {error}; is another program (a REPL, a monitor) holding it?"
             ) from None
         serial = self.transport.serial
-        blocking = serial.timeout  # mpremote's own reads rely on it (raw-paste's window answer)
         try:
             serial.timeout = 0.05
             entered = self._enter_raw_repl(wait_s)
-            serial.timeout = blocking
+            # mpremote's blocking reads (a raw paste's window answers) wait this long, not for
+            # ever (its default), for a board that stopped answering mid-command.
+            serial.timeout = ANSWER_TIMEOUT_S
             if not entered:
                 raise CommandError(SILENT.format(port=port, wait=wait_s))
             held, has_main = self.exec(HOLD.format(ms=HOLD_WDT_MS)).split()[-2:]
