@@ -30,8 +30,13 @@ WAKE_WAIT_S = 75
 # The watchdog while a tool holds the board: long enough for any verb, short enough that
 # a board a killed tool left at the REPL goes back to work by itself.
 HOLD_WDT_MS = 30 * 60 * 1000
-# Seconds a board gets to answer Ctrl-C before it counts as silent (asleep, or busy).
-ANSWER_S = 0.5
+# How often a catch sends Ctrl-C, Ctrl-A while the board has not entered the raw REPL:
+# a real app's wake (hundreds of ms at least) hears one.
+CATCH_EVERY_S = 0.05
+# How long a board that holds a command may stay silent before it counts as gone.
+ANSWER_TIMEOUT_S = 10
+# Silence after which a catch says it waits for the board's next wake.
+SILENT_AFTER_S = 1.0
 # MicroPython's own version ("1.29.0-preview"), not sys.version's leading "3.4.0", the
 # Python language level MicroPython implements.
 VERSION_EXPRESSION = (
@@ -39,16 +44,17 @@ VERSION_EXPRESSION = (
     " + ''.join('-' + str(p) for p in __import__('sys').implementation.version[3:] if p)"
 )
 # Re-arms the watchdog where the app arms one (app installed, not in safe mode); a board
-# without it gets no watchdog it never had.
+# without it gets no watchdog it never had. Prints that, and whether main.py is there.
 HOLD = """
 import os, machine
 def _hold():
     names = os.listdir('/')
+    main = int('main.py' in names)
     if 'SAFE' in names or not ('app.mpy' in names or 'app.py' in names):
-        return 0
+        return 0, main
     machine.WDT(0, {ms})
-    return 1
-print(_hold())
+    return 1, main
+print(*_hold())
 del _hold
 """
 SILENT = (
@@ -95,14 +101,19 @@ class Board:
                 f"cannot open {port}: {error}; is another program (a REPL, a monitor) holding it?"
             ) from None
         serial = self.transport.serial
-        blocking = serial.timeout  # mpremote's own reads rely on it (raw-paste's window answer)
         try:
             serial.timeout = 0.05
             entered = self._enter_raw_repl(wait_s)
-            serial.timeout = blocking
+            # mpremote's blocking reads (a raw paste's window answers) wait this long, not for
+            # ever (its default), for a board that stopped answering mid-command.
+            serial.timeout = ANSWER_TIMEOUT_S
             if not entered:
                 raise CommandError(SILENT.format(port=port, wait=wait_s))
-            self.watchdog_held = self.exec(HOLD.format(ms=HOLD_WDT_MS)).strip().endswith("1")
+            held, has_main = self.exec(HOLD.format(ms=HOLD_WDT_MS)).split()[-2:]
+            self.watchdog_held = held == "1"
+            # A Ctrl-C that landed in a board's start-up (the REPL follows it on a board
+            # without main.py) interrupted no app: a soft reset would resume nothing.
+            self.was_running = self.was_running and has_main == "1"
         except BaseException:
             self.transport.close()
             raise
@@ -117,36 +128,44 @@ class Board:
 
     def _enter_raw_repl(self, wait_s: float) -> bool:
         """Interrupt whatever runs and enter the raw REPL, catching a sleeping board at its
-        next wake, within a deadline: mpremote's own entry gives up after 10 s."""
+        next wake, within a deadline: mpremote's own entry gives up after 10 s.
+
+        Ctrl-C then Ctrl-A go out every CATCH_EVERY_S until the raw REPL's banner comes
+        back, whatever the board prints meanwhile. Into a sleeping chip's UART they are
+        lost; the first pair that reaches it awake interrupts the app (Ctrl-C) and, once
+        the friendly REPL reads on, enters the raw REPL (Ctrl-A): so a wake is caught
+        within CATCH_EVERY_S of MicroPython hearing its UART, however short the wake. A
+        catch that answered only what the board printed lost to any wake shorter than
+        the round trip, and one that waited out fixed read windows between tries could
+        stay out of phase with a board cycling every second for ever."""
         serial = self.transport.serial
         # mpremote's exec expects the ">" prompt after the banner still unread: stop right before it.
         banner = b"raw REPL; CTRL-B to exit\r\n"
-        deadline = time.monotonic() + wait_s
-        waited = False
+        start = time.monotonic()
+        deadline = start + wait_s
+        seen = b""
+        heard = False
+        next_try = start
         while time.monotonic() < deadline:
-            serial.write(b"\r\x03")
-            answer = self._read_for(ANSWER_S)
-            serial.write(b"\r\x01")  # a board left in the raw REPL answers this, not Ctrl-C
-            seen = b""
-            retry_at = time.monotonic() + 1
-            while time.monotonic() < min(retry_at, deadline) and not seen.endswith(banner):
-                seen += serial.read(1)
-            if b"KeyboardInterrupt" in answer + seen:
-                self.was_running = True
-            if seen.endswith(banner) and self._settle(banner):
-                self.transport.in_raw_repl = True
-                return True
-            if answer or seen:
+            if time.monotonic() >= next_try:
+                serial.write(b"\x03\x01")
+                next_try = time.monotonic() + CATCH_EVERY_S
+            data = serial.read(max(1, serial.in_waiting))
+            if not data:
+                if not heard and time.monotonic() - start > SILENT_AFTER_S:
+                    self.say(
+                        f"{self.port}: the board is silent, asleep between readings (serial input does not wake "
+                        f"an ESP32): catching its next wake (up to {wait_s:.0f} s)"
+                    )
+                    heard = True
                 continue
-            if not waited:
-                self.say(
-                    f"{self.port}: the board is silent, asleep between readings (serial input does not wake "
-                    f"an ESP32): catching its next wake (up to {wait_s:.0f} s)"
-                )
-                waited = True
-            # Anything it prints (the ROM's reset line at a wake) is answered at once.
-            while time.monotonic() < deadline and not serial.read(1):
-                pass
+            heard = True
+            seen += data
+            if b"KeyboardInterrupt" in seen:
+                self.was_running = True
+            if banner in seen:
+                return self._settle(banner)
+            seen = seen[-len(banner) :]
         return False
 
     def _settle(self, banner: bytes) -> bool:

@@ -3,6 +3,7 @@ verbs and the board's own code, with every kind of path, against a canary direct
 beside the board that must come out untouched."""
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -184,6 +185,16 @@ def test_user_filesystems_mount_as_on_an_esp32(confined, tmp_path):
     assert (tmp_path / "canary" / "w.txt").read_text() == "ok", "written through mpremote's mount"
     (tmp_path / "canary" / "w.txt").unlink()  # the fixture's snapshot of the canary
     (tmp_path / "canary" / "mod.py").unlink()
+
+
+def test_the_chip_loads_ssl_only_for_a_board_whose_config_speaks_https(confined):
+    """On the ESP32 ssl is frozen and costs no heap until imported; the virtual one takes the
+    firmware's heap, so the chip loads it at boot only where the config's endpoint is https."""
+    loaded = "import sys; print('ssl' in sys.modules)"
+    assert mpremote(confined.port, "exec", loaded).stdout.strip() == "False", "a blank board"
+    (confined.dir / "config.json").write_text(json.dumps({"endpoint": "https://h.example/data"}))
+    assert mpremote(confined.port, "soft-reset", "exec", loaded).stdout.strip() == "True"
+    (confined.dir / "config.json").unlink()
 
 
 def test_ls_shows_real_sizes(confined, tmp_path):

@@ -81,12 +81,13 @@ def test_serial_input_does_not_wake_a_sleeping_board(tmp_path):
         process.wait(timeout=10)
 
 
-# Arms the watchdog at 2 s and returns to the REPL, as an app stopped with Ctrl-C does.
+# Arms the watchdog at 2 s at power-on and returns to the REPL, as an app stopped with
+# Ctrl-C does; later boots arm nothing, so only a watchdog still running resets them.
 WATCHED = """
 import machine
 with open("wakes.txt", "a") as f:
     f.write("%d\\n" % machine.reset_cause())
-if machine.reset_cause() != machine.WDT_RESET:
+if machine.reset_cause() == machine.PWRON_RESET:
     machine.WDT(0, 2000)
 """
 
@@ -96,21 +97,35 @@ def test_the_watchdog_keeps_running_at_the_repl_and_through_a_soft_reset(tmp_pat
     directory.mkdir()
     (directory / "main.py").write_text(WATCHED)
     process, board = start_vboard(directory)
+
+    def board_runs(*args: str) -> None:
+        done = subprocess.run(
+            [MPREMOTE, "connect", board.port, *args], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
     try:
         assert wait_for(lambda: len(wakes(directory)) >= 2, 20), wakes(directory)
         assert wakes(directory)[:2] == ["1", "3"], "the REPL does not feed it: a watchdog reset"
-        # Re-armed with a long timeout it stays quiet, through a soft reset too.
-        done = subprocess.run(
-            [MPREMOTE, "connect", board.port, "exec", "import machine; machine.WDT(0, 60000)"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        # Re-armed with a long timeout it stays quiet.
+        board_runs("exec", "import machine; machine.WDT(0, 60000)")
         before = len(wakes(directory))
         time.sleep(3)
         assert len(wakes(directory)) == before
+        # A soft reset does not stop it, from the raw REPL (Ctrl-D: main.py does not run)...
+        board_runs("exec", "import machine; machine.WDT(0, 1500)", "soft-reset")
+        assert wait_for(lambda: len(wakes(directory)) >= before + 1, 15), wakes(directory)
+        assert wakes(directory)[before] == "3", "reset by the watchdog the soft reset kept"
+        # ...nor machine.soft_reset(), which ends the exec (mpremote is left waiting for its end).
+        board_runs("exec", "import machine; machine.WDT(0, 60000)")
+        subprocess.run(
+            [MPREMOTE, "connect", board.port, "exec", "import machine; machine.WDT(0, 1500); machine.soft_reset()"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert wait_for(lambda: len(wakes(directory)) >= before + 2, 15), wakes(directory)
+        assert wakes(directory)[before + 1] == "3", "reset by the watchdog machine.soft_reset() kept"
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -466,5 +466,5 @@ class VirtualBoard:
             "unique_id": self.dir.name[:12],
         }
         state["compressed"] = True
-        state["tls"] = True  # whatever endpoint a tool provisions later
+        state["tls"] = "config"  # whatever endpoint a tool provisions later: read at each boot (hw/_chip.py)
         self._power_on(state)

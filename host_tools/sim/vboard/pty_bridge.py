@@ -40,7 +40,6 @@ from host_tools.errors import CommandError
 from host_tools.sim.vboard.board import (
     EXIT_DEEPSLEEP,
     EXIT_RESET,
-    EXIT_SOFT_RESET,
     EXIT_WDT,
     VirtualBoard,
     _env,
@@ -83,7 +82,11 @@ class PtyBridge:
         os.symlink(os.ttyname(self.host_slave), self.path)
         self.process: subprocess.Popen[bytes] | None = None
         self.board_fd = -1
-        self.raw_repl = False
+        self.raw_repl = False  # the REPL the host's Ctrl-A / Ctrl-B last asked for
+        # ...as of the board's last output, which answered those bytes: what its interpreter
+        # was in when it ended. A host answers a soft reset's last output at once (mpremote's
+        # Ctrl-B after machine.soft_reset() in an exec): that byte is for the next interpreter.
+        self.raw_repl_shown = False
         self.pending = b""  # host bytes that arrived while the board was asleep or booting
         self.booting = False  # no line from the board yet since it started
 
@@ -122,16 +125,19 @@ class PtyBridge:
                     self._host_bytes(os.read(self.host_fd, 4096))  # into a powered-down UART: lost
             self.raw_repl = False
             self._start(run_main=True)
-        elif status in (EXIT_RESET, EXIT_WDT, EXIT_SOFT_RESET):
+        elif status in (EXIT_RESET, EXIT_WDT):
             self.pending = b""
             self.raw_repl = False
             self._start(run_main=True)
         else:
-            # The Unix port ends on Ctrl-D; a board soft-resets instead, and then reads
-            # SOFT_RESET (is_soft_reset in ports/esp32/modmachine.c).
+            # The Unix port ends on Ctrl-D; a board soft-resets instead (as on
+            # machine.soft_reset()), says so, and then reads SOFT_RESET (is_soft_reset in
+            # ports/esp32/modmachine.c); main.py runs only if it was the friendly REPL
+            # (ports/esp32/main.c's pyexec_mode_kind).
             self.board.soft_reboot()
             os.write(self.host_fd, b"soft reboot\r\n")
-            in_raw = self.raw_repl
+            in_raw = self.raw_repl_shown
+            self.raw_repl = in_raw
             self._start(run_main=not in_raw)
             if in_raw:
                 self.pending = bytes([CTRL_A]) + self.pending
@@ -147,6 +153,10 @@ class PtyBridge:
             os.killpg(self.process.pid, signal.SIGINT)
         if data:
             os.write(self.board_fd, data)
+
+    def _board_bytes(self, data: bytes) -> None:
+        os.write(self.host_fd, data)
+        self.raw_repl_shown = self.raw_repl
 
     def _host_bytes(self, data: bytes) -> None:
         for byte in data:
@@ -193,7 +203,7 @@ class PtyBridge:
                 except OSError:
                     data = b""
                 if data:
-                    os.write(self.host_fd, data)
+                    self._board_bytes(data)
                     if self.booting and b"\n" in data:
                         self.booting = False
                         if self.pending:
@@ -218,7 +228,7 @@ class PtyBridge:
                 return
             if not data:
                 return
-            os.write(self.host_fd, data)
+            self._board_bytes(data)
 
     def stop(self) -> None:
         Path(self.path).unlink(missing_ok=True)

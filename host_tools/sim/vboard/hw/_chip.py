@@ -284,10 +284,19 @@ def start(mode):
     import dht
     import ntptime
 
-    # The virtual ssl only where the board may speak https (the runner says so): on the
-    # chip ssl is frozen and costs the heap nothing until imported, while here it takes
-    # the firmware's heap (not counted in shim_heap_bytes).
-    if _board.state.get("tls"):
+    # The virtual ssl only where the board may speak https: on the chip ssl is frozen and
+    # costs the heap nothing until imported, while here it takes the firmware's heap (not
+    # counted in shim_heap_bytes). The runner says so, or, on a tool's board ("config"),
+    # the endpoint its config.json holds at this boot: a blank board's REPL would
+    # otherwise lose 2 KiB, and the large block FAT's volume needs, to an ssl it never uses.
+    tls = _board.state.get("tls")
+    if tls == "config":
+        try:
+            with open("config.json") as f:
+                tls = '"https://' in f.read()
+        except OSError:
+            tls = False
+    if tls:
         import ssl  # noqa: F401 - kept in sys.modules for the firmware's import
 
     putenv = os.putenv

@@ -133,8 +133,11 @@ def _utc_seconds(y, m, d):
 def _exit(status):
     import utime
 
-    # Every reset stops the watchdog; the next boot's firmware arms it again.
-    _board.state.pop("wdt", None)
+    # A chip reset (deep sleep, reset, the watchdog's own) stops the watchdog and the next
+    # boot's firmware arms it again; a soft reset does not reset the chip, and the ESP-IDF
+    # task watchdog keeps running through it (ports/esp32/main.c's soft_reset: leaves it).
+    if status != EXIT_SOFT_RESET:
+        _board.state.pop("wdt", None)
     # Host time, kept apart from the state the next boot loads: a figure whose digits vary
     # with the host's load must not change what the firmware's heap holds.
     _chip.write("wake_real_us", str(utime.ticks_diff(utime.ticks_us(), _board.boot_real_us)))
