@@ -1,5 +1,6 @@
 """A virtual board on a pseudo-terminal: what `dhtlink vboard` gives a user."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -50,3 +51,15 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("DHTLINK_PORT", raising=False)
     monkeypatch.delenv("DHTLINK_WIFI_PASSWORD", raising=False)
+
+
+def every_parser(parser=None, path=()):
+    """(path of sub-commands, parser) for the root and every verb and sub-verb."""
+    from host_tools import cli
+
+    parser = parser or cli.build_parser()
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from every_parser(sub, (*path, name))

@@ -3,6 +3,7 @@
 import pytest
 
 from host_tools import cli
+from tests.cli.conftest import every_parser
 
 PASSWORD = "hunter2-correct-horse"
 PROVISION = ["provision", "--device-id", "d1", "--wifi-ssid", "home", "--endpoint", "http://127.0.0.1:9/data"]
@@ -41,18 +42,6 @@ def test_nested_verbs_refuse_abbreviations_too(capsys):
 # -- one grammar: the same option means the same thing, in the same place, in every verb --------
 
 BOARD_VERBS = ("flash", "provision", "repl", "logs", "reset", "safe-mode", "status")
-
-
-def every_parser(parser=None, path=()):
-    """(path of sub-commands, parser) for the root and every verb and sub-verb."""
-    import argparse
-
-    parser = parser or cli.build_parser()
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from every_parser(sub, (*path, name))
 
 
 def options(parser):

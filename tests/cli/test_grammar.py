@@ -8,9 +8,9 @@ from collections import defaultdict
 
 import pytest
 
-from host_tools import cli
 from host_tools.common import duration, timestamp
 from host_tools.errors import UsageError
+from tests.cli.conftest import every_parser
 
 # For each idea, the one spelling every verb uses, and others a verb might grow by habit.
 IDEAS = {
@@ -27,15 +27,6 @@ IDEAS = {
 SECRET_VALUES = {"--secret", "--token", "--password", "--wifi-password", "--mqtt-password", "--key"}
 # Suffixes that make a second spelling of the same idea (`--device` and `--device-id`).
 SAME_IDEA_SUFFIXES = ("-id", "-days", "-hours", "-minutes", "-seconds", "-devices", "-url", "-s")
-
-
-def every_parser(parser=None, path=()):
-    parser = parser or cli.build_parser()
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from every_parser(sub, (*path, name))
 
 
 def listed_options():
