@@ -46,6 +46,8 @@ def board_dir(chosen: Path | None) -> Path:
 def run(args: argparse.Namespace) -> int:
     from host_tools.sim.vboard import pty_bridge
 
+    # Refused before anything is made: a refused board leaves no folder behind.
+    pty_bridge.check_confinement(args.unconfined)
     directory = board_dir(args.dir)
     # Every file the board writes (config.json above all) is its owner's only, as on a board nobody else holds.
     os.umask(0o077)

@@ -245,9 +245,13 @@ UNCONFINED = (
 )
 
 
-def run(directory: Path, allow_unconfined: bool = False) -> None:
+def check_confinement(allow_unconfined: bool) -> None:
     if not allow_unconfined and not sandbox_available():
         raise CommandError(UNCONFINED)
+
+
+def run(directory: Path, allow_unconfined: bool = False) -> None:
+    check_confinement(allow_unconfined)
     board = VirtualBoard(directory)
     board.power_on_blank()
     bridge = PtyBridge(board)
