@@ -18,6 +18,7 @@ found, without a reset a user or the app would count:
 
 import hashlib
 import json
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -31,8 +32,12 @@ WAKE_WAIT_S = 75
 # a board a killed tool left at the REPL goes back to work by itself.
 HOLD_WDT_MS = 30 * 60 * 1000
 # How often a catch sends Ctrl-C, Ctrl-A while the board has not entered the raw REPL:
-# a real app's wake (hundreds of ms at least) hears one.
+# a real app's wake (hundreds of ms at least) hears one. Each gap is drawn at random up to
+# this, so that the pairs cannot stay in step with a board that wakes on a fixed period.
 CATCH_EVERY_S = 0.05
+# The shortest gap between two pairs: what the board prints is answered at once (a wake
+# may be over within milliseconds of its first line) but not byte by byte.
+CATCH_ANSWER_S = 0.003
 # How long a board that holds a command may stay silent before it counts as gone.
 ANSWER_TIMEOUT_S = 10
 # Silence after which a catch says it waits for the board's next wake.
@@ -130,14 +135,14 @@ class Board:
         """Interrupt whatever runs and enter the raw REPL, catching a sleeping board at its
         next wake, within a deadline: mpremote's own entry gives up after 10 s.
 
-        Ctrl-C then Ctrl-A go out every CATCH_EVERY_S until the raw REPL's banner comes
-        back, whatever the board prints meanwhile. Into a sleeping chip's UART they are
-        lost; the first pair that reaches it awake interrupts the app (Ctrl-C) and, once
-        the friendly REPL reads on, enters the raw REPL (Ctrl-A): so a wake is caught
-        within CATCH_EVERY_S of MicroPython hearing its UART, however short the wake. A
-        catch that answered only what the board printed lost to any wake shorter than
-        the round trip, and one that waited out fixed read windows between tries could
-        stay out of phase with a board cycling every second for ever."""
+        Ctrl-C then Ctrl-A go out at random gaps of up to CATCH_EVERY_S, and at once when
+        the board prints (no closer than CATCH_ANSWER_S), until the raw REPL's banner comes back.
+        Into a sleeping chip's UART they are lost; the first pair that reaches it with its
+        interrupt character on interrupts the app (Ctrl-C) and, once the friendly REPL
+        reads on, enters the raw REPL (Ctrl-A). Bytes that reach it earlier in its start-up
+        are mere data (ports/esp32/uart.c), so answering its first line matters most for a
+        short wake. A fixed period lost for minutes on end to a board cycling every second:
+        its wake drifted past the pairs by a millisecond a cycle."""
         serial = self.transport.serial
         # mpremote's exec expects the ">" prompt after the banner still unread: stop right before it.
         banner = b"raw REPL; CTRL-B to exit\r\n"
@@ -146,27 +151,34 @@ class Board:
         seen = b""
         heard = False
         next_try = start
-        while time.monotonic() < deadline:
-            if time.monotonic() >= next_try:
-                serial.write(b"\x03\x01")
-                next_try = time.monotonic() + CATCH_EVERY_S
-            data = serial.read(max(1, serial.in_waiting))
-            if not data:
-                if not heard and time.monotonic() - start > SILENT_AFTER_S:
-                    self.say(
-                        f"{self.port}: the board is silent, asleep between readings (serial input does not wake "
-                        f"an ESP32): catching its next wake (up to {wait_s:.0f} s)"
-                    )
-                    heard = True
-                continue
-            heard = True
-            seen += data
-            if b"KeyboardInterrupt" in seen:
-                self.was_running = True
-            if banner in seen:
-                return self._settle(banner)
-            seen = seen[-len(banner) :]
-        return False
+        sent = start - CATCH_ANSWER_S
+        serial.timeout = CATCH_ANSWER_S
+        try:
+            while time.monotonic() < deadline:
+                if time.monotonic() >= next_try:
+                    serial.write(b"\x03\x01")
+                    sent = time.monotonic()
+                    next_try = sent + random.uniform(CATCH_ANSWER_S, CATCH_EVERY_S)
+                data = serial.read(max(1, serial.in_waiting))
+                if not data:
+                    if not heard and time.monotonic() - start > SILENT_AFTER_S:
+                        self.say(
+                            f"{self.port}: the board is silent, asleep between readings (serial input does not "
+                            f"wake an ESP32): catching its next wake (up to {wait_s:.0f} s)"
+                        )
+                        heard = True
+                    continue
+                heard = True
+                next_try = min(next_try, sent + CATCH_ANSWER_S)
+                seen += data
+                if b"KeyboardInterrupt" in seen:
+                    self.was_running = True
+                if banner in seen:
+                    return self._settle(banner)
+                seen = seen[-len(banner) :]
+            return False
+        finally:
+            serial.timeout = 0.05
 
     def _settle(self, banner: bytes) -> bool:
         """Ask for the raw REPL's banner once more once the board is quiet, until exactly its
