@@ -13,6 +13,15 @@ user and mount namespace whose root is an empty tmpfs holding only the board dir
 detached, so even code that goes around MicroPython's filesystem API finds nothing of
 the host to read or write. Exit status 70 means the sandbox could not be built.
 
+SIGUSR1 is the UART's Ctrl-C: its handler is the port's own mp_sched_keyboard_interrupt,
+which, as the ESP32's UART interrupt does (ports/esp32/uart.c), only schedules the
+KeyboardInterrupt, raised at the VM's next check (a blocking call returns EINTR and checks
+too). The Unix port's SIGINT handler instead raises from inside the signal handler
+(MICROPY_ASYNC_KBD_INTR, ports/unix/unix_mphal.c), wherever the process is: one that
+landed while an import added names to the qstr pool left the pool's mutex held, and the
+board deadlocked at its next command (py/qstr.c, seen under gdb; 1 catch in 10 to 40 of a
+board in its wake's imports).
+
 `python -I -S launch.py SITE_PACKAGES --fork-server` starts once and forks a wake for
 each request, so a wake costs neither CPython's start nor the extension's load. One
 request per line on stdin, JSON {"id", "argv", "dir", "output", "sandbox", "ro"}; the
@@ -29,6 +38,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 
 MNT_DETACH = 2
 SYS_PIVOT_ROOT = 155  # x86_64
 EX_SANDBOX = 70
+SIGUSR1 = 10
 
 
 _call = None
@@ -47,6 +57,20 @@ def _libc():
 
         _call = call
     return _call
+
+
+def _scheduled_interrupt(extension):
+    """SIGUSR1 runs mp_sched_keyboard_interrupt of the interpreter loaded from `extension`
+    (before the sandbox hides its file), without SA_RESTART so that blocking calls see it."""
+    import _ctypes
+
+    class Address(_ctypes._SimpleCData):
+        _type_ = "P"
+
+    libc = _ctypes.dlopen("libc.so.6", os.RTLD_NOW)
+    handler = _ctypes.dlsym(_ctypes.dlopen(extension, os.RTLD_NOW), "mp_sched_keyboard_interrupt")
+    _ctypes.call_function(_ctypes.dlsym(libc, "signal"), (SIGUSR1, Address(handler)))
+    _ctypes.call_function(_ctypes.dlsym(libc, "siginterrupt"), (SIGUSR1, 1))
 
 
 def _write(path, text):
@@ -162,6 +186,7 @@ def main(argv):
         import micropython_run
 
         _libc()  # loaded once, before the first fork
+        _scheduled_interrupt(micropython_run.__file__)
         return fork_server(micropython_run.run_main)
     board_dir, read_only = None, []
     while argv[0] != "--":
@@ -173,6 +198,7 @@ def main(argv):
     sys.path.append(site)
     import micropython_run
 
+    _scheduled_interrupt(micropython_run.__file__)
     if board_dir is not None:
         try:
             sandbox(board_dir, read_only)

@@ -20,9 +20,9 @@ them and plays the chip around the process:
   the board when it goes unfed past its timeout, whatever the board is doing, as the
   chip does, and the next boot reads WDT_RESET.
 - Host bytes are held while a board boots, until its first line (the ROM's reset line,
-  or the REPL's banner): a Ctrl-C that reached the process before MicroPython handles
-  SIGINT would kill it instead of interrupting main.py. After that, Ctrl-C interrupts
-  main.py and the REPL takes over, as on the chip's UART.
+  or the REPL's banner), and then reach it as data, as bytes the ESP32's UART takes in
+  before MicroPython sets its interrupt character do. After that, a Ctrl-C while the
+  interrupt character is on interrupts main.py and the REPL takes over, as on the chip.
 """
 
 import fcntl
@@ -144,13 +144,13 @@ class PtyBridge:
 
     def _to_board(self, data: bytes) -> None:
         """Host bytes into the board's UART: a Ctrl-C while the interrupt character is on
-        interrupts (SIGINT: KeyboardInterrupt) and is not queued, as in the ESP32's UART
-        driver (ports/esp32/uart.c); otherwise it is data, as for Improv Wi-Fi's packets."""
+        schedules KeyboardInterrupt (SIGUSR1, launch.py) and is not queued, as in the ESP32's
+        UART driver (ports/esp32/uart.c); otherwise it is data, as for Improv Wi-Fi's packets."""
         assert self.process is not None
         while CTRL_C in data and _interrupt_char_on(self.process.pid):
             head, _, data = data.partition(bytes([CTRL_C]))
             os.write(self.board_fd, head)
-            os.killpg(self.process.pid, signal.SIGINT)
+            os.killpg(self.process.pid, signal.SIGUSR1)
         if data:
             os.write(self.board_fd, data)
 
