@@ -150,7 +150,14 @@ def _flash(posix, root):
                     yield (entry[0], entry[1], entry[2], size)
 
         def stat(self, path):
-            return posix.stat(host(norm(path)))
+            try:
+                return posix.stat(host(norm(path)))
+            except KeyboardInterrupt:
+                # A Ctrl-C raised in this Python stat while an import asks for a module's
+                # file would be taken for "no such file" (mp_vfs_import_stat in extmod/vfs.c
+                # catches everything: ImportError); the ESP32's filesystems are C and raise
+                # it after the stat. Every field raises it when used, the importer's too.
+                return (_INTERRUPTED,) * 10
 
         def statvfs(self, path):
             norm(path)
@@ -182,6 +189,19 @@ def _flash(posix, root):
             return cwd[0]
 
     return Flash()
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
+class _Interrupted:
+    """A stat field that a Ctrl-C cut short."""
+
+    __int__ = __index__ = __and__ = __rand__ = __eq__ = __ne__ = __lt__ = __gt__ = __repr__ = _interrupt
+
+
+_INTERRUPTED = _Interrupted()
 
 
 class _Module:
