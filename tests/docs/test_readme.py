@@ -13,6 +13,7 @@ only commands the documents have.
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -72,6 +73,8 @@ BEFORE = {
 }
 # Commands that run until stopped: started, and running on once they print this.
 LONG_RUNNING = {"dhtlink node --simulate": "sensor open", "dhtlink serve": "Ctrl-C stops it"}
+# Commands that watch until Ctrl-C: run, then stopped as the person would once it watches.
+WATCHING = {("dhtlink", "logs", "--follow"): "following", ("dhtlink", "logs", "-f"): "following"}
 
 
 def commands(document: Path = README) -> list[str]:
@@ -244,10 +247,20 @@ class Session:
         first = self.start([DHTLINK, *argv, *UNCONFINED], "/tty")
         self.env["DHTLINK_PORT"] = first.strip().splitlines()[0]
 
+    def watch(self, argv: list[str], ready: str) -> None:
+        process, _ = started(argv, self.env, self.cwd, ready)
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, f"{argv} on Ctrl-C: {out}"
+        assert "Traceback" not in out, f"{argv} on Ctrl-C: {out}"
+
     def step(self, command: str, words: list[str]) -> None:
         words = self.substitute(words)
         long_running = next((ready for start, ready in LONG_RUNNING.items() if command.startswith(start)), None)
-        if words[:2] == ["make", "serve"]:
+        watching = WATCHING.get(tuple(words))
+        if watching:
+            self.watch([DHTLINK, *words[1:]], watching)
+        elif words[:2] == ["make", "serve"]:
             (argv,) = make_dry_run(words, self.env)
             self.serve(argv)
         elif words[:2] == ["dhtlink", "serve"] or (long_running and command.endswith(" &")):
