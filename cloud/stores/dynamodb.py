@@ -694,9 +694,27 @@ class DynamoDBStore(IngestStore):
             self._on_existing("update_item", device_id, UpdateExpression="REMOVE ota_target")
 
 
+def _create_table(db: Any, **definition: Any) -> None:
+    """CreateTable for a table this call makes. botocore retries a call whose answer did not
+    come within READ_TIMEOUT_S (the Lambda's budget; a loaded moto can take longer to make
+    a table with indexes), and the retry of a create that did land finds the table it made:
+    that is taken as made when its key schema is the one asked for."""
+    from botocore.exceptions import ClientError
+
+    try:
+        db.create_table(**definition)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+        found = db.describe_table(TableName=definition["TableName"])["Table"]
+        if found["KeySchema"] != definition["KeySchema"]:
+            raise
+
+
 def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
     """The tables as cloud/template.yaml defines them, for moto and DynamoDB Local."""
-    db.create_table(
+    _create_table(
+        db,
         TableName=readings_table,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
@@ -719,7 +737,8 @@ def create_tables(db: Any, readings_table: str, devices_table: str) -> None:
             }
         ],
     )
-    db.create_table(
+    _create_table(
+        db,
         TableName=devices_table,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
