@@ -30,7 +30,7 @@ from host_tools.errors import CommandError
 
 START_TIMEOUT_S = 30
 # Any keys do for an emulator; explicit ones keep boto3 away from the user's real account.
-LOCAL_SESSION = {"region_name": "us-east-1", "aws_access_key_id": "local", "aws_secret_access_key": "local"}
+LOCAL_SESSION: dict[str, Any] = {"region_name": "us-east-1", "aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
 def _require_moto_server() -> None:
@@ -118,10 +118,12 @@ class MotoServer:
         self.log_file = log_file
         self._process: subprocess.Popen[bytes] | None = None
 
-    def client(self, pool: int = 64) -> Any:
-        from cloud.stores.dynamodb import client
+    def client(self, pool: int = 64, read_timeout: float | None = None) -> Any:
+        """A client with the receiver's settings; a `read_timeout` for callers that judge
+        outcomes, not time (this server is Python taking one request at a time)."""
+        from cloud.stores.dynamodb_ingest import READ_TIMEOUT_S, client
 
-        return client(self.url, pool=pool, **LOCAL_SESSION)
+        return client(self.url, pool=pool, read_timeout=read_timeout or READ_TIMEOUT_S, **LOCAL_SESSION)
 
     def start(self) -> "MotoServer":
         _require_moto_server()

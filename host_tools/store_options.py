@@ -120,7 +120,7 @@ def _dynamodb_client(endpoint: str | None) -> Any:
         return client(pool=ENDPOINT_POOL)
     # A local server takes any keys and region; the user's own are used when set.
     session = boto3.Session()
-    local: dict[str, str] = {}
+    local: dict[str, Any] = {}
     if session.region_name is None:
         local["region_name"] = LOCAL_SESSION["region_name"]
     if session.get_credentials() is None:

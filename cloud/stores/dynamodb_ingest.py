@@ -90,16 +90,19 @@ def _throttling_is_store_busy(method: _Method) -> _Method:
     return wrapper  # type: ignore[return-value]
 
 
-def client(endpoint_url: str | None = None, pool: int = 10, **session: Any) -> Any:
+def client(
+    endpoint_url: str | None = None, pool: int = 10, read_timeout: float = READ_TIMEOUT_S, **session: Any
+) -> Any:
     """A DynamoDB client with the retry budget above; `pool` connections for a threaded
-    server (the Lambda runs one request at a time); `session` takes region and keys."""
+    server (the Lambda runs one request at a time); `read_timeout` longer only for an
+    emulator on a loaded machine; `session` takes region and keys."""
     import boto3
     from botocore.config import Config
 
     config = Config(
         retries={"mode": "standard", "total_max_attempts": CALL_ATTEMPTS},
         connect_timeout=CONNECT_TIMEOUT_S,
-        read_timeout=READ_TIMEOUT_S,
+        read_timeout=read_timeout,
         max_pool_connections=pool,
     )
     url = endpoint_url or os.environ.get("DYNAMODB_ENDPOINT_URL")

@@ -15,6 +15,12 @@ import pytest
 from host_tools.dynamodb_server import LOCAL_SESSION, MotoServer
 
 DYNALITE = Path(__file__).resolve().parents[1] / "emulators" / "node_modules" / ".bin" / "dynalite"
+# Read timeout of the clients of tests that judge what moto_server stores, not how fast: one
+# request at a time in Python, it took 0.5-1 s for a 100-item transaction at load average 20
+# (DynamoDB: milliseconds). Past the receiver's 3 s, botocore's retry meets a transaction that
+# landed (moto ignores ClientRequestToken) or both attempts time out, and a test fails on the
+# emulator's speed. tests/cloud/test_throttling_http.py keeps the receiver's own timeouts.
+PATIENT_S = 60
 
 
 @pytest.fixture(scope="module")
