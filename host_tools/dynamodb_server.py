@@ -30,7 +30,11 @@ from host_tools.errors import CommandError
 
 START_TIMEOUT_S = 30
 # Any keys do for an emulator; explicit ones keep boto3 away from the user's real account.
-LOCAL_SESSION: dict[str, Any] = {"region_name": "us-east-1", "aws_access_key_id": "local", "aws_secret_access_key": "local"}
+LOCAL_SESSION: dict[str, Any] = {
+    "region_name": "us-east-1",
+    "aws_access_key_id": "local",
+    "aws_secret_access_key": "local",
+}
 
 
 def _require_moto_server() -> None:
