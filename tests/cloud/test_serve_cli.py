@@ -106,8 +106,10 @@ def test_listening_on_every_interface_tells_boards_the_lan_address(tmp_path):
     from host_tools.common import lan_address
 
     env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data")}
+    # Port 0: a port probed free on 127.0.0.1 can be taken on another interface before
+    # serve binds every interface (CI saw "cannot listen" here once).
     process = subprocess.Popen(
-        [DHTLINK, "serve", "--host", "0.0.0.0", "--listen", str(free_port())],
+        [DHTLINK, "serve", "--host", "0.0.0.0", "--listen", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -117,8 +119,9 @@ def test_listening_on_every_interface_tells_boards_the_lan_address(tmp_path):
         banner = [process.stdout.readline() for _ in range(3)]
     finally:
         process.send_signal(signal.SIGINT)
-        process.communicate(timeout=10)
-    boards = next(line for line in banner if "boards POST to" in line)
+        rest, _ = process.communicate(timeout=10)
+    boards = next((line for line in banner if "boards POST to" in line), None)
+    assert boards is not None, "".join(banner) + rest
     assert "0.0.0.0" not in boards
     assert (lan_address() or "LAN-ADDRESS") in boards
 
