@@ -15,7 +15,14 @@ deep-copies every table it touches before it starts, to restore the copy if it f
   proportion to the table (a 20-reading write took 0.4 s at 1,000 items and 3 s at 1,500),
   which would make a bench measure the emulator, not the receiver. The outcome is the same:
   a cancelled transaction leaves every item as it was (the store contract suite runs on
-  this server too, tests/cloud/test_moto_server_contract.py)."""
+  this server too, tests/cloud/test_moto_server_contract.py).
+
+And one addition: TransactWriteItems' ClientRequestToken, which moto ignores. botocore
+fills it in and sends the same token when it retries (after a read timeout, say). DynamoDB
+answers a retry of a transaction that succeeded with success and applies nothing, and a
+token used again with other items with IdempotentParameterMismatchException, for 10
+minutes. Without it, a slow run retried a transaction that had landed, saw it cancelled,
+and the bench judged the emulator's answer, not the receiver's."""
 
 import importlib.util
 import socket
@@ -29,6 +36,8 @@ from typing import Any
 from host_tools.errors import CommandError
 
 START_TIMEOUT_S = 30
+TRANSACT_WRITE_TARGET = "DynamoDB_20120810.TransactWriteItems"
+TOKEN_WINDOW_S = 600  # DynamoDB's idempotency window for ClientRequestToken
 # Any keys do for an emulator; explicit ones keep boto3 away from the user's real account.
 LOCAL_SESSION: dict[str, Any] = {
     "region_name": "us-east-1",
@@ -83,6 +92,59 @@ def _roll_back_touched_items_only() -> None:
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+def _idempotent_transactions(app: Any, clock: Any = time.monotonic) -> Any:
+    """`app` answering TransactWriteItems by ClientRequestToken as DynamoDB does."""
+    import io
+    import json
+
+    answered: dict[str, tuple[float, bytes, str, list[tuple[str, str]], bytes]] = {}
+
+    def idempotent(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ.get("HTTP_X_AMZ_TARGET") != TRANSACT_WRITE_TARGET:
+            return list(app(environ, start_response))
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            request = json.loads(body)
+            token = request.pop("ClientRequestToken", None)
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str):
+            return list(app(environ, start_response))
+        now = clock()
+        for old in [key for key, (at, *_) in answered.items() if now - at > TOKEN_WINDOW_S]:
+            del answered[old]
+        items = json.dumps(request, sort_keys=True).encode()
+        if token in answered:
+            _, first_items, status, headers, answer = answered[token]
+            if first_items != items:
+                status, headers, answer = _mismatch()
+            start_response(status, headers)
+            return [answer]
+        caught: list[Any] = []
+        answer = b"".join(app(environ, lambda status, headers, *rest: caught.extend((status, headers))))
+        status, headers = caught
+        if status.startswith("200"):
+            answered[token] = (now, items, status, list(headers), answer)
+        start_response(status, headers)
+        return [answer]
+
+    return idempotent
+
+
+def _mismatch() -> tuple[str, list[tuple[str, str]], bytes]:
+    import json
+
+    answer = json.dumps(
+        {
+            "__type": "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+            "message": "ClientRequestToken was used before with other items",
+        }
+    ).encode()
+    headers = [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(answer)))]
+    return "400 Bad Request", headers, answer
+
+
 def serve(port: int) -> None:
     """The child: moto's server app, one request at a time, until stdin closes."""
     from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -90,7 +152,7 @@ def serve(port: int) -> None:
 
     _roll_back_touched_items_only()
 
-    app = DomainDispatcherApplication(create_backend_app)
+    app = _idempotent_transactions(DomainDispatcherApplication(create_backend_app))
     lock = threading.Lock()
 
     def serialized(environ: dict[str, Any], start_response: Any) -> list[bytes]:
