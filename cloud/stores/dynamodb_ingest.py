@@ -48,6 +48,7 @@ THROTTLING = frozenset(
 # Reasons in a cancelled transaction that another attempt may not meet.
 TRANSIENT_REASONS = frozenset(("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"))
 WRITE_ATTEMPTS = 5
+COUNT_ATTEMPTS = 3  # a full batch's row update against racing requests of the same board
 RETRY_BASE_S = 0.05  # at most 0.75 s of back-off in all, well inside the Lambda timeout
 # The handler must answer before the board gives up (device/transport.py: 5 s), or the board
 # sees a timeout instead of a 200 or a 503 it can act on. botocore's default for DynamoDB
@@ -226,13 +227,8 @@ class IngestStore:
         from botocore.exceptions import BotoCoreError, ClientError
 
         stored = self._write_readings(device["device_id"], readings, now, expires_at, None)
-        # A full batch leaves no room for the row in its transaction: the row follows, and is
-        # repaired by the re-send if it never came. Counting moves max_seq past the batch, so
-        # duplicates above the row's max_seq were stored and never counted.
-        counted_to = device.get("max_seq")
-        uncounted = [r for r in readings if r not in stored and (counted_to is None or r.seq > counted_to)]
         try:
-            self.db.update_item(**row(stored + uncounted))
+            self._count_full_batch(device, readings, stored, Delivery(now, status, []))
         except (BotoCoreError, ClientError) as failure:  # the readings are stored: the answer says so, not a 503
             log(
                 "WARNING",
@@ -241,6 +237,45 @@ class IngestStore:
                 error=repr(failure),
             )
         return stored
+
+    def _count_full_batch(
+        self, device: dict[str, Any], readings: list[Reading], stored: list[Reading], delivery: Delivery
+    ) -> None:
+        """The row's update after a full batch, which leaves no room for it in the readings'
+        transaction. The re-send repairs a row update that never came: counting moves max_seq
+        past the batch, so readings above the row's max_seq were stored and never counted.
+        Two requests with one batch can race (a board re-sending while its first request is
+        still storing), each counting what the other stored: so the update holds only while
+        max_seq is what this request read, and otherwise the row it found is read again and
+        only readings past its max_seq count (besides those this request stored at or below
+        the max_seq it first read, which no racer reading that row counts)."""
+        from botocore.exceptions import ClientError
+
+        first_max = device.get("max_seq")
+        counting = [r for r in readings if r in stored or first_max is None or r.seq > first_max]
+        for _ in range(COUNT_ATTEMPTS):
+            counted_to = device.get("max_seq")
+            update = self._row_update(device, delivery._replace(stored=counting))
+            if counted_to is None:
+                update["ConditionExpression"] = "attribute_not_exists(max_seq)"
+            else:
+                update["ConditionExpression"] = "max_seq = :counted_to"
+                update["ExpressionAttributeValues"][":counted_to"] = _n(counted_to)
+            try:
+                self.db.update_item(**update, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+                return
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException" or "Item" not in error.response:
+                    raise
+                device = self._device(error.response["Item"])
+            counted_to = device.get("max_seq")
+            counting = [
+                r
+                for r in readings
+                if (counted_to is not None and r.seq > counted_to)
+                or (r in stored and first_max is not None and r.seq <= first_max)
+            ]
+        log("WARNING", "device row moved under every count of a full batch", device_id=device["device_id"])
 
     def _write_readings(
         self,

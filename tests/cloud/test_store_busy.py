@@ -138,6 +138,28 @@ def test_a_full_batch_whose_row_update_is_throttled_is_answered_as_stored(dynamo
         assert dynamodb.get_device(DEVICE)["received"] == 100
 
 
+def test_a_resend_counted_before_the_first_requests_row_update_is_counted_once(dynamodb):
+    """The board re-sends a full batch while its first request is between the readings'
+    transaction and the row's update: the re-send finds them stored and above the row's
+    max_seq, and counts them; the first request's update then counts nothing twice."""
+    now = int(time.time())
+    event = post_event(body_of([reading(seq, ts=now - 200 + seq) for seq in range(100)]))
+    resends = []
+
+    def resend_first(**_):
+        if not resends:
+            resends.append(None)
+            resends[0] = handle(dynamodb, event)
+
+    dynamodb.db.meta.events.register("before-call.dynamodb.UpdateItem", resend_first)
+    status, _, body = handle(dynamodb, event)
+    assert (status, json.loads(body)["accepted"]) == (200, 100)
+    status, _, body = resends[0]
+    assert (status, json.loads(body)["duplicates"]) == (200, 100)
+    assert dynamodb.get_device(DEVICE)["received"] == 100
+    assert dynamodb.get_device(DEVICE)["max_seq"] == 99
+
+
 def test_a_busy_sqlite_file_during_summaries_does_not_deny_a_stored_batch(tmp_path, monkeypatch):
     store = SQLiteStore(tmp_path / "s.sqlite3")
     store.add_device(DEVICE, SECRET, 1)

@@ -142,6 +142,20 @@ def test_delivery_health_counts_gaps(store):
     assert row["last_reading"]["seq"] == 6, "an older late batch does not replace the last reading"
 
 
+@pytest.mark.parametrize("size", [20, MAX_READINGS])
+def test_racing_requests_of_one_batch_count_it_once(store, size):
+    """A board re-sends a batch while its first request is still storing it: both requests
+    read the device row before either counted."""
+    store.add_device("a", SECRET, 1)
+    batch = readings(range(size))
+    both_read = store.get_device("a")
+    assert store.store_batch(both_read, batch, None, 500, 10**10) == batch
+    assert store.store_batch(both_read, batch, None, 501, 10**10) == []
+    row = public_device(store.get_device("a"))
+    assert row["health"] == {"first_seq": 0, "max_seq": size - 1, "received": size, "missing": 0}
+    assert row["last_seen"] == 501
+
+
 @pytest.mark.parametrize("size", [20, MAX_READINGS])  # in one transaction, and the full batch after it
 def test_store_batch_counts_each_reading_once(store, size):
     store.add_device("a", SECRET, 1)
