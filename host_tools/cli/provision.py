@@ -162,6 +162,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  readings continue from seq {next_seq} (the registry has seen up to {max_seq})")
     if has_app and resumed:
         print("  the app restarted with the new config")
+        if config.get("mode", "deep_sleep") == "deep_sleep":  # device/config.py's DEFAULTS
+            # Its first wake may end before the next command opens the port.
+            interval = config.get("interval_s", 60)
+            print(f"  it sleeps between readings: a command reaches it at its next wake, up to {interval} s away")
     elif has_app:
         print("  `dhtlink reset` starts the app with the new config")
     else:

@@ -94,6 +94,7 @@ def test_provisioned_board_posts_signed_readings_and_reports(vboard, endpoint, t
     out = capsys.readouterr().out
     secret = endpoint.store.get_device("porch-1")["secret"]
     assert secret not in out and "correct horse" not in out
+    assert "a command reaches it at its next wake, up to 10 s away" in out
     config = json.loads((vboard.dir / "config.json").read_text())
     assert config["secret"] == secret and config["wifi"] == [{"ssid": "home", "password": "correct horse"}]
     assert not (vboard.dir / "config.json.part").exists()
