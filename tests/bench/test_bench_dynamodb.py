@@ -11,6 +11,7 @@ from host_tools.cli import main
 from host_tools.dynamodb_server import MotoServer
 from host_tools.sim.fleet import OverlapCounter
 from host_tools.sim.verify import readings_in_tables
+from tests.cloud.servers import PATIENT_S
 
 
 def scan_tables(db):
@@ -29,7 +30,7 @@ def test_fleet_on_dynamodb_loses_nothing_and_stores_nothing_twice(tmp_path, caps
         status = main([*args, "--chaos"] if chaos else args)
         printed = capsys.readouterr()
         assert status == 0, printed.err[-2000:]
-        held = scan_tables(server.client())
+        held = scan_tables(server.client(read_timeout=PATIENT_S))
     report = json.loads(out.read_text())
     assert report["store"] == "dynamodb" and "DynamoDB" in printed.out
     for device_id, figures in report["per_device"].items():

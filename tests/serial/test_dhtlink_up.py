@@ -85,7 +85,9 @@ def test_up_takes_a_blank_chip_to_a_stored_reading_and_a_rerun_keeps_it(
 
     # Again, on the provisioned board: nothing flashed, nothing asked, identity and Wi-Fi kept.
     monkeypatch.delenv("DHTLINK_WIFI_PASSWORD")
-    assert main([*up[:5], "--no-browser"]) == 0
+    # The app's first wake can end before this opens the port; then only the next wake is
+    # caught, 60 s on, and a loaded machine's boot took that past --wait's default 75 s.
+    assert main([*up[:5], "--no-browser", "--wait", "180"]) == 0
     again = capsys.readouterr().out
     assert list(phases(again)) == ["detect", "upload", "register", "reach"], again
     assert "0 app files sent" in again and "kept its registered identity" in again

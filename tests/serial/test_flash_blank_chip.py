@@ -63,9 +63,11 @@ def test_make_flash_erase_takes_a_blank_chip_to_a_delivering_app(chip, endpoint,
 
     # The ROM holds the image at 0x1000, byte for byte, and the erase took the old data.
     assert "digest matched" in esptool(chip.rom_port, "verify-flash", "0x1000", str(firmware)).stdout
-    back = tmp_path / "back.bin"
-    assert esptool(chip.rom_port, "read-flash", "0x300000", "4096", str(back)).returncode == 0
-    assert back.read_bytes() == b"\xff" * 4096
+    # Judged by the ROM's MD5 of the region: read-flash streams with a fixed 3 s between
+    # frames (esptool's loader.py), which the mock ROM missed at load average 20.
+    erased = tmp_path / "erased.bin"
+    erased.write_bytes(b"\xff" * 4096)
+    assert "digest matched" in esptool(chip.rom_port, "verify-flash", "0x300000", str(erased)).stdout
     # MicroPython came up on an empty flash and holds the app whole.
     assert chip.booted.is_set() and (chip.board_dir / MANIFEST).exists()
 
