@@ -251,10 +251,9 @@ class IngestStore:
         the max_seq it first read, which no racer reading that row counts)."""
         from botocore.exceptions import ClientError
 
-        first_max = device.get("max_seq")
+        counted_to = first_max = device.get("max_seq")
         counting = [r for r in readings if r in stored or first_max is None or r.seq > first_max]
         for _ in range(COUNT_ATTEMPTS):
-            counted_to = device.get("max_seq")
             update = self._row_update(device, delivery._replace(stored=counting))
             if counted_to is None:
                 update["ConditionExpression"] = "attribute_not_exists(max_seq)"

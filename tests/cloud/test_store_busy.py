@@ -148,7 +148,7 @@ def test_a_resend_counted_before_the_first_requests_row_update_is_counted_once(d
 
     def resend_first(**_):
         if not resends:
-            resends.append(None)
+            resends.append(None)  # before the call: the re-send's own UpdateItem comes here too
             resends[0] = handle(dynamodb, event)
 
     dynamodb.db.meta.events.register("before-call.dynamodb.UpdateItem", resend_first)
